@@ -1,0 +1,52 @@
+"""alvaro: easy, event-based message passing over TCP.
+
+A :class:`Host` accepts clients and a :class:`Client` connects; each message is JSON data (or raw
+bytes) plus a metadata dict, and events such as ``new_client``, ``got_data`` and ``lost_client``
+call your functions. ``alvaro.Host`` and ``alvaro.Client`` are the async classes of
+:mod:`alvaro.aio`, which run on asyncio and on trio.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._close_codes import CloseCode
+from ._version import __version__
+from .exceptions import (
+    AlvaroError,
+    ConcurrencyError,
+    ConnectError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    EncodeError,
+    LocalProtocolError,
+    MessageTooLarge,
+    OutboxFull,
+    ProtocolError,
+    RemoteProtocolError,
+    WrongThreadError,
+)
+from .protocol import Message
+
+__all__ = (
+    "AlvaroError",
+    "CloseCode",
+    "ConcurrencyError",
+    "ConnectError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "EncodeError",
+    "LocalProtocolError",
+    "Message",
+    "MessageTooLarge",
+    "OutboxFull",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "WrongThreadError",
+    "__version__",
+)
+
+# A library adds only a NullHandler: the application decides where log records go.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,159 @@
+"""Every exception alvaro raises, in one hierarchy.
+
+.. code-block:: text
+
+    AlvaroError
+    ├── ConnectError (also OSError)        could not connect, or the opening handshake failed
+    ├── ConnectionClosed                   the connection is closed; .code, .reason, .by_peer
+    │   ├── ConnectionClosedOK             it was closed in order (NORMAL or GOING_AWAY)
+    │   └── ConnectionClosedError          it was broken or closed because of an error
+    ├── ProtocolError                      the wire protocol was broken (not raised directly)
+    │   ├── RemoteProtocolError            by the peer; the connection closes with .code
+    │   └── LocalProtocolError             by this side, for example sending after close
+    ├── MessageTooLarge (also ValueError)  a message is over a size limit; .size, .limit
+    ├── EncodeError (also TypeError)       data or metadata cannot be encoded as JSON
+    ├── OutboxFull                         send_data() found the outbox full
+    ├── ConcurrencyError (also RuntimeError)  two tasks receive from one connection at once
+    └── WrongThreadError (also RuntimeError)  a blocking call was made on the event-loop thread
+
+Timeouts raise the builtin :class:`TimeoutError`. Errors from anyio, :mod:`ssl` and the operating
+system are translated into this hierarchy where alvaro touches the network, and the original error
+is kept as ``__cause__``. No alvaro call lets an ``ExceptionGroup`` escape for an ordinary
+disconnect.
+
+Classes that also derive from a builtin (``OSError``, ``ValueError``, ``TypeError``,
+``RuntimeError``) do so that ``except`` clauses written for the builtin keep working.
+"""
+
+from __future__ import annotations
+
+from ._close_codes import CloseCode
+
+__all__ = (
+    "AlvaroError",
+    "ConcurrencyError",
+    "ConnectError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "EncodeError",
+    "LocalProtocolError",
+    "MessageTooLarge",
+    "OutboxFull",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "WrongThreadError",
+)
+
+
+class AlvaroError(Exception):
+    """Base class of every exception alvaro raises."""
+
+
+class ConnectError(AlvaroError, OSError):
+    """Connecting failed: the address was unreachable, refused, or the handshake failed.
+
+    The underlying error (``ConnectionRefusedError``, ``socket.gaierror``, a protocol error in the
+    handshake, ...) is kept as ``__cause__``.
+    """
+
+
+class ConnectionClosed(AlvaroError):
+    """The operation needs an open connection, and this one is closed.
+
+    Attributes:
+        code: the close code (a :class:`~alvaro.CloseCode` when alvaro knows it, else an ``int``).
+        reason: the reason text sent with the close, or a description written by alvaro.
+        by_peer: ``True`` if the peer closed the connection or the network broke it, ``False``
+            if this side closed it.
+    """
+
+    def __init__(self, code: int, reason: str = "", *, by_peer: bool = False) -> None:
+        self.code: int = code
+        self.reason: str = reason
+        self.by_peer: bool = by_peer
+        super().__init__(code, reason)
+
+    def __str__(self) -> str:
+        name = CloseCode.describe(self.code)
+        who = "by the peer" if self.by_peer else "locally"
+        text = f"connection closed {who} with code {self.code} ({name})"
+        return f"{text}: {self.reason}" if self.reason else text
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection was closed in order, with code NORMAL (1000) or GOING_AWAY (1001)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection was broken, or closed because of an error.
+
+    When the network broke it, the operating-system error is kept as ``__cause__``.
+    """
+
+
+class ProtocolError(AlvaroError):
+    """The alvaro wire protocol was broken. Catch this; alvaro raises only its subclasses."""
+
+    def __init__(self, *args: object) -> None:
+        # A bare ProtocolError would not say who broke the protocol (the h11 rule).
+        if type(self) is ProtocolError:
+            raise TypeError("raise RemoteProtocolError or LocalProtocolError, not ProtocolError")
+        super().__init__(*args)
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol forbids.
+
+    Attributes:
+        code: the close code this side sends to the peer when it closes the connection for it.
+    """
+
+    def __init__(self, message: str, code: int = CloseCode.PROTOCOL_ERROR) -> None:
+        super().__init__(message)
+        self.code: int = code
+
+
+class LocalProtocolError(ProtocolError):
+    """This side was asked to do something the protocol forbids, such as sending after close."""
+
+
+class MessageTooLarge(AlvaroError, ValueError):
+    """A message is larger than a size limit.
+
+    Raised by the sending calls before anything is queued, when the encoded message is over the
+    peer's ``max_message_size`` (or the metadata is over ``max_metadata_size``), so the caller gets
+    a local error instead of a disconnect. An oversized message *from* the peer closes the
+    connection with code MESSAGE_TOO_BIG instead.
+
+    Attributes:
+        size: the size of the encoded message or metadata, in bytes.
+        limit: the limit it exceeded, in bytes.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class EncodeError(AlvaroError, TypeError):
+    """Data or metadata cannot be encoded: not JSON-serialisable, NaN, or not a dict of metadata.
+
+    The error from the JSON encoder, when there is one, is kept as ``__cause__``.
+    """
+
+
+class OutboxFull(AlvaroError):
+    """``send_data()`` found the connection's outbox over its limit.
+
+    The message was not queued. Wait with ``await send(...)``, which waits for room, or slow down.
+    """
+
+
+class ConcurrencyError(AlvaroError, RuntimeError):
+    """Two tasks tried to receive from the same connection at the same time."""
+
+
+class WrongThreadError(AlvaroError, RuntimeError):
+    """A blocking call was made on the event-loop thread, where it would deadlock."""

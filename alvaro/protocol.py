@@ -1,0 +1,618 @@
+"""Sans-I/O codec for the alvaro wire protocol, version 1.
+
+This module turns messages into bytes and bytes into events. It does no I/O: no sockets, no anyio,
+no threads. ``docs/protocol.md`` is the specification it implements, byte by byte.
+
+Sending::
+
+    frame = encode_message({"x": 1}, {"kind": "point"})      # bytes ready for the socket
+
+Receiving::
+
+    decoder = Decoder(role="client")
+    try:
+        decoder.receive_data(chunk)           # any number of bytes, any segmentation
+    except RemoteProtocolError as exc:        # the peer broke the protocol: close with exc.code
+        ...
+    for event in decoder.events():            # Hello, Message, Ping, Pong, Close
+        ...
+
+When :meth:`Decoder.receive_data` raises, the events parsed before the bad frame are complete and
+valid: collect them with :meth:`Decoder.events` before closing, so nothing sent before the error is
+lost.
+
+The decoder checks every length against its limit as soon as the frame header is complete, before
+any body byte of that frame is kept beyond what one read delivered. All malformed input raises a
+:class:`~alvaro.exceptions.RemoteProtocolError` carrying the close code to send; it never raises
+``KeyError``, ``UnicodeDecodeError``, ``RecursionError`` or other incidental errors.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+
+from ._close_codes import CloseCode
+from .exceptions import EncodeError, MessageTooLarge, RemoteProtocolError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._types import Metadata
+
+__all__ = (
+    "CONTROL_LIMIT",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_METADATA_SIZE",
+    "MAGIC",
+    "PREAMBLE",
+    "SUPPORTED_FEATURES",
+    "VERSION",
+    "Close",
+    "Decoder",
+    "Encoding",
+    "Event",
+    "FrameType",
+    "Hello",
+    "Message",
+    "Ping",
+    "Pong",
+    "Role",
+    "encode_close",
+    "encode_hello",
+    "encode_message",
+    "encode_ping",
+    "encode_pong",
+)
+
+MAGIC: Final = b"ALVARO"
+"""The six bytes every alvaro connection starts with, in both directions."""
+VERSION: Final = 1
+"""The protocol version this module speaks."""
+PREAMBLE: Final = MAGIC + bytes((VERSION, 0))
+"""Magic, version, and one reserved zero byte: the first eight bytes each side sends."""
+
+DEFAULT_MAX_MESSAGE_SIZE: Final = 1024 * 1024
+"""Default limit on a message's metadata plus payload, in bytes (1 MiB)."""
+DEFAULT_MAX_METADATA_SIZE: Final = 64 * 1024
+"""Default limit on a message's encoded metadata, in bytes (64 KiB)."""
+CONTROL_LIMIT: Final = 4096
+"""Limit on the body of every frame that is not a message (HELLO, PING, PONG, CLOSE)."""
+MAX_CLOSE_REASON: Final = 1024
+"""The encoder shortens close reasons to this many UTF-8 bytes."""
+
+# Largest body length the u32 field can state, less the metadata-length field of a DATA frame.
+_MAX_LIMIT: Final = 2**32 - 1 - 4
+
+_HEADER: Final = struct.Struct("!IBB")  # body length, frame type, flags
+_HEADER_SIZE: Final = _HEADER.size
+_DATA_HEADER: Final = struct.Struct("!IBBI")  # header, then the DATA body's metadata length
+_META_LENGTH: Final = struct.Struct("!I")
+_CLOSE_CODE: Final = struct.Struct("!H")
+
+Role: TypeAlias = Literal["host", "client"]
+
+
+class FrameType(enum.IntEnum):
+    """The frame types of protocol version 1.
+
+    Types marked *reserved* are specified in ``docs/protocol.md`` and become legal once the feature
+    named there is negotiated in HELLO; until then receiving one is a protocol error.
+    """
+
+    DATA = 0x01
+    REQUEST = 0x02  # reserved: feature "request"
+    REPLY = 0x03  # reserved: feature "request"
+    CHUNK = 0x04  # reserved: feature "chunk"
+    CHUNK_ABORT = 0x05  # reserved: feature "chunk"
+    ACK = 0x06  # reserved: feature "ack"
+    PING = 0x10
+    PONG = 0x11
+    CLOSE = 0x12
+    HELLO = 0x20
+    AUTH_START = 0x21  # reserved: feature "auth"
+    AUTH_CHALLENGE = 0x22  # reserved: feature "auth"
+    AUTH_RESPONSE = 0x23  # reserved: feature "auth"
+    AUTH_OK = 0x24  # reserved: feature "auth"
+    AUTH_FAIL = 0x25  # reserved: feature "auth"
+    LOGOUT = 0x26  # reserved: feature "auth"
+
+
+class Encoding(enum.IntEnum):
+    """How a message payload is encoded: the two low bits of a DATA frame's flags."""
+
+    JSON = 0
+    BYTES = 1
+
+
+SUPPORTED_FEATURES: Final[frozenset[str]] = frozenset()
+"""Optional features this version of the codec implements (none yet; see ``FrameType``)."""
+_FEATURE_OF: Final[dict[int, str]] = {
+    FrameType.REQUEST: "request",
+    FrameType.REPLY: "request",
+    FrameType.CHUNK: "chunk",
+    FrameType.CHUNK_ABORT: "chunk",
+    FrameType.ACK: "ack",
+    FrameType.AUTH_START: "auth",
+    FrameType.AUTH_CHALLENGE: "auth",
+    FrameType.AUTH_RESPONSE: "auth",
+    FrameType.AUTH_OK: "auth",
+    FrameType.AUTH_FAIL: "auth",
+    FrameType.LOGOUT: "auth",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The peer's HELLO: its protocol version, role, limits and features."""
+
+    version: int
+    role: Role
+    max_message_size: int
+    max_metadata_size: int
+    features: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message: JSON ``data`` (or ``bytes``) and its ``metadata`` dict.
+
+    ``data`` is ``bytes`` exactly when the sender sent ``bytes``, ``bytearray`` or ``memoryview``.
+    """
+
+    data: Any
+    metadata: Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """A keepalive probe; the receiver answers with a PONG carrying the same payload."""
+
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to a PING, echoing its payload."""
+
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The peer closes the connection with a code and a reason."""
+
+    code: int
+    reason: str = ""
+
+
+Event: TypeAlias = Hello | Message | Ping | Pong | Close
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); Python's json module accepts them by default.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# Built once: json.dumps/json.loads with keyword arguments would build a new coder per call.
+_json_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_json_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def _dumps(value: object, what: str) -> bytes:
+    try:
+        return _json_encode(value).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        # ValueError covers NaN/Infinity, circular references and lone surrogates.
+        raise EncodeError(f"{what} cannot be encoded as JSON: {exc}") from exc
+
+
+def _loads(raw: memoryview, what: str) -> Any:
+    try:
+        return _json_decode(str(raw, "utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RemoteProtocolError(f"{what} is not valid UTF-8", CloseCode.INVALID_DATA) from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers syntax errors, NaN/Infinity and integers over CPython's digit limit;
+        # RecursionError covers nesting deeper than the interpreter's stack.
+        raise RemoteProtocolError(
+            f"{what} is not valid JSON: {exc}", CloseCode.INVALID_DATA
+        ) from exc
+
+
+# --- Encoding ---------------------------------------------------------------------------------
+
+
+def encode_message(
+    data: object,
+    metadata: Metadata | None = None,
+    *,
+    max_message_size: int | None = None,
+    max_metadata_size: int | None = None,
+) -> bytes:
+    """Encode one message as a DATA frame.
+
+    Args:
+        data: a JSON-serialisable value, or ``bytes``/``bytearray``/``memoryview`` sent raw.
+        metadata: a dict of JSON-serialisable values, or ``None`` for an empty one.
+        max_message_size: the receiver's limit on metadata plus payload, if known.
+        max_metadata_size: the receiver's limit on the encoded metadata, if known.
+
+    Returns:
+        The complete frame.
+
+    Raises:
+        EncodeError: ``data`` or ``metadata`` cannot be encoded, or ``metadata`` is not a dict.
+        MessageTooLarge: the encoded message or metadata is over the given limit.
+    """
+    if metadata:
+        if not isinstance(metadata, dict):
+            raise EncodeError(f"metadata must be a dict, not {type(metadata).__name__}")
+        meta = _dumps(metadata, "metadata")
+    elif metadata is None or isinstance(metadata, dict):
+        meta = b""  # an empty object travels as zero bytes
+    else:
+        raise EncodeError(f"metadata must be a dict, not {type(metadata).__name__}")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        payload = bytes(data) if not isinstance(data, bytes) else data
+        encoding = Encoding.BYTES
+    else:
+        payload = _dumps(data, "data")
+        encoding = Encoding.JSON
+    meta_size = len(meta)
+    size = meta_size + len(payload)
+    if max_metadata_size is not None and meta_size > max_metadata_size:
+        raise MessageTooLarge(
+            f"metadata of {meta_size} bytes is over the limit of {max_metadata_size} bytes",
+            size=meta_size,
+            limit=max_metadata_size,
+        )
+    limit = _MAX_LIMIT if max_message_size is None else min(max_message_size, _MAX_LIMIT)
+    if size > limit:
+        raise MessageTooLarge(
+            f"message of {size} bytes is over the limit of {limit} bytes", size=size, limit=limit
+        )
+    return _DATA_HEADER.pack(size + 4, FrameType.DATA, encoding, meta_size) + meta + payload
+
+
+def _control_frame(frame_type: FrameType, body: bytes) -> bytes:
+    if len(body) > CONTROL_LIMIT:
+        raise ValueError(f"{frame_type.name} body of {len(body)} bytes is over {CONTROL_LIMIT}")
+    return _HEADER.pack(len(body), frame_type, 0) + body
+
+
+def encode_hello(
+    role: Role,
+    *,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
+    features: Iterable[str] = (),
+) -> bytes:
+    """Encode the preamble and HELLO frame that open a connection.
+
+    Args:
+        role: ``"host"`` for the accepting side, ``"client"`` for the connecting side.
+        max_message_size: the largest metadata plus payload this side accepts, in bytes.
+        max_metadata_size: the largest encoded metadata this side accepts, in bytes.
+        features: names of optional protocol features this side speaks.
+    """
+    for name, value in (
+        ("max_message_size", max_message_size),
+        ("max_metadata_size", max_metadata_size),
+    ):
+        if not 1 <= value <= _MAX_LIMIT:
+            raise ValueError(f"{name} must be between 1 and {_MAX_LIMIT}, not {value}")
+    body = {
+        "role": role,
+        "max_message_size": max_message_size,
+        "max_metadata_size": max_metadata_size,
+        "features": sorted(features),
+    }
+    return PREAMBLE + _control_frame(FrameType.HELLO, _dumps(body, "HELLO"))
+
+
+def encode_close(code: int, reason: str = "") -> bytes:
+    """Encode a CLOSE frame; a reason longer than 1024 UTF-8 bytes is shortened."""
+    if not 0 <= code <= 0xFFFF:
+        raise ValueError(f"close code must fit in 16 bits, not {code}")
+    raw = reason.encode("utf-8", "replace")
+    if len(raw) > MAX_CLOSE_REASON:
+        # Cut at a character boundary so the shortened reason is still valid UTF-8.
+        raw = raw[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
+    return _control_frame(FrameType.CLOSE, _CLOSE_CODE.pack(code) + raw)
+
+
+def encode_ping(payload: bytes = b"") -> bytes:
+    """Encode a PING frame; the peer echoes ``payload`` in its PONG."""
+    return _control_frame(FrameType.PING, payload)
+
+
+def encode_pong(payload: bytes = b"") -> bytes:
+    """Encode a PONG frame answering a PING with this ``payload``."""
+    return _control_frame(FrameType.PONG, payload)
+
+
+# --- Decoding ---------------------------------------------------------------------------------
+
+
+class _Phase(enum.Enum):
+    PREAMBLE = "preamble"
+    HELLO = "hello"
+    OPEN = "open"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+class Decoder:
+    """Turns the bytes received on one connection into events.
+
+    Args:
+        role: this side's role; the peer's HELLO must state the other one.
+        max_message_size: the largest metadata plus payload accepted in one message, in bytes.
+        max_metadata_size: the largest encoded metadata accepted in one message, in bytes.
+        features: optional features negotiated with the peer (a subset of
+            :data:`SUPPORTED_FEATURES`); frames of features not listed here are protocol errors.
+
+    The decoder keeps an offset into one buffer and parses every complete frame of each chunk, so
+    the cost is linear in the bytes received (a quadratic buffer would be a denial of service).
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
+        features: Iterable[str] = (),
+    ) -> None:
+        if role not in ("host", "client"):
+            raise ValueError(f"role must be 'host' or 'client', not {role!r}")
+        self.role: Role = role
+        self.max_message_size = max_message_size
+        self.max_metadata_size = max_metadata_size
+        self.features = frozenset(features)
+        if not self.features <= SUPPORTED_FEATURES:
+            unknown = ", ".join(sorted(self.features - SUPPORTED_FEATURES))
+            raise ValueError(f"the decoder does not implement these features: {unknown}")
+        self._buffer = bytearray()
+        self._pos = 0
+        self._events: list[Event] = []
+        self._phase = _Phase.PREAMBLE
+        self._peer_version = 0
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes belong to a frame that is not complete yet."""
+        return len(self._buffer) - self._pos
+
+    @property
+    def handshake_complete(self) -> bool:
+        """Whether the peer's HELLO has been received."""
+        return self._phase in (_Phase.OPEN, _Phase.CLOSED)
+
+    def events(self) -> list[Event]:
+        """Return the events parsed so far, oldest first, and forget them."""
+        events = self._events
+        self._events = []
+        return events
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the peer and parse every complete frame in them.
+
+        Raises:
+            RemoteProtocolError: the bytes break the protocol; ``.code`` is the close code to send.
+                Events parsed before the bad frame stay available from :meth:`events`. After an
+                error the decoder accepts no more data.
+        """
+        if self._phase is _Phase.FAILED:
+            raise RemoteProtocolError("the decoder already met a protocol error")
+        if not data or self._phase is _Phase.CLOSED:
+            # Nothing may follow CLOSE; whatever does is dropped, never buffered.
+            return
+        self._buffer += data
+        try:
+            if self._phase is _Phase.PREAMBLE:
+                self._parse_preamble()
+            if self._phase is not _Phase.PREAMBLE:
+                self._parse_frames()
+        except RemoteProtocolError:
+            self._phase = _Phase.FAILED
+            raise
+        # Compact: drop consumed bytes so the buffer holds at most one partial frame.
+        if self._pos == len(self._buffer):
+            self._buffer.clear()
+            self._pos = 0
+        elif self._pos > 65536:
+            del self._buffer[: self._pos]
+            self._pos = 0
+
+    def _parse_preamble(self) -> None:
+        buf = self._buffer
+        seen = bytes(buf[: len(MAGIC)])
+        if not MAGIC.startswith(seen):
+            raise RemoteProtocolError(_describe_foreign_bytes(seen))
+        if len(buf) < len(PREAMBLE):
+            return
+        version = buf[len(MAGIC)]
+        if version == 0:
+            raise RemoteProtocolError("the peer announced protocol version 0", CloseCode.UNSUPPORTED)
+        # A peer that speaks a newer version must fall back to ours (docs/protocol.md, 2.1).
+        self._peer_version = version
+        self._pos = len(PREAMBLE)
+        self._phase = _Phase.HELLO
+
+    def _parse_frames(self) -> None:
+        buf = self._buffer
+        pos = self._pos
+        end = len(buf)
+        events = self._events
+        with memoryview(buf) as view:
+            try:
+                while end - pos >= _HEADER_SIZE and self._phase is not _Phase.CLOSED:
+                    length, frame_type, flags = _HEADER.unpack_from(buf, pos)
+                    # Check the header before waiting for (or keeping) any of the body.
+                    if frame_type == FrameType.DATA and self._phase is _Phase.OPEN:
+                        if length > self.max_message_size + 4:
+                            raise RemoteProtocolError(
+                                f"message of {length - 4} bytes is over the limit of "
+                                f"{self.max_message_size} bytes",
+                                CloseCode.MESSAGE_TOO_BIG,
+                            )
+                        if flags > Encoding.BYTES:
+                            raise RemoteProtocolError(f"DATA frame with invalid flags {flags:#04x}")
+                        start = pos + _HEADER_SIZE
+                        if end - start < length:
+                            break
+                        pos = start + length
+                        events.append(self._message(view, start, length, flags))
+                        continue
+                    self._check_control_header(length, frame_type, flags)
+                    start = pos + _HEADER_SIZE
+                    if end - start < length:
+                        break
+                    pos = start + length
+                    event = self._control(frame_type, view[start:pos])
+                    if event is not None:
+                        events.append(event)
+            finally:
+                # After CLOSE the rest of the buffer is dropped (docs/protocol.md, section 5).
+                self._pos = end if self._phase is _Phase.CLOSED else pos
+
+    def _message(self, view: memoryview, start: int, length: int, flags: int) -> Message:
+        if length < 4:
+            raise RemoteProtocolError(f"DATA frame body of {length} bytes is too short")
+        (meta_size,) = _META_LENGTH.unpack_from(view, start)
+        if meta_size > length - 4:
+            raise RemoteProtocolError(
+                f"metadata length {meta_size} is longer than the frame body {length - 4}"
+            )
+        if meta_size > self.max_metadata_size:
+            raise RemoteProtocolError(
+                f"metadata of {meta_size} bytes is over the limit of "
+                f"{self.max_metadata_size} bytes",
+                CloseCode.MESSAGE_TOO_BIG,
+            )
+        meta_start = start + 4
+        payload_start = meta_start + meta_size
+        metadata: Metadata
+        if meta_size:
+            metadata = _loads(view[meta_start:payload_start], "metadata")
+            if not isinstance(metadata, dict):
+                raise RemoteProtocolError(
+                    f"metadata must be a JSON object, not {type(metadata).__name__}",
+                    CloseCode.INVALID_DATA,
+                )
+        else:
+            metadata = {}
+        payload = view[payload_start : start + length]
+        if flags == Encoding.JSON:
+            return Message(_loads(payload, "data"), metadata)
+        return Message(payload.tobytes(), metadata)
+
+    def _check_control_header(self, length: int, frame_type: int, flags: int) -> None:
+        if self._phase is _Phase.HELLO and frame_type not in (FrameType.HELLO, FrameType.CLOSE):
+            raise RemoteProtocolError(
+                f"frame type {_type_name(frame_type)} arrived before the peer's HELLO"
+            )
+        if frame_type in _FEATURE_OF:
+            feature = _FEATURE_OF[frame_type]
+            if feature not in self.features:
+                raise RemoteProtocolError(
+                    f"frame type {_type_name(frame_type)} needs feature {feature!r}, "
+                    "which was not negotiated"
+                )
+        elif frame_type not in _CONTROL_TYPES:
+            raise RemoteProtocolError(f"unknown frame type {frame_type:#04x}")
+        if flags:
+            raise RemoteProtocolError(
+                f"{_type_name(frame_type)} frame with reserved flags {flags:#04x}"
+            )
+        if length > CONTROL_LIMIT:
+            raise RemoteProtocolError(
+                f"{_type_name(frame_type)} frame of {length} bytes is over the limit of "
+                f"{CONTROL_LIMIT} bytes",
+                CloseCode.MESSAGE_TOO_BIG,
+            )
+
+    def _control(self, frame_type: int, body: memoryview) -> Event | None:
+        if frame_type == FrameType.HELLO:
+            if self._phase is not _Phase.HELLO:
+                raise RemoteProtocolError("the peer sent a second HELLO")
+            hello = self._hello(body)
+            self._phase = _Phase.OPEN
+            return hello
+        if frame_type == FrameType.CLOSE:
+            self._phase = _Phase.CLOSED
+            return _close(body)
+        if frame_type == FrameType.PING:
+            return Ping(body.tobytes())
+        if frame_type == FrameType.PONG:
+            return Pong(body.tobytes())
+        # A reserved type passes the header check only once its feature is negotiated, and the
+        # constructor accepts only SUPPORTED_FEATURES, which is empty in this version.
+        raise NotImplementedError(_type_name(frame_type))
+
+    def _hello(self, body: memoryview) -> Hello:
+        fields = _loads(body, "HELLO")
+        if not isinstance(fields, dict):
+            raise RemoteProtocolError("HELLO must be a JSON object", CloseCode.INVALID_DATA)
+        role = fields.get("role")
+        expected = "client" if self.role == "host" else "host"
+        if role != expected:
+            raise RemoteProtocolError(
+                f"the peer's HELLO says role {role!r}; a {self.role} expects {expected!r}"
+            )
+        sizes = []
+        for name in ("max_message_size", "max_metadata_size"):
+            value = fields.get(name)
+            if type(value) is not int or not 1 <= value <= _MAX_LIMIT:
+                raise RemoteProtocolError(
+                    f"HELLO field {name!r} must be an integer from 1 to {_MAX_LIMIT}, "
+                    f"not {value!r}",
+                    CloseCode.INVALID_DATA,
+                )
+            sizes.append(value)
+        features = fields.get("features", [])
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise RemoteProtocolError(
+                "HELLO field 'features' must be a list of strings", CloseCode.INVALID_DATA
+            )
+        return Hello(self._peer_version, expected, sizes[0], sizes[1], frozenset(features))
+
+
+_CONTROL_TYPES: Final = frozenset((FrameType.HELLO, FrameType.CLOSE, FrameType.PING, FrameType.PONG))
+
+
+def _close(body: memoryview) -> Close:
+    if len(body) < 2:
+        raise RemoteProtocolError("CLOSE frame without a close code")
+    (code,) = _CLOSE_CODE.unpack_from(body)
+    try:
+        reason = str(body[2:], "utf-8")
+    except UnicodeDecodeError as exc:
+        raise RemoteProtocolError(
+            "CLOSE reason is not valid UTF-8", CloseCode.INVALID_DATA
+        ) from exc
+    return Close(code, reason)
+
+
+def _type_name(frame_type: int) -> str:
+    try:
+        return FrameType(frame_type).name
+    except ValueError:
+        return f"{frame_type:#04x}"
+
+
+def _describe_foreign_bytes(seen: bytes) -> str:
+    # Say what the peer probably is: these are the usual mistakes on a misconfigured port.
+    if seen[:1] == b"\x16":
+        return "the peer started a TLS handshake; is it configured for TLS while this side is not?"
+    if seen[:1].isalpha() and seen.isascii():
+        return f"the peer is not speaking the alvaro protocol (it sent {seen!r}, perhaps HTTP)"
+    return f"the peer is not speaking the alvaro protocol (it sent {seen!r})"
