@@ -12,6 +12,7 @@ import logging
 
 from ._close_codes import CloseCode
 from ._version import __version__
+from .aio import Client, Connection, Host
 from .exceptions import (
     AlvaroError,
     ConcurrencyError,
@@ -31,13 +32,16 @@ from .protocol import Message
 
 __all__ = (
     "AlvaroError",
+    "Client",
     "CloseCode",
     "ConcurrencyError",
     "ConnectError",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "Connection",
     "EncodeError",
+    "Host",
     "LocalProtocolError",
     "Message",
     "MessageTooLarge",

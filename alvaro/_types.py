@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeAlias, Union
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -12,7 +12,9 @@ __all__ = ("JSONValue", "Metadata", "MaybeAwaitable")
 #: Anything the JSON encoder accepts: None, bool, int, float, str, lists (or tuples) and dicts of
 #: those. A recursive alias would make every user annotation harder to satisfy, so values inside
 #: containers are typed as ``Any``.
-JSONValue: TypeAlias = Union[None, bool, int, float, str, list[Any], tuple[Any, ...], dict[str, Any]]
+JSONValue: TypeAlias = (
+    None | bool | int | float | str | list[Any] | tuple[Any, ...] | dict[str, Any]
+)
 
 #: The metadata sent with every message: a JSON object with string keys.
 Metadata: TypeAlias = dict[str, Any]

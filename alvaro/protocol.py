@@ -385,6 +385,7 @@ class Decoder:
         self._events: list[Event] = []
         self._phase = _Phase.PREAMBLE
         self._peer_version = 0
+        self._hello_received = False
 
     @property
     def buffered(self) -> int:
@@ -394,7 +395,8 @@ class Decoder:
     @property
     def handshake_complete(self) -> bool:
         """Whether the peer's HELLO has been received."""
-        return self._phase in (_Phase.OPEN, _Phase.CLOSED)
+        # Not the phase: a CLOSE may arrive before any HELLO, and an error may follow one.
+        return self._hello_received
 
     def events(self) -> list[Event]:
         """Return the events parsed so far, oldest first, and forget them."""
@@ -441,7 +443,9 @@ class Decoder:
             return
         version = buf[len(MAGIC)]
         if version == 0:
-            raise RemoteProtocolError("the peer announced protocol version 0", CloseCode.UNSUPPORTED)
+            raise RemoteProtocolError(
+                "the peer announced protocol version 0", CloseCode.UNSUPPORTED
+            )
         # A peer that speaks a newer version must fall back to ours (docs/protocol.md, 2.1).
         self._peer_version = version
         self._pos = len(PREAMBLE)
@@ -546,6 +550,7 @@ class Decoder:
                 raise RemoteProtocolError("the peer sent a second HELLO")
             hello = self._hello(body)
             self._phase = _Phase.OPEN
+            self._hello_received = True
             return hello
         if frame_type == FrameType.CLOSE:
             self._phase = _Phase.CLOSED
@@ -586,7 +591,9 @@ class Decoder:
         return Hello(self._peer_version, expected, sizes[0], sizes[1], frozenset(features))
 
 
-_CONTROL_TYPES: Final = frozenset((FrameType.HELLO, FrameType.CLOSE, FrameType.PING, FrameType.PONG))
+_CONTROL_TYPES: Final = frozenset(
+    (FrameType.HELLO, FrameType.CLOSE, FrameType.PING, FrameType.PONG)
+)
 
 
 def _close(body: memoryview) -> Close:

@@ -1,0 +1,130 @@
+"""The original Alvaro's camelCase names, kept working as aliases of the PEP 8 API.
+
+Programs written for the original library (``server.gotData = f``, ``client.sendData(x,
+metaData=m)``, ``client.waitForConnection(timeout=6)``) run unchanged. The aliases live only here,
+are not in any ``__all__``, and are listed once in ``docs/api.md``; ``ALIASES`` is the table the
+tests walk.
+
+Two mechanisms:
+
+* :class:`Alias`, a descriptor, forwards an attribute: ``host.gotData = f`` sets ``host.got_data``.
+* Thin methods keep the seed's keyword names: ``sendData(data, metaData=None)``.
+
+A subclass may also define a seed-named callback (``def gotData(self, conn, data, metaData)``);
+``__init_subclass__`` installs it under the PEP 8 name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from ._types import Metadata
+
+__all__ = ("ALIASES", "Alias", "ClientAliases", "ConnectionAliases", "HostAliases")
+
+
+class Alias:
+    """An attribute that reads and writes another attribute of the same object."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return getattr(instance, self.target)
+
+    def __set__(self, instance: object, value: Any) -> None:
+        setattr(instance, self.target, value)
+
+
+class _SeedNames:
+    """Maps seed-named callbacks defined by subclasses onto their PEP 8 names."""
+
+    _seed_callbacks: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for seed_name, target in cls._seed_callbacks.items():
+            function = cls.__dict__.get(seed_name)
+            if function is None or isinstance(function, Alias):
+                continue
+            if target in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__name__} defines both {seed_name!r} and {target!r}; "
+                    f"define only {target!r}"
+                )
+            setattr(cls, target, function)
+            setattr(cls, seed_name, Alias(target))
+
+
+class ConnectionAliases(_SeedNames):
+    """Seed names of a connection (the ``client`` object a Host's callbacks receive)."""
+
+    def send_data(self, data: Any, metadata: Metadata | None = None) -> None:
+        raise NotImplementedError
+
+    def sendData(self, data: Any, metaData: Metadata | None = None) -> None:
+        """Seed name of :meth:`send_data`."""
+        self.send_data(data, metaData)
+
+
+class HostAliases(_SeedNames):
+    """Seed names of a Host."""
+
+    _seed_callbacks: ClassVar[dict[str, str]] = {
+        "newClient": "new_client",
+        "lostClient": "lost_client",
+        "gotData": "got_data",
+        "serverStarted": "server_started",
+    }
+    newClient = Alias("new_client")
+    lostClient = Alias("lost_client")
+    gotData = Alias("got_data")
+    serverStarted = Alias("server_started")
+
+
+class ClientAliases(_SeedNames):
+    """Seed names of a Client."""
+
+    _seed_callbacks: ClassVar[dict[str, str]] = {
+        "madeConnection": "made_connection",
+        "lostConnection": "lost_connection",
+        "gotData": "got_data",
+    }
+    madeConnection = Alias("made_connection")
+    lostConnection = Alias("lost_connection")
+    gotData = Alias("got_data")
+
+    def send_data(self, data: Any, metadata: Metadata | None = None) -> None:
+        raise NotImplementedError
+
+    def wait_for_connection(self, timeout: float | None = None) -> bool:
+        raise NotImplementedError
+
+    def sendData(self, data: Any, metaData: Metadata | None = None) -> None:
+        """Seed name of :meth:`send_data`."""
+        self.send_data(data, metaData)
+
+    def waitForConnection(self, timeout: float | None = None) -> bool:
+        """Seed name of :meth:`wait_for_connection`."""
+        return self.wait_for_connection(timeout)
+
+
+#: Every alias: (class kind, seed name, PEP 8 name, "attribute" or "method").
+ALIASES: tuple[tuple[str, str, str, str], ...] = (
+    ("host", "newClient", "new_client", "attribute"),
+    ("host", "lostClient", "lost_client", "attribute"),
+    ("host", "gotData", "got_data", "attribute"),
+    ("host", "serverStarted", "server_started", "attribute"),
+    ("client", "madeConnection", "made_connection", "attribute"),
+    ("client", "lostConnection", "lost_connection", "attribute"),
+    ("client", "gotData", "got_data", "attribute"),
+    ("client", "sendData", "send_data", "method"),
+    ("client", "waitForConnection", "wait_for_connection", "method"),
+    ("connection", "sendData", "send_data", "method"),
+)

@@ -1,0 +1,53 @@
+"""Limits and timeouts of a connection, with their defaults in one place."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE
+
+__all__ = ("Settings",)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The limits and timeouts every connection of a Host or Client uses.
+
+    Attributes:
+        max_message_size: the largest message (metadata plus payload, in bytes) accepted from the
+            peer; announced in the handshake so the peer refuses to send larger ones.
+        max_metadata_size: the largest encoded metadata accepted from the peer, in bytes.
+        max_queue: how many received messages wait for ``receive()`` before reading stops, which
+            pushes back on the sender through TCP.
+        write_limit: ``await send()`` waits while more than this many bytes are waiting to be sent.
+        outbox_limit: ``send_data()`` raises :class:`~alvaro.OutboxFull` while more than this many
+            bytes are waiting to be sent.
+        open_timeout: seconds allowed for connecting and the opening handshake.
+        close_timeout: seconds allowed for the closing handshake before the connection is dropped.
+    """
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE
+    max_queue: int = 16
+    write_limit: int = 64 * 1024
+    outbox_limit: int = 8 * 1024 * 1024
+    open_timeout: float = 10.0
+    close_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_size", "max_metadata_size", "max_queue", "write_limit"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if type(self.outbox_limit) is not int or self.outbox_limit < self.write_limit:
+            raise ValueError(
+                f"outbox_limit must be an integer of at least write_limit ({self.write_limit}), "
+                f"not {self.outbox_limit!r}"
+            )
+        if self.max_metadata_size > self.max_message_size:
+            raise ValueError("max_metadata_size cannot be larger than max_message_size")
+        for name in ("open_timeout", "close_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")

@@ -1,0 +1,57 @@
+"""The event loop an alvaro object runs on, and how other threads reach it without blocking."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import anyio.lowlevel
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ("LoopHandle",)
+
+
+class LoopHandle:
+    """Remembers the running event loop so that other threads can schedule work on it.
+
+    Created inside the loop (from async code). ``call_soon`` never blocks the calling thread: it
+    uses the loop's own thread-safe scheduling (``call_soon_threadsafe`` on asyncio,
+    ``TrioToken.run_sync_soon`` on trio) rather than a blocking portal call, which costs a full
+    cross-thread round trip per use.
+    """
+
+    __slots__ = ("_schedule", "is_trio", "thread_id")
+
+    def __init__(self) -> None:
+        native = anyio.lowlevel.current_token().native_token
+        self.thread_id = threading.get_ident()
+        schedule = getattr(native, "call_soon_threadsafe", None)
+        self.is_trio = schedule is None
+        self._schedule: Callable[[Callable[[], object]], object] = (
+            native.run_sync_soon if schedule is None else schedule
+        )
+
+    def in_loop_thread(self) -> bool:
+        """Whether the caller runs on this loop's thread."""
+        return threading.get_ident() == self.thread_id
+
+    def call_soon(self, function: Callable[[], object]) -> bool:
+        """Run ``function()`` on the loop thread soon; safe from any thread.
+
+        Returns ``False`` if the loop has already finished, in which case nothing will run.
+        """
+        try:
+            self._schedule(function)
+        except RuntimeError:
+            # asyncio: "Event loop is closed"; trio: RunFinishedError (a RuntimeError).
+            return False
+        return True
+
+    def run_or_schedule(self, function: Callable[[], object]) -> None:
+        """Run ``function()`` now if called on the loop thread, else schedule it there."""
+        if threading.get_ident() == self.thread_id:
+            function()
+        else:
+            self.call_soon(function)

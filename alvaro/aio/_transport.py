@@ -1,0 +1,171 @@
+"""The stream seam: the only module of ``alvaro.aio`` that touches sockets.
+
+Everything above it sees a :class:`Transport` with ``receive``/``send``/``aclose`` and alvaro's own
+exceptions. Errors from anyio and the operating system are translated here, with the original
+error kept as ``__cause__``. A faster, backend-specific transport can replace this one without
+changing the connection logic.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from .._close_codes import CloseCode
+from ..exceptions import ConnectError, ConnectionClosedError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ("Listener", "Transport", "listen", "open_transport")
+
+logger = logging.getLogger("alvaro.transport")
+
+# One read takes up to this many bytes. asyncio hands anyio 256 KiB chunks, which anyio would
+# re-slice (and copy) to a smaller request; trio allocates the full request on every read, so
+# there a smaller request is faster.
+_ASYNCIO_READ_SIZE = 256 * 1024
+_TRIO_READ_SIZE = 64 * 1024
+
+# accept() errors that mean "out of a resource for now": wait and retry instead of dying.
+ACCEPT_CAPACITY_ERRNOS = frozenset(
+    code
+    for code in (getattr(errno, name, None) for name in ("EMFILE", "ENFILE", "ENOMEM", "ENOBUFS"))
+    if code is not None
+)
+
+
+def _split_address(address: object) -> tuple[str, int]:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return str(address[0]), int(address[1])
+    return str(address), 0
+
+
+class Transport:
+    """A connected TCP stream seen as bytes in, bytes out.
+
+    Attributes:
+        peer_host, peer_port: the address of the other end.
+        local_host, local_port: the address of this end.
+    """
+
+    __slots__ = ("_read_size", "_stream", "local_host", "local_port", "peer_host", "peer_port")
+
+    def __init__(self, stream: anyio.abc.SocketStream, *, trio: bool) -> None:
+        self._stream = stream
+        self._read_size = _TRIO_READ_SIZE if trio else _ASYNCIO_READ_SIZE
+        attrs = anyio.abc.SocketAttribute
+        self.peer_host, self.peer_port = _split_address(stream.extra(attrs.remote_address, None))
+        self.local_host, self.local_port = _split_address(stream.extra(attrs.local_address, None))
+
+    async def receive(self) -> bytes:
+        """Return the next bytes from the peer, or ``b""`` once the peer has closed its side.
+
+        Raises:
+            ConnectionClosedError: the connection broke (reset, or closed locally meanwhile).
+        """
+        try:
+            return await self._stream.receive(self._read_size)
+        except anyio.EndOfStream:
+            return b""
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise _broken("receiving", exc) from exc
+
+    async def send(self, data: bytes) -> None:
+        """Send all of ``data``; returns once the operating system has taken it.
+
+        Raises:
+            ConnectionClosedError: the connection broke or was closed.
+        """
+        try:
+            await self._stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise _broken("sending", exc) from exc
+
+    async def aclose(self, timeout: float = math.inf) -> None:
+        """Close the connection, waiting at most ``timeout`` seconds; never raises.
+
+        Runs shielded from cancellation, so a connection is closed even while its task is being
+        cancelled.
+        """
+        with anyio.CancelScope(shield=True), anyio.move_on_after(timeout) as scope:
+            try:
+                await self._stream.aclose()
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                logger.debug("error while closing %s:%s: %r", self.peer_host, self.peer_port, exc)
+        if scope.cancelled_caught:
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(self._stream)
+
+
+def _broken(doing: str, exc: BaseException) -> ConnectionClosedError:
+    detail = str(exc) or type(exc).__name__
+    return ConnectionClosedError(
+        CloseCode.ABNORMAL, f"connection lost while {doing}: {detail}", by_peer=True
+    )
+
+
+async def open_transport(host: str, port: int, *, timeout: float, trio: bool) -> Transport:
+    """Open a TCP connection to ``host:port``.
+
+    Raises:
+        ConnectError: the name did not resolve, or the connection was refused or unreachable.
+        TimeoutError: no connection within ``timeout`` seconds.
+    """
+    try:
+        with anyio.fail_after(timeout):
+            stream = await anyio.connect_tcp(host, port)
+    except TimeoutError:
+        raise TimeoutError(f"connecting to {host}:{port} timed out after {timeout:g} s") from None
+    except OSError as exc:
+        raise ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+    return Transport(stream, trio=trio)
+
+
+class Listener:
+    """Listening sockets for one host address (one per address family the name resolves to)."""
+
+    def __init__(self, listeners: Sequence[anyio.abc.SocketListener], *, trio: bool) -> None:
+        self._listeners = list(listeners)
+        self._trio = trio
+        self.host, self.port = _split_address(
+            self._listeners[0].extra(anyio.abc.SocketAttribute.local_address)
+        )
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every (address, port) listened on."""
+        return [
+            _split_address(item.extra(anyio.abc.SocketAttribute.local_address))
+            for item in self._listeners
+        ]
+
+    @property
+    def sockets(self) -> list[anyio.abc.SocketListener]:
+        """The underlying listeners, one accept loop each."""
+        return list(self._listeners)
+
+    def wrap(self, stream: anyio.abc.SocketStream) -> Transport:
+        """Make a transport of an accepted stream."""
+        return Transport(stream, trio=self._trio)
+
+    async def aclose(self) -> None:
+        """Stop listening; never raises."""
+        with anyio.CancelScope(shield=True):
+            for item in self._listeners:
+                await item.aclose()
+
+
+async def listen(host: str, port: int, *, trio: bool) -> Listener:
+    """Listen on ``host:port`` (port 0 picks a free port, the same for every address).
+
+    Raises:
+        OSError: the address is in use, not local, or not allowed.
+    """
+    multi = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    return Listener(multi.listeners, trio=trio)

@@ -1,0 +1,309 @@
+"""The async Client: connects to a Host, calls the user's callbacks, and sends and receives."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+
+from .._aliases import ClientAliases
+from .._close_codes import CloseCode
+from .._errors import unwrap_group
+from .._settings import Settings
+from ..exceptions import (
+    ConnectError,
+    ConnectionClosed,
+    LocalProtocolError,
+    RemoteProtocolError,
+    WrongThreadError,
+)
+from ..protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE, Message
+from ._loop import LoopHandle
+from ._transport import open_transport
+from .connection import Connection, call_callback
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from .._types import MaybeAwaitable, Metadata
+
+__all__ = ("Client", "connect")
+
+_MISSING: Any = object()
+
+
+class Client(ClientAliases):
+    """Connects to a Host, sends messages, and calls your functions as events happen.
+
+    Set the callbacks as attributes (``client.got_data = f``) or override them in a subclass. Each
+    may be a plain function or an ``async def``. They run in the event loop, in the connection's
+    task, in this order: ``made_connection``, then ``got_data`` once per message, then
+    ``lost_connection``. A callback that raises is logged on the ``alvaro.client`` logger with its
+    traceback and closes the connection with code INTERNAL_ERROR.
+
+    Two styles::
+
+        # The original style: connect() runs until the connection ends.
+        client = alvaro.Client()
+        await client.connect("localhost", 8888)
+
+        # The context-manager style: the connection runs in the background of the block.
+        async with alvaro.aio.connect("localhost", 8888) as client:
+            client.send_data("hello", metadata={"kind": "greeting"})
+            message = await client.receive()
+
+    Args:
+        max_message_size: the largest message accepted from the host, in bytes.
+        max_metadata_size: the largest metadata accepted from the host, in bytes.
+        max_queue: how many messages wait for :meth:`receive` before reading stops.
+        write_limit: :meth:`send` waits while more bytes than this wait to be sent.
+        outbox_limit: :meth:`send_data` raises OutboxFull while more bytes than this wait.
+        open_timeout: seconds allowed for connecting and the opening handshake.
+        close_timeout: seconds allowed for the closing handshake.
+        logger: where to log; the ``alvaro.client`` logger by default.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
+        max_queue: int = 16,
+        write_limit: int = 64 * 1024,
+        outbox_limit: int = 8 * 1024 * 1024,
+        open_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.settings = Settings(
+            max_message_size=max_message_size,
+            max_metadata_size=max_metadata_size,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            outbox_limit=outbox_limit,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+        )
+        self.logger = logger if logger is not None else logging.getLogger("alvaro.client")
+        self._connection: Connection | None = None
+        self._connecting = False
+        # A threading.Event, so that wait_for_connection() works from any thread without polling.
+        self._connected = threading.Event()
+        self._loop: LoopHandle | None = None
+        self._finished: anyio.Event | None = None
+
+    # --- Callbacks: override in a subclass or assign on the instance ---------------------------
+
+    def made_connection(self) -> MaybeAwaitable:
+        """Called once connected (handshake done), before any message is delivered.
+
+        Runs in the event loop, in the connection's task; :meth:`send_data` may be used here.
+        """
+        return None
+
+    def got_data(self, data: Any, metadata: Metadata) -> MaybeAwaitable:
+        """Called for each message the host sends, in order.
+
+        Runs in the event loop, in the connection's task: the next message is not read until it
+        returns. While this is not set, messages wait for :meth:`receive` instead.
+        """
+        return None
+
+    def lost_connection(self) -> MaybeAwaitable:
+        """Called once when the connection has closed, whatever the cause.
+
+        Runs in the event loop. :attr:`connection` still tells ``close_code``,
+        ``close_reason`` and ``closed_by_peer``.
+        """
+        return None
+
+    # --- Information ---------------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Connection | None:
+        """The current (or last) connection, or ``None`` before the first connect."""
+        return self._connection
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is connected and the connection is open."""
+        return (
+            self._connected.is_set() and self._connection is not None and (self._connection.is_open)
+        )
+
+    def __repr__(self) -> str:
+        conn = self._connection
+        if conn is None:
+            return "<Client not connected>"
+        return f"<Client to {conn.addr}:{conn.port} {conn.state.value}>"
+
+    # --- Connecting ----------------------------------------------------------------------------
+
+    async def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Connect to a host and run the connection until it ends.
+
+        This returns only when the connection has closed (by either side, or because the network
+        failed); ``lost_connection`` has then been called. To go on with other work meanwhile,
+        use :func:`alvaro.aio.connect`, ``await task_group.start(client.connect, host, port)``
+        (which returns once connected), or run this in its own task or thread.
+
+        Raises:
+            ConnectError: the host could not be reached, refused the connection, or failed the
+                handshake (for example because it is not an alvaro host).
+            TimeoutError: connecting took longer than ``open_timeout``.
+            RuntimeError: the client is already connected or connecting.
+        """
+        if self._connecting:
+            raise RuntimeError("this Client is already connected or connecting")
+        self._connecting = True
+        self._connected.clear()
+        self._loop = LoopHandle()
+        self._finished = anyio.Event()
+        try:
+            transport = await open_transport(
+                host, port, timeout=self.settings.open_timeout, trio=self._loop.is_trio
+            )
+            conn = Connection(transport, role="client", settings=self.settings, logger=self.logger)
+            try:
+                await conn._open()
+            except (RemoteProtocolError, ConnectionClosed) as exc:
+                raise ConnectError(f"the handshake with {host}:{port} failed: {exc}") from exc
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the handshake with {host}:{port} took longer than "
+                    f"{self.settings.open_timeout:g} s"
+                ) from None
+            self._connection = conn
+            self._connected.set()
+            self.logger.info("connected to %s:%s", host, port)
+            task_status.started()
+            try:
+                with unwrap_group():
+                    await conn._serve(self._opened, self._message_handler_lookup())
+            finally:
+                self._connected.clear()
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(self.settings.close_timeout),
+                ):
+                    try:
+                        await call_callback(self.lost_connection)
+                    except Exception:
+                        self.logger.exception("lost_connection raised")
+        finally:
+            self._connecting = False
+            self._finished.set()
+
+    async def _opened(self) -> None:
+        try:
+            await call_callback(self.made_connection)
+        except Exception:
+            self.logger.exception("made_connection raised; closing the connection")
+            self._require_connection()._fail(CloseCode.INTERNAL_ERROR, "the application failed")
+
+    def _message_handler_lookup(self) -> Callable[[], Callable[[Any, Metadata], object] | None]:
+        overridden = type(self).got_data is not Client.got_data
+
+        def deliver(data: Any, metadata: Metadata) -> object:
+            return self.got_data(data, metadata)
+
+        def lookup() -> Callable[[Any, Metadata], object] | None:
+            assigned = self.__dict__.get("got_data", _MISSING)
+            if assigned is _MISSING:
+                return deliver if overridden else None
+            return None if assigned is None else deliver
+
+        return lookup
+
+    def wait_for_connection(self, timeout: float | None = None) -> bool:
+        """Block the calling thread until connected; return whether it is connected.
+
+        Meant for another thread than the event loop's (the original library's pattern: the loop
+        runs in a thread, the main thread waits). It sleeps on a condition, using no CPU.
+
+        Raises:
+            WrongThreadError: called on the event-loop thread, where it would block the very
+                loop that has to connect.
+        """
+        loop = self._loop
+        if loop is not None and loop.in_loop_thread() and not self._connected.is_set():
+            raise WrongThreadError(
+                "wait_for_connection() blocks, and was called on the event-loop thread that "
+                "runs the connection; in async code use 'async with alvaro.aio.connect(...)' or "
+                "'await task_group.start(client.connect, host, port)'"
+            )
+        return self._connected.wait(timeout)
+
+    # --- Using the connection ------------------------------------------------------------------
+
+    def _require_connection(self) -> Connection:
+        conn = self._connection
+        if conn is None:
+            raise LocalProtocolError("the client is not connected; call connect() first")
+        return conn
+
+    def send_data(self, data: Any, metadata: Metadata | None = None) -> None:
+        """Queue a message for the host and return at once; safe from any thread.
+
+        See :meth:`Connection.send_data <alvaro.aio.Connection.send_data>` for the errors.
+        """
+        self._require_connection().send_data(data, metadata)
+
+    async def send(self, data: Any, metadata: Metadata | None = None) -> None:
+        """Queue a message, first waiting while the outbox is over ``write_limit``."""
+        await self._require_connection().send(data, metadata)
+
+    async def receive(self, timeout: float | None = None) -> Message:
+        """Return the next message from the host (when no ``got_data`` callback takes them).
+
+        See :meth:`Connection.receive <alvaro.aio.Connection.receive>`.
+        """
+        return await self._require_connection().receive(timeout)
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._require_connection().__aiter__()
+
+    def disconnect(self, reason: str | None = None, code: int = CloseCode.NORMAL) -> None:
+        """Close the connection and return at once; safe from any thread, idempotent."""
+        conn = self._connection
+        if conn is not None:
+            conn.disconnect(reason, code)
+
+    async def aclose(self, reason: str | None = None, code: int = CloseCode.NORMAL) -> None:
+        """Close the connection and wait until :meth:`connect` has finished."""
+        self.disconnect(reason, code)
+        if self._finished is not None:
+            await self._finished.wait()
+
+
+@asynccontextmanager
+async def connect(host: str, port: int, **options: Any) -> AsyncIterator[Client]:
+    """Connect to a host for the duration of an ``async with`` block.
+
+    The connection runs in the background; on leaving the block it is closed gracefully (code
+    NORMAL) and the block waits for the close to finish. ``options`` are :class:`Client`'s keyword
+    arguments.
+
+    Raises:
+        ConnectError: the host could not be reached or failed the handshake.
+        TimeoutError: connecting took longer than ``open_timeout``.
+    """
+    client = Client(**options)
+    with unwrap_group():
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(client.connect, host, port)
+            try:
+                yield client
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await client.aclose()

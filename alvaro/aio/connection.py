@@ -1,0 +1,604 @@
+"""One alvaro connection on anyio: handshake, outbox and writer, reader, and the closing handshake.
+
+A connection runs two tasks. The *writer* drains the whole outbox in one write whenever it is not
+empty, so many small messages cost one system call. The *reader* reads large chunks, parses every
+frame in them and hands each message to the application in order: to a callback, awaited in the
+reader task (a slow callback slows only its own connection, and pushes back on the peer through
+TCP), or, when no callback is set, to a bounded queue that :meth:`Connection.receive` takes from.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+import math
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._aliases import ConnectionAliases
+from .._close_codes import CloseCode
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    OutboxFull,
+    RemoteProtocolError,
+)
+from ..protocol import (
+    Close,
+    Decoder,
+    Event,
+    Hello,
+    Message,
+    Ping,
+    Role,
+    encode_close,
+    encode_hello,
+    encode_message,
+    encode_pong,
+)
+from ._loop import LoopHandle
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from .._settings import Settings
+    from .._types import Metadata
+    from ._transport import Transport
+
+__all__ = ("Connection", "State")
+
+#: Returns the function that takes the next message, or None to queue it for receive().
+HandlerLookup = "Callable[[], Callable[[Any, Metadata], object] | None]"
+
+
+class State(enum.Enum):
+    """Where a connection is in its life."""
+
+    CONNECTING = "connecting"
+    """The opening handshake is under way."""
+    OPEN = "open"
+    """Messages flow both ways."""
+    CLOSING = "closing"
+    """A CLOSE frame was sent or received; the closing handshake is under way."""
+    CLOSED = "closed"
+    """The connection is closed; :attr:`Connection.close_code` says why."""
+
+
+async def call_callback(function: Callable[..., object], *args: object) -> None:
+    """Call a user callback that may be a plain function or an ``async def``."""
+    result = function(*args)
+    if result is not None and inspect.isawaitable(result):
+        await result
+
+
+class Connection(ConnectionAliases):
+    """One connection to a peer: the Host's view of a client, or a Client's link to its host.
+
+    Hosts pass connections to their callbacks; clients keep theirs in
+    :attr:`Client.connection <alvaro.aio.Client.connection>`. Users never create one.
+
+    Thread safety: :meth:`send_data` and :meth:`disconnect` may be called from any thread. Every
+    other method must be called from the event loop the connection runs on.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        role: Role,
+        settings: Settings,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        self._transport = transport
+        self._role: Role = role
+        self._settings = settings
+        self._logger = logger
+        self._decoder = Decoder(
+            role,
+            max_message_size=settings.max_message_size,
+            max_metadata_size=settings.max_metadata_size,
+        )
+        self._state = State.CONNECTING
+        self._peer: Hello | None = None
+        self._early_events: list[Event] = []
+        # Outbox: guarded by _lock because send_data() and disconnect() may run on any thread.
+        self._lock = threading.Lock()
+        self._outbox: list[bytes] = []
+        self._pending_bytes = 0  # queued plus being written
+        self._writer_idle = False
+        self._send_closed = False
+        self._close_queued = False
+        self._close_info: tuple[int, str, bool] | None = None
+        # Receive side, used by the loop thread only.
+        self._inbox: deque[Message] = deque()
+        self._inbox_waiter: anyio.Event | None = None
+        self._room_waiter: anyio.Event | None = None
+        self._drained: anyio.Event | None = None
+        self._receiving = False
+        self._reader_done = False
+        self._close_deadline = math.inf
+        self._read_scope: anyio.CancelScope | None = None
+        # Created on the loop by _open().
+        self._loop: LoopHandle
+        self._writer_wake: anyio.Event
+        self._writer_done: anyio.Event
+        self._closed: anyio.Event
+
+    # --- Information ---------------------------------------------------------------------------
+
+    @property
+    def addr(self) -> str:
+        """The peer's IP address."""
+        return self._transport.peer_host
+
+    @property
+    def port(self) -> int:
+        """The peer's TCP port."""
+        return self._transport.peer_port
+
+    @property
+    def local_port(self) -> int:
+        """This end's TCP port."""
+        return self._transport.local_port
+
+    @property
+    def state(self) -> State:
+        """Where the connection is in its life."""
+        return self._state
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages can be sent (the handshake is done and no close has started)."""
+        return self._state is State.OPEN and not self._send_closed
+
+    @property
+    def close_code(self) -> int | None:
+        """Why the connection closed (a :class:`~alvaro.CloseCode` or application code), or
+        ``None`` while no close has started."""
+        return None if self._close_info is None else _known(self._close_info[0])
+
+    @property
+    def close_reason(self) -> str:
+        """The reason sent with the close, or alvaro's description of what ended it."""
+        return "" if self._close_info is None else self._close_info[1]
+
+    @property
+    def closed_by_peer(self) -> bool | None:
+        """``True`` if the peer (or the network) ended the connection, ``False`` if this side
+        did, ``None`` while no close has started."""
+        return None if self._close_info is None else self._close_info[2]
+
+    @property
+    def peer_max_message_size(self) -> int:
+        """The largest message the peer accepts, from its handshake."""
+        assert self._peer is not None
+        return self._peer.max_message_size
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.addr}:{self.port} {self._state.value}>"
+
+    # --- Sending -------------------------------------------------------------------------------
+
+    def send_data(self, data: Any, metadata: Metadata | None = None) -> None:
+        """Queue a message for sending and return at once; safe from any thread.
+
+        Args:
+            data: JSON-serialisable data, or ``bytes`` to send raw.
+            metadata: a dict of JSON-serialisable values sent with the data.
+
+        Raises:
+            EncodeError: ``data`` or ``metadata`` cannot be encoded.
+            MessageTooLarge: the message is over the peer's ``max_message_size``.
+            OutboxFull: more than ``outbox_limit`` bytes are waiting to be sent.
+            ConnectionClosed: the connection is closing or closed.
+        """
+        peer = self._peer
+        assert peer is not None, "connections are handed out only after the handshake"
+        frame = encode_message(
+            data,
+            metadata,
+            max_message_size=peer.max_message_size,
+            max_metadata_size=peer.max_metadata_size,
+        )
+        self._enqueue(frame, limit=self._settings.outbox_limit)
+
+    async def send(self, data: Any, metadata: Metadata | None = None) -> None:
+        """Queue a message for sending, first waiting while the outbox is over ``write_limit``.
+
+        This is the backpressure-aware way to send many messages: a slow peer makes it wait
+        instead of growing memory.
+
+        Raises:
+            EncodeError, MessageTooLarge, ConnectionClosed: as :meth:`send_data`.
+        """
+        peer = self._peer
+        assert peer is not None, "connections are handed out only after the handshake"
+        frame = encode_message(
+            data,
+            metadata,
+            max_message_size=peer.max_message_size,
+            max_metadata_size=peer.max_metadata_size,
+        )
+        while self._pending_bytes > self._settings.write_limit and not self._send_closed:
+            if self._drained is None:
+                self._drained = anyio.Event()
+            await self._drained.wait()
+        self._enqueue(frame, limit=None)
+
+    def _enqueue(self, frame: bytes, *, limit: int | None) -> None:
+        with self._lock:
+            if self._send_closed:
+                raise self._closed_error()
+            if limit is not None and self._pending_bytes >= limit:
+                raise OutboxFull(
+                    f"{self._pending_bytes} bytes are waiting to be sent to {self.addr}:"
+                    f"{self.port} (outbox_limit is {limit}); use 'await send()' to wait for room"
+                )
+            self._outbox.append(frame)
+            self._pending_bytes += len(frame)
+            if not self._writer_idle:
+                return
+            self._writer_idle = False
+        self._loop.run_or_schedule(self._wake_writer)
+
+    def _wake_writer(self) -> None:
+        self._writer_wake.set()
+
+    async def _write_loop(self) -> None:
+        transport = self._transport
+        try:
+            while True:
+                with self._lock:
+                    frames = self._outbox
+                    if frames:
+                        self._outbox = []
+                        closing = self._close_queued
+                    else:
+                        self._writer_idle = True
+                        wake = self._writer_wake = anyio.Event()
+                if not frames:
+                    await wake.wait()
+                    continue
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                await transport.send(data)
+                with self._lock:
+                    self._pending_bytes -= len(data)
+                if self._drained is not None:
+                    self._drained.set()
+                    self._drained = None
+                if closing:
+                    return  # the CLOSE frame was the last of this batch
+        except ConnectionClosedError as exc:
+            self._lose(exc.reason)
+        finally:
+            with self._lock:
+                self._send_closed = True
+                unsent = len(self._outbox)
+            if unsent:
+                self._logger.warning(
+                    "%d queued message(s) to %s:%s were not sent: the connection closed",
+                    unsent,
+                    self.addr,
+                    self.port,
+                )
+            if self._drained is not None:
+                self._drained.set()
+            self._writer_done.set()
+
+    # --- Receiving -----------------------------------------------------------------------------
+
+    async def receive(self, timeout: float | None = None) -> Message:
+        """Return the next message the peer sent (when no ``got_data`` callback takes them).
+
+        Args:
+            timeout: seconds to wait; ``None`` waits as long as it takes, ``0`` only polls.
+
+        Raises:
+            TimeoutError: no message arrived within ``timeout``.
+            ConnectionClosedOK: the connection closed normally and every message was taken.
+            ConnectionClosedError: the connection broke and every message was taken.
+            ConcurrencyError: another task is already waiting in ``receive()``.
+        """
+        if self._receiving:
+            raise ConcurrencyError("another task is already receiving from this connection")
+        self._receiving = True
+        try:
+            with anyio.fail_after(math.inf if timeout is None else timeout):
+                while not self._inbox:
+                    if self._reader_done:
+                        raise self._closed_error()
+                    waiter = self._inbox_waiter = anyio.Event()
+                    await waiter.wait()
+        finally:
+            self._receiving = False
+        message = self._inbox.popleft()
+        if self._room_waiter is not None and len(self._inbox) < self._settings.max_queue:
+            self._room_waiter.set()
+            self._room_waiter = None
+        return message
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self
+
+    async def __anext__(self) -> Message:
+        """The next message; the iteration ends when the connection closes normally.
+
+        Raises:
+            ConnectionClosedError: the connection broke.
+        """
+        try:
+            return await self.receive()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
+
+    def _wake_receiver(self) -> None:
+        if self._inbox_waiter is not None:
+            self._inbox_waiter.set()
+            self._inbox_waiter = None
+
+    async def _queue_message(self, message: Message) -> None:
+        self._inbox.append(message)
+        self._wake_receiver()
+        # Stop reading while the application is behind: TCP then pushes back on the sender.
+        while len(self._inbox) >= self._settings.max_queue:
+            room = self._room_waiter = anyio.Event()
+            await room.wait()
+
+    # --- Closing -------------------------------------------------------------------------------
+
+    def disconnect(self, reason: str | None = None, code: int = CloseCode.NORMAL) -> None:
+        """Close the connection and return at once; safe from any thread, idempotent.
+
+        Everything queued before this call is sent first, then a CLOSE frame carrying ``code`` and
+        ``reason``, which reach the peer's ``lost_client``/``lost_connection`` callback. Messages
+        the peer sends until it answers are still delivered. If the peer does not answer within
+        ``close_timeout``, the connection is dropped.
+
+        Args:
+            reason: a short text for the peer (at most 1024 UTF-8 bytes are sent).
+            code: :attr:`CloseCode.NORMAL <alvaro.CloseCode.NORMAL>`, another close code, or an
+                application code from 4100 to 4999.
+        """
+        if not 1000 <= code <= 4999 or code == CloseCode.ABNORMAL:
+            raise ValueError(f"{code} is not a close code that can be sent")
+        self._queue_close(code, reason or "", by_peer=False)
+
+    async def aclose(self, reason: str | None = None, code: int = CloseCode.NORMAL) -> None:
+        """Close the connection like :meth:`disconnect` and wait until it is closed.
+
+        Returns within about ``close_timeout`` seconds, whatever the peer does.
+        """
+        self.disconnect(reason, code)
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
+        await self._closed.wait()
+
+    def _queue_close(self, code: int, reason: str, *, by_peer: bool) -> None:
+        frame = encode_close(code, reason)
+        with self._lock:
+            if self._close_queued or self._send_closed:
+                return
+            self._close_queued = True
+            self._send_closed = True
+            if self._close_info is None:
+                self._close_info = (code, reason, by_peer)
+            self._outbox.append(frame)
+            self._pending_bytes += len(frame)
+            wake = self._writer_idle
+            self._writer_idle = False
+        if wake:
+            self._loop.run_or_schedule(self._wake_writer)
+        self._loop.run_or_schedule(self._start_close_timer)
+
+    def _start_close_timer(self) -> None:
+        if self._state is State.OPEN:
+            self._state = State.CLOSING
+        self._close_deadline = min(
+            self._close_deadline, anyio.current_time() + self._settings.close_timeout
+        )
+        if self._read_scope is not None:
+            self._read_scope.deadline = self._close_deadline
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Close because of an error found on this side of the connection."""
+        self._queue_close(code, reason, by_peer=False)
+
+    def _lose(self, reason: str) -> None:
+        """Record that the connection was lost without a closing handshake."""
+        with self._lock:
+            if self._close_info is None:
+                self._close_info = (CloseCode.ABNORMAL, reason, True)
+            self._send_closed = True
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+
+    def _closed_error(self) -> ConnectionClosed:
+        code, reason, by_peer = self._close_info or (CloseCode.ABNORMAL, "closed", True)
+        kind = ConnectionClosedOK if code in (CloseCode.NORMAL, CloseCode.GOING_AWAY) else None
+        return (kind or ConnectionClosedError)(_known(code), reason, by_peer=by_peer)
+
+    # --- Life cycle (called by Host and Client) ------------------------------------------------
+
+    async def _open(self) -> None:
+        """Run the opening handshake.
+
+        Raises:
+            RemoteProtocolError: the peer is not an alvaro peer, or broke the handshake.
+            ConnectionClosed: the peer closed the connection (with a CLOSE frame or not).
+            TimeoutError: the handshake did not finish within ``open_timeout``.
+        """
+        self._loop = LoopHandle()
+        self._writer_wake = anyio.Event()
+        self._writer_done = anyio.Event()
+        self._closed = anyio.Event()
+        settings = self._settings
+        hello = encode_hello(
+            self._role,
+            max_message_size=settings.max_message_size,
+            max_metadata_size=settings.max_metadata_size,
+        )
+        try:
+            with anyio.fail_after(settings.open_timeout):
+                await self._transport.send(hello)
+                while not self._decoder.handshake_complete:
+                    chunk = await self._transport.receive()
+                    if not chunk:
+                        raise ConnectionClosedError(
+                            CloseCode.ABNORMAL,
+                            "the peer closed the connection during the opening handshake",
+                            by_peer=True,
+                        )
+                    self._decoder.receive_data(chunk)
+        except (RemoteProtocolError, TimeoutError) as exc:
+            code = exc.code if isinstance(exc, RemoteProtocolError) else CloseCode.TIMEOUT
+            await self._abort(code, str(exc) or "opening handshake timed out")
+            raise
+        except ConnectionClosed:
+            await self._abort(None, "")
+            raise
+        events = self._decoder.events()
+        first = events[0]
+        if isinstance(first, Close):
+            await self._abort(None, "")
+            error = (
+                ConnectionClosedOK if first.code == CloseCode.GOING_AWAY else ConnectionClosedError
+            )
+            raise error(_known(first.code), first.reason, by_peer=True)
+        assert isinstance(first, Hello)
+        self._peer = first
+        self._early_events = events[1:]
+        self._state = State.OPEN
+
+    async def _abort(self, code: int | None, reason: str) -> None:
+        """Give up on a connection that never opened: say why if possible, then close."""
+        if code is not None:
+            with anyio.move_on_after(1), anyio.CancelScope(shield=True):
+                try:
+                    await self._transport.send(encode_close(code, reason))
+                except ConnectionClosed:
+                    pass
+        self._state = State.CLOSED
+        await self._transport.aclose(self._settings.close_timeout)
+
+    async def _serve(
+        self,
+        on_open: Callable[[], Awaitable[None]],
+        handler_lookup: Callable[[], Callable[[Any, Metadata], object] | None],
+    ) -> None:
+        """Run an opened connection until it is closed; raises only on cancellation.
+
+        ``on_open`` runs first, with the writer already running, so that it may send. Then every
+        message goes to the function ``handler_lookup()`` returns when the message arrives, or to
+        the receive queue if it returns ``None``.
+        """
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._write_loop)
+                await on_open()
+                with anyio.CancelScope(deadline=self._close_deadline) as scope:
+                    self._read_scope = scope
+                    await self._read_loop(handler_lookup)
+                self._read_scope = None
+                if scope.cancelled_caught and not self._writer_done.is_set():
+                    self._logger.info(
+                        "%s:%s did not answer the close within %g s; dropping the connection",
+                        self.addr,
+                        self.port,
+                        self._settings.close_timeout,
+                    )
+                self._reader_done = True
+                self._wake_receiver()
+                if self._close_queued:
+                    # Let the writer flush what is queued and the CLOSE frame, within the deadline.
+                    with anyio.move_on_after(max(0.0, self._close_deadline - anyio.current_time())):
+                        await self._writer_done.wait()
+                tasks.cancel_scope.cancel()
+        finally:
+            with self._lock:
+                self._send_closed = True
+                if self._close_info is None:
+                    self._close_info = (CloseCode.ABNORMAL, "the connection was cancelled", False)
+            self._state = State.CLOSED
+            self._reader_done = True
+            self._wake_receiver()
+            await self._transport.aclose(self._settings.close_timeout)
+            self._closed.set()
+
+    async def _read_loop(
+        self, handler_lookup: Callable[[], Callable[[Any, Metadata], object] | None]
+    ) -> None:
+        decoder = self._decoder
+        transport = self._transport
+        events = self._early_events
+        self._early_events = []
+        error: RemoteProtocolError | None = None
+        while True:
+            for event in events:
+                if type(event) is Message:
+                    handler = handler_lookup()
+                    if handler is None:
+                        await self._queue_message(event)
+                        continue
+                    try:
+                        result = handler(event.data, event.metadata)
+                        if result is not None and inspect.isawaitable(result):
+                            await result
+                    except Exception:
+                        self._logger.exception(
+                            "got_data raised for a message from %s:%s; closing that connection",
+                            self.addr,
+                            self.port,
+                        )
+                        self._fail(CloseCode.INTERNAL_ERROR, "the application failed")
+                        return
+                elif type(event) is Ping:
+                    if not self._send_closed:
+                        self._enqueue(encode_pong(event.payload), limit=None)
+                elif type(event) is Close:
+                    self._peer_closed(event)
+                    return
+                # PONG: keepalive is not implemented yet, so an unsolicited PONG is ignored.
+            if error is not None:
+                self._logger.warning(
+                    "closing the connection to %s:%s: %s", self.addr, self.port, error
+                )
+                self._fail(error.code, str(error))
+                return
+            try:
+                chunk = await transport.receive()
+            except ConnectionClosedError as exc:
+                self._lose(exc.reason)
+                return
+            if not chunk:
+                partial = " in the middle of a frame" if decoder.buffered else ""
+                self._lose(f"the peer closed the connection without a CLOSE frame{partial}")
+                return
+            try:
+                decoder.receive_data(chunk)
+            except RemoteProtocolError as exc:
+                error = exc  # deliver the frames before the bad one first
+            events = decoder.events()
+
+    def _peer_closed(self, event: Close) -> None:
+        with self._lock:
+            answered = self._close_queued
+            if self._close_info is None:
+                self._close_info = (event.code, event.reason, True)
+        if not answered:
+            # Echo the code, after everything already queued (docs/protocol.md, section 6).
+            self._queue_close(event.code, "", by_peer=True)
+
+
+def _known(code: int) -> int:
+    try:
+        return CloseCode(code)
+    except ValueError:
+        return code

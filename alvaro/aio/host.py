@@ -1,0 +1,340 @@
+"""The async Host: listens, runs one task per connection, and calls the user's callbacks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+
+from .._aliases import HostAliases
+from .._close_codes import CloseCode
+from .._errors import unwrap_group
+from .._settings import Settings
+from ..exceptions import ConnectionClosed, RemoteProtocolError
+from ..protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE
+from ._loop import LoopHandle
+from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, listen
+from .connection import Connection, call_callback
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    from .._types import MaybeAwaitable, Metadata
+
+__all__ = ("Host",)
+
+_MISSING: Any = object()
+
+
+class Host(HostAliases):
+    """Accepts clients and calls your functions when they connect, send data and leave.
+
+    Set the callbacks as attributes (``host.got_data = f``) or override them in a subclass. Each
+    may be a plain function or an ``async def``. They run in the event loop, in the task of the
+    connection concerned, in this order for each connection: ``new_client``, then ``got_data``
+    once per message, then ``lost_client``. A callback that raises is logged on the
+    ``alvaro.host`` logger with its traceback and closes only its own connection, with code
+    INTERNAL_ERROR.
+
+    Args:
+        addr: the address to listen on; ``"localhost"`` or ``"127.0.0.1"`` stay on this machine,
+            ``"0.0.0.0"`` or ``"::"`` accept from the network.
+        port: the TCP port; 0 picks a free one (read it from :attr:`port` once started).
+        max_message_size: the largest message accepted from a client, in bytes.
+        max_metadata_size: the largest metadata accepted from a client, in bytes.
+        max_queue: how many messages wait for ``conn.receive()`` before reading stops.
+        write_limit: ``await conn.send()`` waits while more bytes than this wait to be sent.
+        outbox_limit: ``conn.send_data()`` raises OutboxFull while more bytes than this wait.
+        open_timeout: seconds a client has to complete the opening handshake.
+        close_timeout: seconds allowed for a closing handshake before the connection is dropped.
+        logger: where to log; the ``alvaro.host`` logger by default.
+
+    Example::
+
+        host = alvaro.Host("localhost", 8888)
+        host.got_data = lambda conn, data, metadata: conn.send_data(data)   # echo
+        asyncio.run(host.start())                                           # or trio.run(...)
+    """
+
+    def __init__(
+        self,
+        addr: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
+        max_queue: int = 16,
+        write_limit: int = 64 * 1024,
+        outbox_limit: int = 8 * 1024 * 1024,
+        open_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.addr = addr
+        self.port = port
+        self.settings = Settings(
+            max_message_size=max_message_size,
+            max_metadata_size=max_metadata_size,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            outbox_limit=outbox_limit,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+        )
+        self.logger = logger if logger is not None else logging.getLogger("alvaro.host")
+        self._connections: set[Connection] = set()
+        self._clients: dict[Connection, None] = {}  # insertion-ordered set of open clients
+        self._loop: LoopHandle | None = None
+        self._stop_event: anyio.Event | None = None
+        self._stopped: anyio.Event | None = None
+        self._stopping = False
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._accept_error_logged = 0.0
+
+    # --- Callbacks: override in a subclass or assign on the instance ---------------------------
+
+    def new_client(self, conn: Connection) -> MaybeAwaitable:
+        """Called when a client has connected, before any of its messages is delivered.
+
+        Runs in the event loop, in the connection's task. ``conn.send_data`` may be used here;
+        ``conn.disconnect()`` refuses the client.
+        """
+        return None
+
+    def got_data(self, conn: Connection, data: Any, metadata: Metadata) -> MaybeAwaitable:
+        """Called for each message a client sends, in order.
+
+        Runs in the event loop, in the connection's task: the next message of this connection is
+        not read until it returns. While this is not set, messages wait in the connection's queue
+        for ``await conn.receive()`` instead.
+        """
+        return None
+
+    def lost_client(self, conn: Connection) -> MaybeAwaitable:
+        """Called once when a client's connection has closed, whatever the cause.
+
+        Runs in the event loop. ``conn.close_code`` and ``conn.close_reason`` say why;
+        ``conn.closed_by_peer`` says which side ended it.
+        """
+        return None
+
+    def server_started(self, host: Host) -> MaybeAwaitable:
+        """Called once the host is listening; ``host.port`` is the bound port.
+
+        Runs in the event loop, in the task that called :meth:`start`.
+        """
+        return None
+
+    # --- Information ---------------------------------------------------------------------------
+
+    @property
+    def clients(self) -> list[Connection]:
+        """The connected clients (handshake done, connection not yet closed), oldest first."""
+        return list(self._clients)
+
+    @property
+    def running(self) -> bool:
+        """Whether the host is listening."""
+        return self._stop_event is not None and not self._stopping
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Host {self.addr}:{self.port} {state}, {len(self._clients)} client(s)>"
+
+    # --- Running -------------------------------------------------------------------------------
+
+    async def start(
+        self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen and serve clients until :meth:`stop` is called, then shut down gracefully.
+
+        Works under ``asyncio.run(host.start())``, ``trio.run(host.start)`` and ``anyio.run``.
+        With ``await task_group.start(host.start)`` it returns the bound port once listening.
+
+        Shutting down stops accepting, closes every client with code GOING_AWAY after what was
+        queued for it, and drops clients that do not answer within ``close_timeout``.
+
+        Raises:
+            OSError: the address could not be listened on (in use, not local, ...).
+            RuntimeError: the host is already running.
+        """
+        if self._stop_event is not None:
+            raise RuntimeError("this Host is already running")
+        self._stop_event = anyio.Event()
+        self._stopped = anyio.Event()
+        self._stopping = False
+        self._loop = LoopHandle()
+        try:
+            listener = await listen(self.addr, self.port, trio=self._loop.is_trio)
+        except BaseException:
+            self._stop_event = None
+            raise
+        self.port = listener.port
+        try:
+            with unwrap_group():
+                await self._serve(listener, task_status)
+        finally:
+            self._stop_event = None
+            self._stopped.set()
+
+    async def _serve(self, listener: Listener, task_status: anyio.abc.TaskStatus[int]) -> None:
+        assert self._stop_event is not None
+        self.logger.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in listener.addresses))
+        async with anyio.create_task_group() as handlers:
+            self._task_group = handlers
+            try:
+                async with anyio.create_task_group() as acceptors:
+                    for socket_listener in listener.sockets:
+                        acceptors.start_soon(self._accept_loop, socket_listener, listener, handlers)
+                    task_status.started(self.port)
+                    try:
+                        await call_callback(self.server_started, self)
+                    except Exception:
+                        self.logger.exception("server_started raised; the host keeps serving")
+                    await self._stop_event.wait()
+                    acceptors.cancel_scope.cancel()
+            finally:
+                self._stopping = True
+                await listener.aclose()
+                await self._close_connections()
+                handlers.cancel_scope.cancel()
+        self._task_group = None
+        self.logger.info("stopped listening on port %s", self.port)
+
+    async def _close_connections(self) -> None:
+        # Close every connection gracefully; those that do not finish in time are cancelled by
+        # the caller. Shielded so that this also runs when start() itself is being cancelled.
+        # Connections still in their opening handshake are cancelled by the caller.
+        with anyio.CancelScope(shield=True):
+            clients = list(self._clients)
+            for conn in clients:
+                conn.disconnect("the host is shutting down", CloseCode.GOING_AWAY)
+            with anyio.move_on_after(self.settings.close_timeout):
+                for conn in clients:
+                    await conn.wait_closed()
+
+    def stop(self) -> None:
+        """Ask the host to shut down; returns at once. Safe from any thread; idempotent.
+
+        ``await host.start()`` returns once the shutdown is complete; :meth:`aclose` waits for it.
+        """
+        loop, event = self._loop, self._stop_event
+        if loop is None or event is None:
+            return
+        loop.run_or_schedule(event.set)
+
+    async def aclose(self) -> None:
+        """Stop the host and wait until it has shut down."""
+        stopped = self._stopped
+        self.stop()
+        if stopped is not None:
+            await stopped.wait()
+
+    async def __aenter__(self) -> Self:
+        """Start serving in the background of an ``async with`` block; returns once listening."""
+        self._outer = anyio.create_task_group()
+        await self._outer.__aenter__()
+        try:
+            await self._outer.start(self.start)
+        except BaseException as exc:
+            with unwrap_group():
+                await self._outer.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+        with unwrap_group():
+            await self._outer.__aexit__(exc_type, exc, traceback)
+
+    # --- Connections ---------------------------------------------------------------------------
+
+    async def _accept_loop(
+        self,
+        socket_listener: anyio.abc.SocketListener,
+        listener: Listener,
+        handlers: anyio.abc.TaskGroup,
+    ) -> None:
+        while True:
+            try:
+                stream = await socket_listener.accept()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                # Out of file descriptors or memory: keep serving the clients we have, and retry.
+                now = time.monotonic()
+                if now - self._accept_error_logged > 1.0:
+                    self._accept_error_logged = now
+                    self.logger.warning("cannot accept connections: %s; retrying", exc)
+                await anyio.sleep(0.1)
+                continue
+            handlers.start_soon(self._handle, listener, stream)
+
+    async def _handle(self, listener: Listener, stream: anyio.abc.SocketStream) -> None:
+        """Run one connection from handshake to close; never raises except cancellation."""
+        conn = Connection(
+            listener.wrap(stream), role="host", settings=self.settings, logger=self.logger
+        )
+        self._connections.add(conn)
+        try:
+            try:
+                await conn._open()
+            except (RemoteProtocolError, ConnectionClosed, TimeoutError) as exc:
+                self.logger.info("handshake with %s:%s failed: %s", conn.addr, conn.port, exc)
+                return
+            if self._stopping:
+                await conn._abort(CloseCode.GOING_AWAY, "the host is shutting down")
+                return
+            self._clients[conn] = None
+            try:
+                await conn._serve(lambda: self._opened(conn), self._message_handler_lookup(conn))
+            finally:
+                self._clients.pop(conn, None)
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(self.settings.close_timeout),
+                ):
+                    try:
+                        await call_callback(self.lost_client, conn)
+                    except Exception:
+                        self.logger.exception("lost_client raised for %r", conn)
+        except Exception:
+            self.logger.exception("internal error while serving %r", conn)
+        finally:
+            self._connections.discard(conn)
+
+    async def _opened(self, conn: Connection) -> None:
+        try:
+            await call_callback(self.new_client, conn)
+        except Exception:
+            self.logger.exception("new_client raised for %r; closing that connection", conn)
+            conn._fail(CloseCode.INTERNAL_ERROR, "the application failed")
+
+    def _message_handler_lookup(
+        self, conn: Connection
+    ) -> Callable[[], Callable[[Any, Metadata], object] | None]:
+        overridden = type(self).got_data is not Host.got_data
+
+        def deliver(data: Any, metadata: Metadata) -> object:
+            return self.got_data(conn, data, metadata)
+
+        def lookup() -> Callable[[Any, Metadata], object] | None:
+            assigned = self.__dict__.get("got_data", _MISSING)
+            if assigned is _MISSING:
+                return deliver if overridden else None
+            return None if assigned is None else deliver
+
+        return lookup
