@@ -17,7 +17,7 @@ __all__ = ("unwrap_group",)
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     while len(group.exceptions) == 1:
-        inner = group.exceptions[0]
+        inner: BaseException = group.exceptions[0]
         if not isinstance(inner, BaseExceptionGroup):
             return inner
         group = inner

@@ -13,11 +13,11 @@ __all__ = ("JSONValue", "Metadata", "MaybeAwaitable")
 #: those. A recursive alias would make every user annotation harder to satisfy, so values inside
 #: containers are typed as ``Any``.
 JSONValue: TypeAlias = (
-    None | bool | int | float | str | list[Any] | tuple[Any, ...] | dict[str, Any]
+    bool | int | float | str | list[Any] | tuple[Any, ...] | dict[str, Any] | None
 )
 
 #: The metadata sent with every message: a JSON object with string keys.
 Metadata: TypeAlias = dict[str, Any]
 
 #: What a user callback returns: callbacks may be plain functions or ``async def``.
-MaybeAwaitable: TypeAlias = "None | Awaitable[None]"
+MaybeAwaitable: TypeAlias = "Awaitable[None] | None"

@@ -568,7 +568,7 @@ class Decoder:
         if not isinstance(fields, dict):
             raise RemoteProtocolError("HELLO must be a JSON object", CloseCode.INVALID_DATA)
         role = fields.get("role")
-        expected = "client" if self.role == "host" else "host"
+        expected: Role = "client" if self.role == "host" else "host"
         if role != expected:
             raise RemoteProtocolError(
                 f"the peer's HELLO says role {role!r}; a {self.role} expects {expected!r}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
 
@@ -25,7 +25,9 @@ class LoopHandle:
     __slots__ = ("_schedule", "is_trio", "thread_id")
 
     def __init__(self) -> None:
-        native = anyio.lowlevel.current_token().native_token
+        # The native token is an asyncio loop or a TrioToken; telling them apart by what they
+        # offer keeps this module free of asyncio and trio imports.
+        native: Any = anyio.lowlevel.current_token().native_token
         self.thread_id = threading.get_ident()
         schedule = getattr(native, "call_soon_threadsafe", None)
         self.is_trio = schedule is None

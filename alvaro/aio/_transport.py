@@ -130,8 +130,11 @@ async def open_transport(host: str, port: int, *, timeout: float, trio: bool) ->
 class Listener:
     """Listening sockets for one host address (one per address family the name resolves to)."""
 
-    def __init__(self, listeners: Sequence[anyio.abc.SocketListener], *, trio: bool) -> None:
-        self._listeners = list(listeners)
+    def __init__(
+        self, listeners: Sequence[anyio.abc.Listener[anyio.abc.SocketStream]], *, trio: bool
+    ) -> None:
+        # anyio types these loosely; TCP listeners are SocketListeners, which can accept().
+        self._listeners = [item for item in listeners if isinstance(item, anyio.abc.SocketListener)]
         self._trio = trio
         self.host, self.port = _split_address(
             self._listeners[0].extra(anyio.abc.SocketAttribute.local_address)

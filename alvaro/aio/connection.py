@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import logging
 import math
 import threading
 from collections import deque
@@ -45,6 +44,7 @@ from ..protocol import (
 from ._loop import LoopHandle
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import AsyncIterator, Awaitable, Callable
 
     from .._settings import Settings
@@ -468,9 +468,8 @@ class Connection(ConnectionAliases):
         first = events[0]
         if isinstance(first, Close):
             await self._abort(None, "")
-            error = (
-                ConnectionClosedOK if first.code == CloseCode.GOING_AWAY else ConnectionClosedError
-            )
+            ok = first.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY)
+            error = ConnectionClosedOK if ok else ConnectionClosedError
             raise error(_known(first.code), first.reason, by_peer=True)
         assert isinstance(first, Hello)
         self._peer = first

@@ -1,0 +1,1009 @@
+"""Tests of the sans-I/O codec in ``alvaro.protocol``: round trips, malformed input and fuzzing."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import struct
+import sys
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from alvaro import CloseCode, EncodeError, MessageTooLarge, RemoteProtocolError
+from alvaro.protocol import (
+    CONTROL_LIMIT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_METADATA_SIZE,
+    MAGIC,
+    MAX_CLOSE_REASON,
+    PREAMBLE,
+    SUPPORTED_FEATURES,
+    VERSION,
+    Close,
+    Decoder,
+    Encoding,
+    FrameType,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    encode_close,
+    encode_hello,
+    encode_message,
+    encode_ping,
+    encode_pong,
+)
+
+# Largest size a HELLO may announce: the u32 length field less the DATA metadata-length field.
+MAX_LIMIT = 2**32 - 1 - 4
+EVENT_TYPES = (Hello, Message, Ping, Pong, Close)
+RESERVED_TYPES = [
+    FrameType.REQUEST,
+    FrameType.REPLY,
+    FrameType.CHUNK,
+    FrameType.CHUNK_ABORT,
+    FrameType.ACK,
+    FrameType.AUTH_START,
+    FrameType.AUTH_CHALLENGE,
+    FrameType.AUTH_RESPONSE,
+    FrameType.AUTH_OK,
+    FrameType.AUTH_FAIL,
+    FrameType.LOGOUT,
+]
+
+HOST_HELLO = encode_hello("host")
+PEER_HELLO = Hello(VERSION, "host", DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE)
+
+FAST = settings(max_examples=300, deadline=None)
+SLOW = settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+
+def frame(frame_type: int, body: bytes = b"", flags: int = 0, length: int | None = None) -> bytes:
+    """A raw frame; ``length`` overrides the body length the header states."""
+    stated = len(body) if length is None else length
+    return struct.pack("!IBB", stated, frame_type, flags) + body
+
+
+def data_frame(
+    payload: bytes,
+    meta: bytes = b"",
+    *,
+    flags: int = Encoding.JSON,
+    meta_length: int | None = None,
+) -> bytes:
+    stated = len(meta) if meta_length is None else meta_length
+    return frame(FrameType.DATA, struct.pack("!I", stated) + meta + payload, flags)
+
+
+def hello_frame(body: object) -> bytes:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return PREAMBLE + frame(FrameType.HELLO, raw)
+
+
+def host_hello_fields(**changes: object) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "role": "host",
+        "max_message_size": 1000,
+        "max_metadata_size": 100,
+        "features": [],
+    }
+    fields.update(changes)
+    return fields
+
+
+def opened(**kwargs: Any) -> Decoder:
+    """A client-side decoder that has received the host's preamble and HELLO."""
+    decoder = Decoder("client", **kwargs)
+    decoder.receive_data(HOST_HELLO)
+    assert decoder.events() == [PEER_HELLO]
+    assert decoder.handshake_complete
+    return decoder
+
+
+def expect_error(decoder: Decoder, data: bytes, code: CloseCode) -> RemoteProtocolError:
+    with pytest.raises(RemoteProtocolError) as info:
+        decoder.receive_data(data)
+    assert info.value.code == code
+    assert isinstance(info.value.code, CloseCode)
+    return info.value
+
+
+def same(a: object, b: object) -> bool:
+    """Equality that also tells True from 1, 1 from 1.0, -0.0 from 0.0 and key order apart."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        assert isinstance(b, list)
+        return len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, float):
+        assert isinstance(b, float)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    return a == b
+
+
+def cut(stream: bytes, points: list[int]) -> list[bytes]:
+    """Cut ``stream`` at ``points``; repeated points make empty pieces."""
+    bounds = [0, *sorted(p % (len(stream) + 1) for p in points), len(stream)]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+# --- Strategies -------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+metadata_values = st.dictionaries(st.text(), json_values, max_size=5)
+messages = st.builds(Message, data=json_values | st.binary(), metadata=metadata_values)
+message_lists = st.lists(messages, min_size=1, max_size=50)
+cut_points = st.lists(st.integers(min_value=0, max_value=2**20), max_size=100)
+
+
+def encode_stream(msgs: list[Message]) -> bytes:
+    return HOST_HELLO + b"".join(encode_message(m.data, m.metadata) for m in msgs)
+
+
+# --- Round trips (R01) ------------------------------------------------------------------------
+
+
+def check_round_trip(msgs: list[Message], points: list[int]) -> None:
+    decoder = Decoder("client")
+    received = []
+    for piece in cut(encode_stream(msgs), points):
+        decoder.receive_data(piece)
+        received += decoder.events()
+    assert received == [PEER_HELLO, *msgs]
+    for event, sent in zip(received[1:], msgs, strict=True):
+        assert isinstance(event, Message)
+        assert same(event.data, sent.data)
+        assert same(event.metadata, sent.metadata)
+    assert decoder.buffered == 0
+
+
+@FAST
+@given(message_lists, cut_points)
+def test_messages_round_trip_in_any_segmentation(msgs: list[Message], points: list[int]) -> None:
+    check_round_trip(msgs, points)
+
+
+@pytest.mark.slow
+@SLOW
+@given(message_lists, cut_points)
+def test_messages_round_trip_in_any_segmentation_soak(
+    msgs: list[Message], points: list[int]
+) -> None:
+    check_round_trip(msgs, points)
+
+
+@FAST
+@given(st.lists(messages, min_size=1, max_size=8))
+def test_one_byte_at_a_time_emits_each_event_when_its_last_byte_arrives(
+    msgs: list[Message],
+) -> None:
+    frames = [
+        HOST_HELLO,
+        *(encode_message(m.data, m.metadata) for m in msgs),
+        encode_ping(b"p"),
+        encode_pong(b"q"),
+        encode_close(CloseCode.NORMAL, "bye"),
+    ]
+    expected = [PEER_HELLO, *msgs, Ping(b"p"), Pong(b"q"), Close(CloseCode.NORMAL, "bye")]
+    ends = []
+    total = 0
+    for f in frames:
+        total += len(f)
+        ends.append(total)
+    boundaries = [0, len(PREAMBLE), *ends]  # the preamble is consumed but yields no event
+    stream = b"".join(frames)
+    decoder = Decoder("client")
+    received: list[object] = []
+    for fed in range(1, len(stream) + 1):
+        decoder.receive_data(stream[fed - 1 : fed])
+        received += decoder.events()
+        assert len(received) == sum(1 for end in ends if end <= fed)
+        assert decoder.buffered == fed - max(b for b in boundaries if b <= fed)
+    assert received == expected
+    assert decoder.buffered == 0
+
+
+def test_one_byte_at_a_time_fixed_stream() -> None:
+    msgs = [
+        Message({"a": [1, 2.5, None, True, "é"]}, {"kind": "point"}),
+        Message(b"\x00\xff raw", {}),
+        Message([], {"nested": {"x": [{}]}}),
+        Message("", {}),
+    ]
+    stream = encode_stream(msgs) + encode_ping(b"hi")
+    decoder = Decoder("client")
+    received = []
+    for byte in stream:
+        decoder.receive_data(bytes([byte]))
+        received += decoder.events()
+    assert received == [PEER_HELLO, *msgs, Ping(b"hi")]
+    assert decoder.buffered == 0
+
+
+def test_host_decodes_client_hello_with_limits_and_version() -> None:
+    decoder = Decoder("host")
+    decoder.receive_data(encode_hello("client", max_message_size=MAX_LIMIT, max_metadata_size=1))
+    assert decoder.events() == [Hello(VERSION, "client", MAX_LIMIT, 1, frozenset())]
+    assert decoder.handshake_complete
+
+
+def test_hello_features_and_missing_features_field() -> None:
+    decoder = Decoder("client")
+    decoder.receive_data(hello_frame(host_hello_fields(features=["zeta", "alpha"])))
+    assert decoder.events() == [Hello(1, "host", 1000, 100, frozenset({"alpha", "zeta"}))]
+    fields = host_hello_fields()
+    del fields["features"]
+    decoder = Decoder("client")
+    decoder.receive_data(hello_frame(fields))
+    assert decoder.events() == [Hello(1, "host", 1000, 100, frozenset())]
+
+
+def test_newer_peer_version_is_accepted_and_reported() -> None:
+    decoder = Decoder("client")
+    decoder.receive_data(MAGIC + bytes((7, 0)) + HOST_HELLO[len(PREAMBLE) :])
+    assert decoder.events() == [
+        Hello(7, "host", DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE)
+    ]
+
+
+def test_control_frames_round_trip() -> None:
+    decoder = opened()
+    decoder.receive_data(encode_ping() + encode_ping(b"x" * CONTROL_LIMIT) + encode_pong(b"\x00"))
+    assert decoder.events() == [Ping(b""), Ping(b"x" * CONTROL_LIMIT), Pong(b"\x00")]
+    decoder.receive_data(encode_close(4123, "done ✓"))
+    assert decoder.events() == [Close(4123, "done ✓")]
+
+
+def test_close_before_hello_is_accepted_but_is_not_a_handshake() -> None:
+    decoder = Decoder("client")
+    decoder.receive_data(PREAMBLE + encode_close(CloseCode.TRY_AGAIN_LATER, "busy"))
+    assert decoder.events() == [Close(CloseCode.TRY_AGAIN_LATER, "busy")]
+    assert not decoder.handshake_complete
+
+
+def test_handshake_complete_tracks_the_hello() -> None:
+    decoder = Decoder("client")
+    assert not decoder.handshake_complete
+    decoder.receive_data(HOST_HELLO[:-1])
+    assert not decoder.handshake_complete
+    decoder.receive_data(HOST_HELLO[-1:])
+    assert decoder.handshake_complete
+    expect_error(decoder, frame(0x7F), CloseCode.PROTOCOL_ERROR)
+    assert decoder.handshake_complete  # a later error does not undo the received HELLO
+
+
+def test_exact_limits_are_accepted() -> None:
+    meta = json.dumps({"k": "v" * 10}, separators=(",", ":")).encode()
+    decoder = opened(max_message_size=len(meta) + 3, max_metadata_size=len(meta))
+    decoder.receive_data(data_frame(b"123", meta))
+    assert decoder.events() == [Message(123, {"k": "v" * 10})]
+
+
+def test_large_buffer_is_compacted_without_losing_the_partial_frame() -> None:
+    msgs = [Message("x" * 1000, {"i": i}) for i in range(80)]
+    body = b"".join(encode_message(m.data, m.metadata) for m in msgs)
+    last = encode_message(b"tail", {"last": True})
+    decoder = opened()
+    decoder.receive_data(body + last[:7])  # over 64 KiB consumed, 7 bytes of a frame left
+    assert decoder.events() == msgs
+    assert decoder.buffered == 7
+    decoder.receive_data(last[7:])
+    assert decoder.events() == [Message(b"tail", {"last": True})]
+    assert decoder.buffered == 0
+
+
+def test_receive_data_accepts_bytearray_and_memoryview() -> None:
+    decoder = Decoder("client")
+    decoder.receive_data(bytearray(HOST_HELLO))
+    decoder.receive_data(memoryview(encode_message([1], {"a": 1})))
+    assert decoder.events() == [PEER_HELLO, Message([1], {"a": 1})]
+
+
+def test_empty_chunk_is_ignored() -> None:
+    decoder = Decoder("client")
+    decoder.receive_data(b"")
+    decoder.receive_data(HOST_HELLO[:3])
+    decoder.receive_data(b"")
+    assert decoder.events() == []
+    assert decoder.buffered == 3
+    decoder.receive_data(HOST_HELLO[3:])
+    assert decoder.events() == [PEER_HELLO]
+
+
+def test_events_are_returned_once() -> None:
+    decoder = opened()
+    decoder.receive_data(encode_ping())
+    assert decoder.events() == [Ping()]
+    assert decoder.events() == []
+
+
+# --- Malformed input (R02/R03) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "hint"),
+    [
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01", "TLS"),
+        (b"GET / HTTP/1.1\r\n", "HTTP"),
+        (b"\x00\x00\x00\x01", "not speaking the alvaro protocol"),
+        (b"ALVARX\x01\x00", "not speaking the alvaro protocol"),
+        (b"alvaro\x01\x00", "not speaking the alvaro protocol"),
+    ],
+)
+def test_wrong_magic(data: bytes, hint: str) -> None:
+    exc = expect_error(Decoder("host"), data, CloseCode.PROTOCOL_ERROR)
+    assert hint in str(exc)
+
+
+def test_wrong_magic_is_detected_from_the_first_wrong_byte() -> None:
+    decoder = Decoder("host")
+    decoder.receive_data(b"ALV")
+    expect_error(decoder, b"x", CloseCode.PROTOCOL_ERROR)
+
+
+def test_wrong_magic_split_across_reads_still_explains_tls() -> None:
+    exc = expect_error(Decoder("host"), b"\x16", CloseCode.PROTOCOL_ERROR)
+    assert "TLS" in str(exc)
+
+
+def test_version_zero_is_unsupported() -> None:
+    expect_error(Decoder("client"), MAGIC + b"\x00\x00", CloseCode.UNSUPPORTED)
+
+
+def test_data_before_hello() -> None:
+    decoder = Decoder("client")
+    exc = expect_error(decoder, PREAMBLE + data_frame(b"1"), CloseCode.PROTOCOL_ERROR)
+    assert "before the peer's HELLO" in str(exc)
+
+
+@pytest.mark.parametrize("frame_type", [FrameType.PING, FrameType.PONG, 0x00, 0xFF])
+def test_other_frames_before_hello(frame_type: int) -> None:
+    expect_error(Decoder("client"), PREAMBLE + frame(frame_type), CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("frame_type", [0x00, 0x07, 0x0F, 0x13, 0x1F, 0x27, 0x80, 0xFF])
+def test_unknown_frame_type(frame_type: int) -> None:
+    exc = expect_error(opened(), frame(frame_type), CloseCode.PROTOCOL_ERROR)
+    assert "unknown frame type" in str(exc)
+
+
+@pytest.mark.parametrize("frame_type", RESERVED_TYPES)
+def test_reserved_frame_type_not_negotiated(frame_type: FrameType) -> None:
+    exc = expect_error(opened(), frame(frame_type, b"{}"), CloseCode.PROTOCOL_ERROR)
+    assert "not negotiated" in str(exc)
+
+
+@pytest.mark.parametrize("flags", [2, 3, 4, 0x80, 0xFF])
+def test_data_frame_with_reserved_flags(flags: int) -> None:
+    expect_error(opened(), data_frame(b"1", flags=flags), CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize(
+    "frame_type", [FrameType.PING, FrameType.PONG, FrameType.CLOSE, FrameType.HELLO]
+)
+@pytest.mark.parametrize("flags", [1, 0x80])
+def test_control_frame_with_reserved_flags(frame_type: FrameType, flags: int) -> None:
+    body = struct.pack("!H", 1000) if frame_type == FrameType.CLOSE else b""
+    expect_error(opened(), frame(frame_type, body, flags), CloseCode.PROTOCOL_ERROR)
+
+
+def test_hello_with_reserved_flags() -> None:
+    data = PREAMBLE + frame(FrameType.HELLO, json.dumps(host_hello_fields()).encode(), 1)
+    expect_error(Decoder("client"), data, CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("limit", [1, 100, DEFAULT_MAX_MESSAGE_SIZE])
+@pytest.mark.parametrize("over", ["max+1", "u32 max"])
+def test_oversize_data_is_rejected_from_the_header_alone(limit: int, over: str) -> None:
+    decoder = opened(max_message_size=limit)
+    length = 2**32 - 1 if over == "u32 max" else limit + 4 + 1
+    header = frame(FrameType.DATA, length=length)
+    assert len(header) == 6
+    decoder.receive_data(header[:5])
+    expect_error(decoder, header[5:], CloseCode.MESSAGE_TOO_BIG)
+
+
+@pytest.mark.parametrize("frame_type", [FrameType.PING, FrameType.PONG, FrameType.CLOSE])
+@pytest.mark.parametrize("length", [CONTROL_LIMIT + 1, 2**32 - 1])
+def test_oversize_control_frame_is_rejected_from_the_header_alone(
+    frame_type: FrameType, length: int
+) -> None:
+    expect_error(opened(), frame(frame_type, length=length), CloseCode.MESSAGE_TOO_BIG)
+
+
+def test_oversize_hello_is_rejected_from_the_header_alone() -> None:
+    data = PREAMBLE + frame(FrameType.HELLO, length=CONTROL_LIMIT + 1)
+    expect_error(Decoder("client"), data, CloseCode.MESSAGE_TOO_BIG)
+
+
+def test_metadata_over_limit() -> None:
+    decoder = opened(max_metadata_size=10)
+    expect_error(decoder, data_frame(b"1", b'{"k":"0123456"}'), CloseCode.MESSAGE_TOO_BIG)
+
+
+def test_metadata_length_longer_than_body() -> None:
+    decoder = opened()
+    expect_error(decoder, data_frame(b"1", b"{}", meta_length=4), CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("length", [0, 1, 3])
+def test_data_body_shorter_than_metadata_length_field(length: int) -> None:
+    decoder = opened()
+    expect_error(decoder, frame(FrameType.DATA, b"\x00" * length), CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        data_frame(b'"\xff"'),
+        data_frame(b'"\xc3"'),
+        data_frame(b'"\xed\xa0\x80"'),  # an encoded surrogate is not UTF-8
+        data_frame(b"1", b'{"\xfe":1}'),
+        frame(FrameType.CLOSE, struct.pack("!H", 1000) + b"bad \xff reason"),
+    ],
+    ids=["data", "data-truncated", "data-surrogate", "metadata", "close-reason"],
+)
+def test_invalid_utf8(data: bytes) -> None:
+    exc = expect_error(opened(), data, CloseCode.INVALID_DATA)
+    assert "UTF-8" in str(exc)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        b"{",
+        b"",
+        b"1 2",
+        b"'single'",
+        b"NaN",
+        b"Infinity",
+        b"-Infinity",
+        b"[1, NaN]",
+    ],
+    ids=[
+        "deep-list",
+        "deep-dict",
+        "syntax",
+        "empty",
+        "extra",
+        "quotes",
+        "nan",
+        "inf",
+        "-inf",
+        "nested-nan",
+    ],
+)
+def test_invalid_json_data(payload: bytes) -> None:
+    expect_error(opened(), data_frame(payload), CloseCode.INVALID_DATA)
+
+
+@pytest.mark.skipif(
+    not hasattr(sys, "get_int_max_str_digits") or sys.get_int_max_str_digits() == 0,
+    reason="this interpreter parses integers of any length",
+)
+def test_huge_integer_is_invalid_data() -> None:
+    expect_error(opened(), data_frame(b"9" * 5000), CloseCode.INVALID_DATA)
+
+
+@pytest.mark.parametrize("meta", [b"[1]", b"[]", b"1", b'"x"', b"null", b'{"a":NaN}', b"{"])
+def test_metadata_that_is_not_a_json_object(meta: bytes) -> None:
+    expect_error(opened(), data_frame(b"1", meta), CloseCode.INVALID_DATA)
+
+
+def test_second_hello() -> None:
+    expect_error(opened(), HOST_HELLO[len(PREAMBLE) :], CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("role", ["client", "server", None, 1, ["host"]])
+def test_hello_with_wrong_role(role: object) -> None:
+    expect_error(
+        Decoder("client"), hello_frame(host_hello_fields(role=role)), CloseCode.PROTOCOL_ERROR
+    )
+
+
+def test_hello_without_role() -> None:
+    fields = host_hello_fields()
+    del fields["role"]
+    expect_error(Decoder("client"), hello_frame(fields), CloseCode.PROTOCOL_ERROR)
+
+
+def test_host_rejects_a_host_hello() -> None:
+    expect_error(Decoder("host"), HOST_HELLO, CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("name", ["max_message_size", "max_metadata_size"])
+@pytest.mark.parametrize("value", [None, True, False, 0, -1, MAX_LIMIT + 1, 1.0, "10", [10]])
+def test_hello_with_bad_size(name: str, value: object) -> None:
+    fields = host_hello_fields(**{name: value})
+    if value is None:
+        del fields[name]
+    expect_error(Decoder("client"), hello_frame(fields), CloseCode.INVALID_DATA)
+
+
+@pytest.mark.parametrize("features", ["chunk", [1], ["ack", None], {"ack": True}, None])
+def test_hello_with_bad_features(features: object) -> None:
+    fields = host_hello_fields(features=features)
+    expect_error(Decoder("client"), hello_frame(fields), CloseCode.INVALID_DATA)
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"host"', b"{", b"", b'{"role":"host"\xff}'])
+def test_hello_that_is_not_a_json_object(body: bytes) -> None:
+    expect_error(Decoder("client"), hello_frame(body), CloseCode.INVALID_DATA)
+
+
+@pytest.mark.parametrize("body", [b"", b"\x03"])
+def test_close_without_a_code(body: bytes) -> None:
+    expect_error(opened(), frame(FrameType.CLOSE, body), CloseCode.PROTOCOL_ERROR)
+
+
+def test_decoder_refuses_data_after_an_error() -> None:
+    decoder = opened()
+    expect_error(decoder, frame(0x7F), CloseCode.PROTOCOL_ERROR)
+    with pytest.raises(RemoteProtocolError, match="already"):
+        decoder.receive_data(encode_ping())
+    with pytest.raises(RemoteProtocolError, match="already"):
+        decoder.receive_data(b"")
+    assert decoder.events() == []
+
+
+def test_decoder_refuses_data_after_a_preamble_error() -> None:
+    decoder = Decoder("client")
+    expect_error(decoder, b"GET /", CloseCode.PROTOCOL_ERROR)
+    with pytest.raises(RemoteProtocolError):
+        decoder.receive_data(HOST_HELLO)
+    assert decoder.events() == []
+
+
+def test_bytes_after_close_are_dropped() -> None:
+    decoder = opened()
+    decoder.receive_data(encode_ping() + encode_close(1000, "bye") + b"garbage \xff" * 10)
+    assert decoder.events() == [Ping(), Close(1000, "bye")]
+    assert decoder.buffered == 0
+    decoder.receive_data(b"more garbage" + encode_ping())
+    assert decoder.buffered == 0
+    assert decoder.events() == []
+
+
+def test_bytes_after_a_split_close_are_dropped() -> None:
+    close = encode_close(1001)
+    decoder = opened()
+    decoder.receive_data(close[:4])
+    assert decoder.buffered == 4
+    decoder.receive_data(close[4:] + frame(0x7F, length=2**32 - 1))
+    assert decoder.events() == [Close(1001, "")]
+    assert decoder.buffered == 0
+
+
+def test_events_before_a_bad_frame_survive_the_error() -> None:
+    decoder = Decoder("client")
+    good = encode_message({"n": 1}, {"m": 2}) + encode_ping(b"!")
+    expect_error(decoder, HOST_HELLO + good + data_frame(b"{"), CloseCode.INVALID_DATA)
+    assert decoder.events() == [PEER_HELLO, Message({"n": 1}, {"m": 2}), Ping(b"!")]
+
+
+def test_events_before_an_oversize_header_survive_the_error() -> None:
+    decoder = opened(max_message_size=10)
+    data = encode_message(1) + frame(FrameType.DATA, length=100)
+    expect_error(decoder, data, CloseCode.MESSAGE_TOO_BIG)
+    assert decoder.events() == [Message(1, {})]
+
+
+# --- Fuzzing ----------------------------------------------------------------------------------
+
+
+def feed_fuzz(decoder: Decoder, pieces: list[bytes]) -> list[object]:
+    """Feed ``pieces``; only events or a RemoteProtocolError with a CloseCode may come out."""
+    limit = 8 + 6 + max(decoder.max_message_size + 4, CONTROL_LIMIT)
+    received: list[object] = []
+    error: RemoteProtocolError | None = None
+    for piece in pieces:
+        try:
+            decoder.receive_data(piece)
+        except RemoteProtocolError as exc:
+            error = exc
+        received += decoder.events()  # after an error: the events before the bad frame
+        if error is not None:
+            break
+        assert decoder.buffered <= limit  # at most one partial frame is kept
+    assert all(isinstance(event, EVENT_TYPES) for event in received)
+    if error is not None:
+        assert isinstance(error.code, CloseCode)
+        with pytest.raises(RemoteProtocolError):
+            decoder.receive_data(b"\x00")
+    return received
+
+
+def fuzz_decoder(small: bool) -> Decoder:
+    if small:
+        return Decoder("client", max_message_size=64, max_metadata_size=16)
+    return Decoder("client")
+
+
+frame_types = st.sampled_from([*FrameType, 0x00, 0x7F]) | st.integers(0, 255)
+json_bodies = json_values.map(lambda v: json.dumps(v).encode())
+frame_bodies = (
+    st.binary(max_size=80) | json_bodies | metadata_values.map(lambda m: json.dumps(m).encode())
+)
+random_frames = st.builds(
+    frame,
+    frame_types,
+    frame_bodies,
+    st.sampled_from([0, 1, 2]) | st.integers(0, 255),
+    st.none() | st.integers(0, 100) | st.integers(0, 2**32 - 1),
+)
+random_data_frames = st.builds(
+    lambda payload, meta, flags, meta_length: data_frame(
+        payload, meta, flags=flags, meta_length=meta_length
+    ),
+    frame_bodies,
+    st.just(b"") | json_bodies,
+    st.sampled_from([0, 1]) | st.integers(0, 255),
+    st.none() | st.integers(0, 100) | st.integers(0, 2**32 - 1),
+)
+hello_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "role": st.sampled_from(["host", "client"]) | json_values,
+        "max_message_size": st.integers(-1, MAX_LIMIT + 1) | json_values,
+        "max_metadata_size": st.integers(-1, MAX_LIMIT + 1) | json_values,
+        "features": st.lists(st.text(max_size=5), max_size=3) | json_values,
+    },
+).map(lambda fields: json.dumps(fields).encode())
+
+
+@FAST
+@given(st.binary(max_size=2000), cut_points, st.booleans())
+def test_fuzz_arbitrary_bytes(data: bytes, points: list[int], small: bool) -> None:
+    feed_fuzz(fuzz_decoder(small), cut(data, points))
+
+
+@FAST
+@given(st.binary(max_size=2000), cut_points, st.booleans())
+def test_fuzz_arbitrary_bytes_after_handshake(data: bytes, points: list[int], small: bool) -> None:
+    received = feed_fuzz(fuzz_decoder(small), cut(HOST_HELLO + data, points))
+    assert received[:1] == [PEER_HELLO]
+
+
+@FAST
+@given(
+    st.lists(random_frames | random_data_frames, max_size=10),
+    hello_bodies,
+    cut_points,
+    st.booleans(),
+)
+def test_fuzz_random_frames(
+    frames: list[bytes], hello: bytes, points: list[int], small: bool
+) -> None:
+    stream = PREAMBLE + frame(FrameType.HELLO, hello) + b"".join(frames)
+    feed_fuzz(fuzz_decoder(small), cut(stream, points))
+
+
+mutations = st.lists(
+    st.tuples(
+        st.sampled_from(["flip", "truncate", "splice", "insert", "delete", "duplicate"]),
+        st.integers(0, 2**16),
+        st.integers(0, 7),
+        st.binary(max_size=16),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+def mutate(stream: bytes, other: bytes, ops: list[tuple[str, int, int, bytes]]) -> bytes:
+    data = bytearray(stream)
+    for op, position, bit, blob in ops:
+        i = position % (len(data) + 1)
+        if op == "flip" and data:
+            data[position % len(data)] ^= 1 << bit
+        elif op == "truncate":
+            del data[i:]
+        elif op == "splice":
+            data[i:] = other[position % (len(other) + 1) :]
+        elif op == "insert":
+            data[i:i] = blob
+        elif op == "delete":
+            del data[i : i + len(blob) + 1]
+        elif op == "duplicate":
+            data[i:i] = data[i : i + len(blob) + 1]
+    return bytes(data)
+
+
+@FAST
+@given(
+    st.lists(messages, min_size=1, max_size=8),
+    st.lists(messages, max_size=4),
+    mutations,
+    cut_points,
+    st.booleans(),
+)
+def test_fuzz_mutated_valid_streams(
+    msgs: list[Message],
+    others: list[Message],
+    ops: list[tuple[str, int, int, bytes]],
+    points: list[int],
+    small: bool,
+) -> None:
+    stream = encode_stream(msgs) + encode_ping(b"x") + encode_close(1000, "ok")
+    other = encode_stream(others)[len(PREAMBLE) :]
+    feed_fuzz(fuzz_decoder(small), cut(mutate(stream, other, ops), points))
+
+
+@pytest.mark.slow
+@SLOW
+@given(
+    st.lists(random_frames | random_data_frames, max_size=20),
+    hello_bodies,
+    mutations,
+    cut_points,
+    st.booleans(),
+)
+def test_fuzz_soak(
+    frames: list[bytes],
+    hello: bytes,
+    ops: list[tuple[str, int, int, bytes]],
+    points: list[int],
+    small: bool,
+) -> None:
+    stream = HOST_HELLO + b"".join(frames)
+    other = PREAMBLE + frame(FrameType.HELLO, hello) + b"".join(reversed(frames))
+    feed_fuzz(fuzz_decoder(small), cut(mutate(stream, other, ops), points))
+
+
+# --- Encoder ----------------------------------------------------------------------------------
+
+
+def decode_one(frame_bytes: bytes) -> object:
+    decoder = opened()
+    decoder.receive_data(frame_bytes)
+    (event,) = decoder.events()
+    assert decoder.buffered == 0
+    return event
+
+
+class Unserialisable:
+    pass
+
+
+def circular_list() -> list[object]:
+    items: list[object] = []
+    items.append(items)
+    return items
+
+
+def circular_dict() -> dict[str, object]:
+    items: dict[str, object] = {}
+    items["self"] = items
+    return items
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        Unserialisable(),
+        {1, 2},
+        1j,
+        {"a": Unserialisable()},
+        {("tuple", "key"): 1},
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        [1.0, float("nan")],
+        circular_list(),
+        circular_dict(),
+        "lone \ud800 surrogate",
+        {"\udfff": 1},
+    ],
+    ids=[
+        "object",
+        "set",
+        "complex",
+        "nested-object",
+        "tuple-key",
+        "nan",
+        "inf",
+        "-inf",
+        "nested-nan",
+        "circular-list",
+        "circular-dict",
+        "surrogate",
+        "surrogate-key",
+    ],
+)
+def test_encode_error_for_data(data: object) -> None:
+    with pytest.raises(EncodeError, match="data") as info:
+        encode_message(data)
+    assert isinstance(info.value, TypeError)
+    assert info.value.__cause__ is not None
+
+
+def test_encode_error_for_data_nested_too_deeply() -> None:
+    data: list[object] = []
+    for _ in range(100_000):
+        data = [data]
+    with pytest.raises(EncodeError):
+        encode_message(data)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"a": Unserialisable()},
+        {"a": float("nan")},
+        {"a": circular_list()},
+        {"a": "\ud800"},
+        {"\ud800": 1},
+        {("x",): 1},
+    ],
+)
+def test_encode_error_for_metadata(metadata: dict[Any, Any]) -> None:
+    with pytest.raises(EncodeError, match="metadata"):
+        encode_message(1, metadata)
+
+
+@pytest.mark.parametrize(
+    "metadata", [[], 0, "", False, (), b"", [("a", 1)], 1, "x", (("a", 1),), True]
+)
+def test_encode_error_for_metadata_that_is_not_a_dict(metadata: Any) -> None:
+    with pytest.raises(EncodeError, match="metadata must be a dict"):
+        encode_message(1, metadata)
+
+
+def test_message_too_large() -> None:
+    with pytest.raises(MessageTooLarge) as info:
+        encode_message("x" * 100, {"k": 1}, max_message_size=50)
+    assert (info.value.size, info.value.limit) == (102 + len(b'{"k":1}'), 50)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(MessageTooLarge) as info:
+        encode_message(b"\x00" * 51, max_message_size=50)
+    assert (info.value.size, info.value.limit) == (51, 50)
+
+
+def test_message_at_the_limit_is_encoded_and_accepted() -> None:
+    encoded = encode_message(b"\x00" * 50, max_message_size=50, max_metadata_size=0)
+    decoder = opened(max_message_size=50)
+    decoder.receive_data(encoded)
+    assert decoder.events() == [Message(b"\x00" * 50, {})]
+
+
+def test_metadata_too_large() -> None:
+    metadata = {"k": "v" * 20}
+    size = len(json.dumps(metadata, separators=(",", ":")))
+    with pytest.raises(MessageTooLarge) as info:
+        encode_message(1, metadata, max_metadata_size=size - 1)
+    assert (info.value.size, info.value.limit) == (size, size - 1)
+    assert decode_one(encode_message(1, metadata, max_metadata_size=size)) == Message(1, metadata)
+
+
+@pytest.mark.parametrize(
+    "data", [b"\x00\xffraw", bytearray(b"\x00\xffraw"), memoryview(b"\x00\xffraw")]
+)
+def test_binary_data_travels_raw(data: bytes | bytearray | memoryview) -> None:
+    encoded = encode_message(data, {"k": "v"})
+    assert encoded.endswith(b"\x00\xffraw")
+    assert encoded[5] == Encoding.BYTES
+    event = decode_one(encoded)
+    assert event == Message(b"\x00\xffraw", {"k": "v"})
+    assert isinstance(event, Message)
+    assert type(event.data) is bytes
+
+
+def test_binary_data_from_a_non_byte_memoryview() -> None:
+    view = memoryview(bytes(range(8))).cast("H")
+    assert decode_one(encode_message(view)) == Message(bytes(range(8)), {})
+
+
+def test_json_data_is_compact_utf8() -> None:
+    payload = '{"a":["é",1]}'.encode()
+    encoded = encode_message({"a": ["é", 1]})
+    assert encoded == struct.pack("!IBBI", 4 + len(payload), 1, 0, 0) + payload
+
+
+@pytest.mark.parametrize("metadata", [None, {}])
+def test_empty_metadata_costs_zero_bytes(metadata: dict[str, Any] | None) -> None:
+    encoded = encode_message([1], metadata)
+    assert encoded == struct.pack("!IBBI", 4 + 3, FrameType.DATA, Encoding.JSON, 0) + b"[1]"
+    assert decode_one(encoded) == Message([1], {})
+
+
+def test_tuples_travel_as_lists() -> None:
+    event = decode_one(encode_message((1, (2, 3)), {"t": (4,)}))
+    assert event == Message([1, [2, 3]], {"t": [4]})
+    assert isinstance(event, Message)
+    assert type(event.data) is list
+
+
+def test_close_reason_is_shortened_at_a_character_boundary() -> None:
+    reason = "a" + "é" * 600  # 1201 bytes; byte 1024 falls inside an "é"
+    event = decode_one(encode_close(CloseCode.GOING_AWAY, reason))
+    assert event == Close(CloseCode.GOING_AWAY, "a" + "é" * 511)
+    emoji = decode_one(encode_close(1000, "😀" * 300))  # 4-byte characters
+    assert emoji == Close(1000, "😀" * 256)
+    long_ascii = decode_one(encode_close(1000, "x" * 5000))
+    assert long_ascii == Close(1000, "x" * MAX_CLOSE_REASON)
+
+
+def test_close_reason_at_the_limit_is_kept() -> None:
+    reason = "é" * (MAX_CLOSE_REASON // 2)
+    assert decode_one(encode_close(1000, reason)) == Close(1000, reason)
+
+
+def test_close_reason_with_lone_surrogate_is_replaced() -> None:
+    assert decode_one(encode_close(1000, "a\ud800b")) == Close(1000, "a?b")
+
+
+@pytest.mark.parametrize("code", [0, 1000, 0xFFFF])
+def test_close_code_range_accepted(code: int) -> None:
+    assert decode_one(encode_close(code)) == Close(code, "")
+
+
+@pytest.mark.parametrize("code", [-1, 0x10000, 2**32])
+def test_close_code_outside_16_bits(code: int) -> None:
+    with pytest.raises(ValueError, match="16 bits"):
+        encode_close(code)
+
+
+@pytest.mark.parametrize("encode", [encode_ping, encode_pong])
+def test_control_frame_over_limit(encode: Any) -> None:
+    assert len(encode(b"x" * CONTROL_LIMIT)) == 6 + CONTROL_LIMIT
+    with pytest.raises(ValueError, match="over 4096"):
+        encode(b"x" * (CONTROL_LIMIT + 1))
+
+
+def test_hello_over_control_limit() -> None:
+    with pytest.raises(ValueError, match="HELLO"):
+        encode_hello("client", features=[f"feature-{i}" for i in range(1000)])
+
+
+@pytest.mark.parametrize("name", ["max_message_size", "max_metadata_size"])
+@pytest.mark.parametrize("value", [0, -1, MAX_LIMIT + 1, 2**64])
+def test_encode_hello_rejects_out_of_range_sizes(name: str, value: int) -> None:
+    with pytest.raises(ValueError, match=name):
+        encode_hello("client", **{name: value})
+
+
+def test_encode_hello_layout() -> None:
+    encoded = encode_hello("client", max_message_size=5, max_metadata_size=2, features=["b", "a"])
+    assert encoded.startswith(b"ALVARO\x01\x00")
+    body = encoded[len(PREAMBLE) + 6 :]
+    assert encoded[len(PREAMBLE) :] == frame(FrameType.HELLO, body)
+    assert json.loads(body) == {
+        "role": "client",
+        "max_message_size": 5,
+        "max_metadata_size": 2,
+        "features": ["a", "b"],
+    }
+
+
+@pytest.mark.parametrize("role", ["server", "HOST", "", None])
+def test_decoder_rejects_an_unknown_role(role: Any) -> None:
+    with pytest.raises(ValueError, match="role"):
+        Decoder(role)
+
+
+@pytest.mark.parametrize("features", [["auth"], ["request", "chunk"], ["nope"]])
+def test_decoder_rejects_unsupported_features(features: list[str]) -> None:
+    assert not SUPPORTED_FEATURES.issuperset(features)
+    with pytest.raises(ValueError, match="does not implement"):
+        Decoder("host", features=features)
