@@ -461,7 +461,8 @@ class Connection(ConnectionAliases):
             code = exc.code if isinstance(exc, RemoteProtocolError) else CloseCode.TIMEOUT
             await self._abort(code, str(exc) or "opening handshake timed out")
             raise
-        except ConnectionClosed:
+        except BaseException:
+            # Closed peers, cancellation, anything: never leave the socket open.
             await self._abort(None, "")
             raise
         events = self._decoder.events()

@@ -1,0 +1,59 @@
+"""Helpers for alvaro's tests: a time unit, free ports, raw loopback sockets and subprocesses."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: One test time unit in seconds; slow machines scale every timeout with
+#: ALVARO_TEST_TIMEOUT_FACTOR instead of editing tests.
+T = 0.1 * float(os.environ.get("ALVARO_TEST_TIMEOUT_FACTOR", "1"))
+
+#: Generous bound for waits that should succeed quickly, so a bug fails fast instead of hanging.
+WAIT = 100 * T
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Poll ``predicate`` (from a plain thread) until it is true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.01)
+
+
+def wait_for_port(port: int, timeout: float = WAIT) -> None:
+    """Wait until something listens on 127.0.0.1:port."""
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    wait_until(listening, timeout)
+
+
+def python_process(script: str, *args: str) -> subprocess.Popen[str]:
+    """Start ``python -u script`` with its output captured as text."""
+    return subprocess.Popen(
+        [sys.executable, "-u", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
