@@ -9,6 +9,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+import anyio
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -57,3 +59,13 @@ def python_process(script: str, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Wait in async code until ``predicate()`` is true; fail with TimeoutError after ``timeout``.
+
+    For state that no event announces (a list filled by a callback, ``host.clients``).
+    """
+    with anyio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 - the state polled here has no event to await
+            await anyio.sleep(T / 10)

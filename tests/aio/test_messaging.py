@@ -8,13 +8,14 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 
 import alvaro
 from alvaro import CloseCode, Message
 from alvaro.aio import Connection, State, connect
 
-from ..helpers import WAIT, T, free_port
+from ..helpers import WAIT, T, eventually, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -50,7 +51,7 @@ async def test_async_and_plain_callbacks_in_order_per_connection() -> None:
     class Recorder(alvaro.Host):
         async def new_client(self, conn: Connection) -> None:
             events.append(("new", conn.port))
-            await anyio.sleep(0)  # an async callback may await
+            await anyio.lowlevel.checkpoint()  # an async callback may await
             conn.send_data("welcome")
 
         def got_data(self, conn: Connection, data: Any, metadata: dict[str, Any]) -> None:
@@ -114,18 +115,14 @@ async def test_port_zero_clients_and_peer_addresses() -> None:
         assert host.running
         assert host.clients == []
         async with connect("127.0.0.1", host.port) as one, connect("127.0.0.1", host.port) as two:
-            with anyio.fail_after(WAIT):
-                while len(host.clients) < 2:
-                    await anyio.sleep(T / 10)
+            await eventually(lambda: len(host.clients) >= 2)
             ports = {conn.port for conn in host.clients}
             assert ports == {one.connection.local_port, two.connection.local_port}  # type: ignore[union-attr]
             assert all(conn.addr == "127.0.0.1" and conn.is_open for conn in host.clients)
             assert one.connected
             assert one.connection.addr == "127.0.0.1"  # type: ignore[union-attr]
             assert one.connection.port == host.port  # type: ignore[union-attr]
-        with anyio.fail_after(WAIT):
-            while host.clients:
-                await anyio.sleep(T / 10)
+        await eventually(lambda: not host.clients)
     assert not host.running
 
 
@@ -184,9 +181,7 @@ async def test_stop_closes_clients_with_going_away_and_start_returns() -> None:
     async with anyio.create_task_group() as tasks:
         port = await tasks.start(host.start)
         await tasks.start(client.connect, "127.0.0.1", port)
-        with anyio.fail_after(WAIT):
-            while not host.clients:
-                await anyio.sleep(T / 10)
+        await eventually(lambda: bool(host.clients))
         for i in range(100):
             host.clients[0].send_data(i)
         host.stop()
@@ -252,9 +247,7 @@ async def test_wait_for_connection_from_a_thread() -> None:
     waiter.start()
     async with alvaro.Host("127.0.0.1", 0) as host, anyio.create_task_group() as tasks:
         await tasks.start(client.connect, "127.0.0.1", host.port)
-        with anyio.fail_after(WAIT):
-            while waiter.is_alive():
-                await anyio.sleep(T / 10)
+        await eventually(lambda: not waiter.is_alive())
         # On the loop thread, once connected, it answers at once instead of blocking.
         assert client.wait_for_connection(timeout=0) is True
         await client.aclose()
@@ -329,7 +322,7 @@ async def test_outbox_full_and_send_waits_for_room() -> None:
                 for _ in range(10_000):  # bounded: kernel buffers are a few MiB at most
                     client.send_data(chunk)
                     sent += 1
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
             # send() waits for room instead of raising, and completes once the host reads again.
             with anyio.fail_after(WAIT):
                 async with anyio.create_task_group() as tasks:
@@ -338,9 +331,7 @@ async def test_outbox_full_and_send_waits_for_room() -> None:
                     assert conn._pending_bytes > 100_000  # still waiting: nothing was drained
                     release.set()
             sent += 1
-            with anyio.fail_after(WAIT):
-                while len(got) < sent:
-                    await anyio.sleep(T / 10)
+            await eventually(lambda: len(got) >= sent)
     assert got == [len(chunk)] * sent
 
 
@@ -433,3 +424,44 @@ async def test_invalid_settings_are_refused() -> None:
     async with alvaro.Host("127.0.0.1", 0) as host, connect("127.0.0.1", host.port) as client:
         with pytest.raises(ValueError, match="close code"):
             client.disconnect(code=CloseCode.ABNORMAL)
+
+
+@pytest.mark.parametrize("runner", ["asyncio.run", "trio.run", "anyio.run"])
+def test_start_runs_under_each_event_loop_runner(runner: str) -> None:
+    import asyncio
+
+    import trio
+
+    host = alvaro.Host("127.0.0.1", 0)
+    started = threading.Event()
+    host.server_started = lambda h: started.set()  # type: ignore[method-assign]
+    run = {
+        "asyncio.run": lambda: asyncio.run(host.start()),
+        "trio.run": lambda: trio.run(host.start),
+        "anyio.run": lambda: anyio.run(host.start),
+    }[runner]
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert started.wait(WAIT)
+        got: list[Any] = []
+
+        def got_data(conn: Connection, data: Any, metadata: dict[str, Any]) -> None:
+            got.append(data)  # runs on the host's event loop, in the host's thread
+            conn.send_data("ack")
+
+        host.got_data = got_data  # type: ignore[method-assign]
+
+        async def talk() -> None:
+            async with connect("127.0.0.1", host.port) as client:
+                client.send_data("from the client")
+                with anyio.fail_after(WAIT):
+                    assert (await client.receive()).data == "ack"
+
+        anyio.run(talk)
+        assert got == ["from the client"]
+    finally:
+        host.stop()  # from the main thread, while the host runs in another
+        thread.join(WAIT)
+    assert not thread.is_alive()
+    assert not host.running
