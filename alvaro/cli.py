@@ -81,7 +81,9 @@ async def _demo(backend: str) -> int:
         ):
             for name, client in (("alice", alice), ("bob", bob)):
                 greeting = await client.receive(timeout=10)
-                out.say(name, f"got {_show(greeting.data)} with metadata {_show(greeting.metadata)}")
+                out.say(
+                    name, f"got {_show(greeting.data)} with metadata {_show(greeting.metadata)}"
+                )
 
             alice.send_data("Hello, Bob!", metadata={"from": "alice", "kind": "chat"})
             message = await bob.receive(timeout=10)
@@ -123,7 +125,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``alvaro`` command with ``argv`` (default: ``sys.argv[1:]``); return its exit code."""
+    """Run the ``alvaro`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
@@ -135,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return anyio.run(_demo, args.backend, backend=args.backend)
         except ModuleNotFoundError as exc:
-            print(f"alvaro demo: {exc}; install it with: pip install 'alvaro[trio]'", file=sys.stderr)
+            print(
+                f"alvaro demo: {exc}; install it with: pip install 'alvaro[trio]'", file=sys.stderr
+            )
             return 2
     parser.print_help()
     return 0

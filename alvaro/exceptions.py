@@ -131,7 +131,8 @@ class MessageTooLarge(AlvaroError, ValueError):
         limit: the limit it exceeded, in bytes.
     """
 
-    def __init__(self, message: str, *, size: int, limit: int) -> None:
+    def __init__(self, message: str, *, size: int = 0, limit: int = 0) -> None:
+        # Defaults let pickle rebuild it from its message; the attributes come back with it.
         super().__init__(message)
         self.size = size
         self.limit = limit

@@ -481,9 +481,7 @@ class Decoder:
                     if end - start < length:
                         break
                     pos = start + length
-                    event = self._control(frame_type, view[start:pos])
-                    if event is not None:
-                        events.append(event)
+                    events.append(self._control(frame_type, view[start:pos]))
             finally:
                 # After CLOSE the rest of the buffer is dropped (docs/protocol.md, section 5).
                 self._pos = end if self._phase is _Phase.CLOSED else pos
@@ -544,7 +542,7 @@ class Decoder:
                 CloseCode.MESSAGE_TOO_BIG,
             )
 
-    def _control(self, frame_type: int, body: memoryview) -> Event | None:
+    def _control(self, frame_type: int, body: memoryview) -> Event:
         if frame_type == FrameType.HELLO:
             if self._phase is not _Phase.HELLO:
                 raise RemoteProtocolError("the peer sent a second HELLO")

@@ -22,13 +22,17 @@ class LoopHandle:
     cross-thread round trip per use.
     """
 
-    __slots__ = ("_schedule", "is_trio", "thread_id")
+    __slots__ = ("_schedule", "is_trio", "thread_id", "time")
 
     def __init__(self) -> None:
         # The native token is an asyncio loop or a TrioToken; telling them apart by what they
         # offer keeps this module free of asyncio and trio imports.
-        native: Any = anyio.lowlevel.current_token().native_token
+        token = anyio.lowlevel.current_token()
+        native: Any = token.native_token
         self.thread_id = threading.get_ident()
+        # The loop's clock, usable in callbacks scheduled from other threads, where
+        # anyio.current_time() cannot tell which backend runs (no task is current there).
+        self.time: Callable[[], float] = token.backend_class.current_time
         schedule = getattr(native, "call_soon_threadsafe", None)
         self.is_trio = schedule is None
         self._schedule: Callable[[Callable[[], object]], object] = (

@@ -109,6 +109,9 @@ class Connection(ConnectionAliases):
         self._early_events: list[Event] = []
         # Outbox: guarded by _lock because send_data() and disconnect() may run on any thread.
         self._lock = threading.Lock()
+        # Plain threads (the blocking API) wait here for room in the outbox.
+        self._room = threading.Condition(self._lock)
+        self._blocked_senders = 0
         self._outbox: list[bytes] = []
         self._pending_bytes = 0  # queued plus being written
         self._writer_idle = False
@@ -231,6 +234,34 @@ class Connection(ConnectionAliases):
             await self._drained.wait()
         self._enqueue(frame, limit=None)
 
+    def _send_blocking(self, data: Any, metadata: Metadata | None, timeout: float | None) -> None:
+        """Queue a message from a plain thread, blocking while the outbox is over write_limit.
+
+        The blocking API's ``send``; never call it on the loop thread, which it would block.
+        """
+        peer = self._peer
+        assert peer is not None, "connections are handed out only after the handshake"
+        frame = encode_message(
+            data,
+            metadata,
+            max_message_size=peer.max_message_size,
+            max_metadata_size=peer.max_metadata_size,
+        )
+        limit = self._settings.write_limit
+        with self._room:
+            if self._pending_bytes > limit and not self._send_closed:
+                self._blocked_senders += 1
+                try:
+                    if not self._room.wait_for(
+                        lambda: self._pending_bytes <= limit or self._send_closed, timeout
+                    ):
+                        raise TimeoutError(
+                            f"no room in the outbox to {self.addr}:{self.port} within {timeout:g} s"
+                        )
+                finally:
+                    self._blocked_senders -= 1
+        self._enqueue(frame, limit=None)
+
     def _enqueue(self, frame: bytes, *, limit: int | None) -> None:
         with self._lock:
             if self._send_closed:
@@ -269,6 +300,8 @@ class Connection(ConnectionAliases):
                 await transport.send(data)
                 with self._lock:
                     self._pending_bytes -= len(data)
+                    if self._blocked_senders:
+                        self._room.notify_all()
                 if self._drained is not None:
                     self._drained.set()
                     self._drained = None
@@ -280,6 +313,7 @@ class Connection(ConnectionAliases):
             with self._lock:
                 self._send_closed = True
                 unsent = len(self._outbox)
+                self._room.notify_all()
             if unsent:
                 self._logger.warning(
                     "%d queued message(s) to %s:%s were not sent: the connection closed",
@@ -402,7 +436,7 @@ class Connection(ConnectionAliases):
         if self._state is State.OPEN:
             self._state = State.CLOSING
         self._close_deadline = min(
-            self._close_deadline, anyio.current_time() + self._settings.close_timeout
+            self._close_deadline, self._loop.time() + self._settings.close_timeout
         )
         if self._read_scope is not None:
             self._read_scope.deadline = self._close_deadline

@@ -1,0 +1,185 @@
+"""Handing work from the event loop to plain threads, in order and with bounded memory.
+
+The loop side never blocks: it hands a callable (:class:`Dispatcher`) or a message
+(:class:`Inbox`) over and awaits only when ``limit`` of them are still waiting, which stops the
+connection's reader and so pushes back on the peer through TCP. The thread side wakes the loop
+only when it makes room after such a wait, so the common path costs no cross-thread call.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import TYPE_CHECKING, Final
+
+import anyio
+
+from ..aio._loop import LoopHandle
+
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import Callable
+
+    from ..exceptions import ConnectionClosed
+    from ..protocol import Message
+
+__all__ = ("Dispatch", "Dispatcher", "Inbox")
+
+#: A function that runs a zero-argument callable where the user wants it (a GUI thread, ...).
+Dispatch = "Callable[[Callable[[], None]], object]"
+
+_STOP: Final = object()
+
+
+class _Bounded:
+    """Counts items handed over and not yet consumed; the loop waits at ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._room: anyio.Event | None = None
+        self._loop: LoopHandle | None = None
+
+    def _reserve(self) -> anyio.Event | None:
+        """Loop side: count one more item; return an event to await if that reached the limit."""
+        if self._loop is None:
+            self._loop = LoopHandle()
+        with self._lock:
+            self._pending += 1
+            if self._pending < self._limit:
+                return None
+            room = self._room = anyio.Event()
+            return room
+
+    def _consumed(self) -> None:
+        """Thread side: one item was consumed; wake the loop if it waits and there is room now."""
+        with self._lock:
+            self._pending -= 1
+            room = self._room
+            if room is None or self._pending >= self._limit:
+                return
+            self._room = None
+        if self._loop is not None:
+            self._loop.call_soon(room.set)
+
+
+class Dispatcher(_Bounded):
+    """Runs one sync object's callbacks in order, never on the event-loop thread.
+
+    By default the callbacks run on a thread of the dispatcher's own, started when the first one
+    arrives. With ``dispatch``, each callback is passed to that function instead, which must run
+    it once, in the order given: ``root.after(0, f)`` for Tk, emitting a queued Qt signal, ...
+    A callback that raises is logged with its traceback; ``on_error`` decides what else happens.
+    """
+
+    def __init__(
+        self,
+        *,
+        dispatch: Callable[[Callable[[], None]], object] | None,
+        limit: int,
+        name: str,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        super().__init__(limit)
+        self._dispatch = dispatch
+        self._name = name
+        self._logger = logger
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The dispatcher's own thread, if it runs one."""
+        return self._thread
+
+    async def submit(self, function: Callable[[], None]) -> None:
+        """Loop side: schedule ``function``; waits while ``limit`` callbacks are still pending."""
+        room = self._reserve()
+        self._hand_over(function)
+        if room is not None:
+            await room.wait()
+
+    def submit_nowait(self, function: Callable[[], None]) -> None:
+        """Schedule ``function`` without waiting, for callbacks that must never be held back."""
+        with self._lock:
+            self._pending += 1
+        self._hand_over(function)
+
+    def _hand_over(self, function: Callable[[], None]) -> None:
+        if self._dispatch is not None:
+            self._dispatch(lambda: self._run(function))
+            return
+        with self._thread_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+                self._thread.start()
+        self._queue.put(function)
+
+    def _run(self, function: Callable[[], None]) -> None:
+        try:
+            function()
+        except Exception:
+            self._logger.exception("an alvaro.sync callback raised")
+        finally:
+            self._consumed()
+
+    def _work(self) -> None:
+        while True:
+            function = self._queue.get()
+            if function is _STOP:
+                return
+            self._run(function)  # type: ignore[arg-type]
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Run the callbacks already scheduled, then stop the dispatcher's thread.
+
+        Called from the dispatcher's own thread (inside a callback), it does not wait for itself.
+        """
+        with self._thread_lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(_STOP)
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+class Inbox(_Bounded):
+    """Messages waiting for a blocking ``receive()``; the reader waits when ``limit`` are queued."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self._queue: queue.SimpleQueue[Message | ConnectionClosed] = queue.SimpleQueue()
+
+    async def put(self, message: Message) -> None:
+        """Loop side: queue a message; waits while ``limit`` messages are not taken."""
+        room = self._reserve()
+        self._queue.put(message)
+        if room is not None:
+            await room.wait()
+
+    def close(self, error: ConnectionClosed) -> None:
+        """No more messages will come: once the queued ones are taken, ``get`` raises ``error``."""
+        self._queue.put(error)
+
+    def get(self, timeout: float | None) -> Message:
+        """Thread side: the next message, waiting up to ``timeout`` (None: forever, 0: poll).
+
+        Raises:
+            TimeoutError: no message within ``timeout``.
+            ConnectionClosed: the connection closed and every message was taken.
+        """
+        try:
+            if timeout is not None and timeout <= 0:
+                item = self._queue.get_nowait()
+            else:
+                item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no message within {timeout:g} s") from None
+        if isinstance(item, BaseException):
+            self._queue.put(item)  # every later receive() raises too
+            raise item
+        self._consumed()
+        return item

@@ -1,0 +1,282 @@
+"""The blocking Client: the async client run on alvaro's shared background loop thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .. import aio
+from .._aliases import ClientAliases
+from .._close_codes import CloseCode
+from ..exceptions import LocalProtocolError
+from ..protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE, Message
+from ._base import Runner, user_callback
+from ._loop import Backend, check_not_loop_thread
+from .connection import Connection
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from concurrent.futures import Future
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    from .._types import Metadata
+
+__all__ = ("Client", "connect")
+
+
+class Client(ClientAliases):
+    """Connects to a Host from blocking code: scripts, GUIs, threads. No asyncio needed.
+
+    ``connect()`` returns once connected; the connection then lives on alvaro's background
+    event-loop thread (one per process, shared by every alvaro.sync object).
+
+    Callbacks (``made_connection()``, ``got_data(data, metadata)``, ``lost_connection()``) are
+    plain functions, set as attributes or overridden in a subclass. They never run on the
+    event-loop thread: they run in order on this client's dispatcher thread, or through
+    ``dispatch`` if given. Any alvaro.sync method may be called from inside them.
+
+    Args:
+        backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
+        dispatch: a function that runs a zero-argument callable where you want callbacks to run,
+            such as ``lambda f: root.after(0, f)`` for Tk. It must run each one once, in order.
+        max_message_size, max_metadata_size, max_queue, write_limit, outbox_limit, open_timeout,
+        close_timeout, logger: as for :class:`alvaro.aio.Client`.
+
+    Example::
+
+        with alvaro.sync.connect("localhost", 8888) as client:
+            client.send_data("hello", metadata={"kind": "greeting"})
+            print(client.receive(timeout=5).data)
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: Backend = "asyncio",
+        dispatch: Callable[[Callable[[], None]], object] | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
+        max_queue: int = 16,
+        write_limit: int = 64 * 1024,
+        outbox_limit: int = 8 * 1024 * 1024,
+        open_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.logger = logger if logger is not None else logging.getLogger("alvaro.client")
+        self._aio = aio.Client(
+            max_message_size=max_message_size,
+            max_metadata_size=max_metadata_size,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            outbox_limit=outbox_limit,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            logger=self.logger,
+        )
+        self.settings = self._aio.settings
+        self._runner = Runner(
+            backend=backend,
+            dispatch=dispatch,
+            limit=max_queue,
+            name="alvaro-client-callbacks",
+            logger=self.logger,
+        )
+        self._connection: Connection | None = None
+        self._connection_lock = threading.Lock()
+        self._task: Future[None] | None = None
+        # The async client's callbacks hand everything over to this object.
+        self._aio.made_connection = self._made_connection  # type: ignore[method-assign]
+        self._aio.got_data = self._got_data  # type: ignore[method-assign]
+        self._aio.lost_connection = self._lost_connection  # type: ignore[method-assign]
+
+    # --- Callbacks: override in a subclass or assign on the instance ---------------------------
+
+    def made_connection(self) -> None:
+        """Called once connected. Runs on the dispatcher thread (or through ``dispatch``)."""
+
+    def got_data(self, data: Any, metadata: Metadata) -> None:
+        """Called for each message, in order, on the dispatcher thread (or through ``dispatch``).
+
+        While this is not set, messages wait for :meth:`receive` instead. A callback that raises
+        is logged and closes the connection with INTERNAL_ERROR.
+        """
+
+    def lost_connection(self) -> None:
+        """Called once when the connection has closed, on the dispatcher thread (or through
+        ``dispatch``). :attr:`connection` tells ``close_code`` and ``close_reason``."""
+
+    # --- Information ---------------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Connection | None:
+        """The current (or last) connection, or ``None`` before the first connect."""
+        return self._connection
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is connected and the connection is open."""
+        return self._aio.connected
+
+    @property
+    def backend(self) -> Backend:
+        """The event loop the background thread runs."""
+        return self._runner.loop.backend
+
+    def __repr__(self) -> str:
+        return repr(self._aio).replace("<Client", "<alvaro.sync.Client", 1)
+
+    # --- Connecting ----------------------------------------------------------------------------
+
+    def connect(self, host: str, port: int) -> None:
+        """Connect to a host; returns once connected, while the connection lives on in the
+        background.
+
+        Raises:
+            ConnectError: the host could not be reached, refused, or failed the handshake.
+            TimeoutError: connecting took longer than ``open_timeout``.
+            RuntimeError: the client is already connected.
+            WrongThreadError: called on the event-loop thread.
+        """
+        check_not_loop_thread("connect()")
+        if self._task is not None and not self._task.done():
+            raise RuntimeError("this Client is already connected or connecting")
+        portal = self._runner.acquire()
+        try:
+            self._task, _ = portal.start_task(
+                self._aio.connect, host, port, name=f"alvaro client to {host}:{port}"
+            )
+        except BaseException:
+            self._runner.release(None)
+            raise
+
+    def wait_for_connection(self, timeout: float | None = None) -> bool:
+        """Block until connected; return whether it is. Sleeps, using no CPU while it waits."""
+        check_not_loop_thread("wait_for_connection()")
+        return self._aio.wait_for_connection(timeout)
+
+    def _connection_for(self, conn: aio.Connection) -> Connection:
+        with self._connection_lock:
+            if self._connection is None or self._connection._aio is not conn:
+                self._connection = Connection(conn)
+            return self._connection
+
+    # --- Bridges, run on the loop thread by the async client ------------------------------------
+
+    async def _made_connection(self) -> None:
+        conn = self._aio.connection
+        assert conn is not None
+        self._connection_for(conn)
+        callback = user_callback(self, "made_connection", Client)
+        if callback is not None:
+            await self._runner.dispatcher.submit(lambda: self._call(callback))
+
+    async def _got_data(self, data: Any, metadata: Metadata) -> None:
+        conn = self._aio.connection
+        assert conn is not None
+        callback = user_callback(self, "got_data", Client)
+        if callback is None:
+            await self._connection_for(conn)._inbox.put(Message(data, metadata))
+        else:
+            await self._runner.dispatcher.submit(lambda: self._call(callback, data, metadata))
+
+    def _lost_connection(self) -> None:
+        conn = self._aio.connection
+        assert conn is not None
+        facade = self._connection_for(conn)
+        facade._finished()
+        callback = user_callback(self, "lost_connection", Client)
+        if callback is not None:
+            self._runner.dispatcher.submit_nowait(lambda: self._call(callback))
+
+    def _call(self, callback: Callable[..., object], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            self.logger.exception("an alvaro.sync client callback raised; closing the connection")
+            self._aio.disconnect("the application failed", CloseCode.INTERNAL_ERROR)
+
+    # --- Using the connection ------------------------------------------------------------------
+
+    def _require_connection(self) -> Connection:
+        conn = self._connection
+        if conn is None:
+            raise LocalProtocolError("the client is not connected; call connect() first")
+        return conn
+
+    def send_data(self, data: Any, metadata: Metadata | None = None) -> None:
+        """Queue a message for the host and return at once; safe from any thread.
+
+        See :meth:`alvaro.sync.Connection.send_data`.
+        """
+        self._require_connection().send_data(data, metadata)
+
+    def send(
+        self, data: Any, metadata: Metadata | None = None, timeout: float | None = None
+    ) -> None:
+        """Queue a message, first blocking while the outbox is over ``write_limit``."""
+        self._require_connection().send(data, metadata, timeout)
+
+    def receive(self, timeout: float | None = None) -> Message:
+        """Return the next message (``None`` waits, ``0`` polls); see
+        :meth:`alvaro.sync.Connection.receive`."""
+        return self._require_connection().receive(timeout)
+
+    def __iter__(self) -> Iterator[Message]:
+        """Iterate over messages until the connection closes normally."""
+        return iter(self._require_connection())
+
+    def disconnect(self, reason: str | None = None, code: int = CloseCode.NORMAL) -> None:
+        """Close the connection and return at once; safe from any thread, idempotent."""
+        self._aio.disconnect(reason, code)
+
+    def close(self, reason: str | None = None, code: int = CloseCode.NORMAL) -> None:
+        """Close the connection, wait until it is closed, and let go of the loop thread.
+
+        Idempotent. Callbacks already scheduled still run before this returns (unless it is
+        called from inside one). The last alvaro.sync object to close stops the loop thread.
+
+        Raises:
+            WrongThreadError: called on the event-loop thread.
+        """
+        check_not_loop_thread("close()")
+        task = self._task
+        if task is not None:
+            self._aio.disconnect(reason, code)
+            # The async client gives up after close_timeout; allow for that and some slack.
+            task.exception(timeout=2 * self.settings.close_timeout + 1)
+            self._task = None
+        self._runner.release(2 * self.settings.close_timeout + 1)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@contextmanager
+def connect(host: str, port: int, **options: Any) -> Iterator[Client]:
+    """Connect to a host for the duration of a ``with`` block, then close gracefully.
+
+    ``options`` are :class:`Client`'s keyword arguments.
+
+    Raises:
+        ConnectError: the host could not be reached or failed the handshake.
+        TimeoutError: connecting took longer than ``open_timeout``.
+    """
+    client = Client(**options)
+    client.connect(host, port)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,168 @@
+"""A connection seen from blocking code: a thin facade over :class:`alvaro.aio.Connection`."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .._aliases import ConnectionAliases
+from .._close_codes import CloseCode
+from ..exceptions import ConnectionClosedOK
+from ._handoff import Inbox
+from ._loop import check_not_loop_thread
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .._types import Metadata
+    from ..aio import Connection as AsyncConnection, State
+    from ..protocol import Message
+
+__all__ = ("Connection",)
+
+
+class Connection(ConnectionAliases):
+    """One connection, for blocking code: a Host's view of a client, or a Client's link to its host.
+
+    Every method may be called from any thread, including from inside alvaro.sync callbacks.
+    The blocking ones (:meth:`send`, :meth:`receive` with a timeout, :meth:`close`) raise
+    :class:`~alvaro.WrongThreadError` on alvaro's event-loop thread instead of freezing it.
+    """
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._aio = connection
+        self._inbox = Inbox(connection._settings.max_queue)
+        self._closed = threading.Event()
+
+    # --- Information ---------------------------------------------------------------------------
+
+    @property
+    def addr(self) -> str:
+        """The peer's IP address."""
+        return self._aio.addr
+
+    @property
+    def port(self) -> int:
+        """The peer's TCP port."""
+        return self._aio.port
+
+    @property
+    def local_port(self) -> int:
+        """This end's TCP port."""
+        return self._aio.local_port
+
+    @property
+    def state(self) -> State:
+        """Where the connection is in its life."""
+        return self._aio.state
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages can be sent."""
+        return self._aio.is_open
+
+    @property
+    def close_code(self) -> int | None:
+        """Why the connection closed, or ``None`` while no close has started."""
+        return self._aio.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The reason sent with the close, or alvaro's description of what ended it."""
+        return self._aio.close_reason
+
+    @property
+    def closed_by_peer(self) -> bool | None:
+        """``True`` if the peer or the network ended the connection, ``False`` if this side did."""
+        return self._aio.closed_by_peer
+
+    @property
+    def peer_max_message_size(self) -> int:
+        """The largest message the peer accepts, from its handshake."""
+        return self._aio.peer_max_message_size
+
+    def __repr__(self) -> str:
+        return f"<alvaro.sync.Connection {self.addr}:{self.port} {self.state.value}>"
+
+    # --- Sending -------------------------------------------------------------------------------
+
+    def send_data(self, data: Any, metadata: Metadata | None = None) -> None:
+        """Queue a message and return at once; never blocks.
+
+        The calling thread encodes the message and appends it to the connection's outbox; the
+        event loop is woken only when the outbox was empty, so sending costs no cross-thread
+        round trip. Messages sent from one thread arrive in the order sent.
+
+        Raises:
+            EncodeError, MessageTooLarge, OutboxFull, ConnectionClosed: as in alvaro.aio.
+        """
+        self._aio.send_data(data, metadata)
+
+    def send(
+        self, data: Any, metadata: Metadata | None = None, timeout: float | None = None
+    ) -> None:
+        """Queue a message, first blocking while more than ``write_limit`` bytes wait to be sent.
+
+        Raises:
+            TimeoutError: no room within ``timeout`` seconds.
+            EncodeError, MessageTooLarge, ConnectionClosed: as :meth:`send_data`.
+            WrongThreadError: called on the event-loop thread.
+        """
+        check_not_loop_thread("send()")
+        self._aio._send_blocking(data, metadata, timeout)
+
+    # --- Receiving -----------------------------------------------------------------------------
+
+    def receive(self, timeout: float | None = None) -> Message:
+        """Return the next message (when no ``got_data`` callback takes them).
+
+        Args:
+            timeout: seconds to wait; ``None`` waits as long as it takes, ``0`` only polls.
+
+        Raises:
+            TimeoutError: no message within ``timeout``.
+            ConnectionClosedOK, ConnectionClosedError: the connection closed and every message
+                was taken.
+            WrongThreadError: a waiting call on the event-loop thread.
+        """
+        if timeout != 0:
+            check_not_loop_thread("receive()")
+        return self._inbox.get(timeout)
+
+    def __iter__(self) -> Iterator[Message]:
+        """Iterate over messages until the connection closes normally."""
+        while True:
+            try:
+                yield self.receive()
+            except ConnectionClosedOK:
+                return
+
+    # --- Closing -------------------------------------------------------------------------------
+
+    def disconnect(self, reason: str | None = None, code: int = CloseCode.NORMAL) -> None:
+        """Close the connection and return at once; idempotent.
+
+        Everything queued is sent first, then the close ``code`` and ``reason``.
+        """
+        self._aio.disconnect(reason, code)
+
+    def close(
+        self, reason: str | None = None, code: int = CloseCode.NORMAL, timeout: float | None = None
+    ) -> bool:
+        """Close the connection and wait until it is closed; return whether it is.
+
+        The connection itself gives up after ``close_timeout``; ``timeout`` bounds this wait.
+        """
+        check_not_loop_thread("close()")
+        self.disconnect(reason, code)
+        return self.wait_closed(timeout)
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until the connection is closed; return whether it is."""
+        return self._closed.wait(timeout)
+
+    # --- Called by the sync Host and Client on the loop --------------------------------------
+
+    def _finished(self) -> None:
+        self._inbox.close(self._aio._closed_error())
+        self._closed.set()

@@ -1,0 +1,275 @@
+"""The blocking Host: the async host run on alvaro's shared background loop thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .. import aio
+from .._aliases import HostAliases
+from .._close_codes import CloseCode
+from ..protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE, Message
+from ._base import Runner, user_callback
+from ._loop import Backend, check_not_loop_thread
+from .connection import Connection
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from concurrent.futures import Future
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    from .._types import Metadata
+
+__all__ = ("Host",)
+
+
+class Host(HostAliases):
+    """Accepts clients from blocking code: scripts, GUIs, threads. No asyncio needed.
+
+    ``start()`` returns once listening; the host then runs on alvaro's background event-loop
+    thread (one per process, shared by every alvaro.sync object). ``serve_forever()`` blocks
+    until ``stop()`` or Ctrl+C.
+
+    Callbacks (``new_client(conn)``, ``got_data(conn, data, metadata)``, ``lost_client(conn)``,
+    ``server_started(host)``) are plain functions, set as attributes or overridden in a subclass.
+    They never run on the event-loop thread: they run in order on this host's dispatcher thread,
+    or through ``dispatch`` if given. Any alvaro.sync method may be called from inside them.
+    For each connection the order is ``new_client``, ``got_data``..., ``lost_client``.
+
+    Args:
+        addr, port: where to listen; port 0 picks a free port (read :attr:`port` after start).
+        backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
+        dispatch: a function that runs a zero-argument callable where you want callbacks to run.
+        max_message_size, max_metadata_size, max_queue, write_limit, outbox_limit, open_timeout,
+        close_timeout, logger: as for :class:`alvaro.aio.Host`.
+
+    Example::
+
+        host = alvaro.sync.Host("localhost", 8888)
+        host.got_data = lambda conn, data, metadata: conn.send_data(data)   # echo
+        host.serve_forever()
+    """
+
+    def __init__(
+        self,
+        addr: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        backend: Backend = "asyncio",
+        dispatch: Callable[[Callable[[], None]], object] | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
+        max_queue: int = 16,
+        write_limit: int = 64 * 1024,
+        outbox_limit: int = 8 * 1024 * 1024,
+        open_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.logger = logger if logger is not None else logging.getLogger("alvaro.host")
+        self._aio = aio.Host(
+            addr,
+            port,
+            max_message_size=max_message_size,
+            max_metadata_size=max_metadata_size,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            outbox_limit=outbox_limit,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            logger=self.logger,
+        )
+        self.settings = self._aio.settings
+        self._runner = Runner(
+            backend=backend,
+            dispatch=dispatch,
+            limit=max_queue,
+            name="alvaro-host-callbacks",
+            logger=self.logger,
+        )
+        self._connections: dict[aio.Connection, Connection] = {}
+        self._connections_lock = threading.Lock()
+        self._task: Future[None] | None = None
+        self._aio.new_client = self._new_client  # type: ignore[method-assign]
+        self._aio.got_data = self._got_data  # type: ignore[method-assign]
+        self._aio.lost_client = self._lost_client  # type: ignore[method-assign]
+        self._aio.server_started = self._server_started  # type: ignore[method-assign]
+
+    # --- Callbacks: override in a subclass or assign on the instance ---------------------------
+
+    def new_client(self, conn: Connection) -> None:
+        """Called when a client has connected, before its messages; on the dispatcher thread."""
+
+    def got_data(self, conn: Connection, data: Any, metadata: Metadata) -> None:
+        """Called for each message a client sends, in order, on the dispatcher thread.
+
+        While this is not set, messages wait for ``conn.receive()`` instead. A callback that
+        raises is logged and closes only that client's connection, with INTERNAL_ERROR.
+        """
+
+    def lost_client(self, conn: Connection) -> None:
+        """Called once when a client's connection has closed, on the dispatcher thread."""
+
+    def server_started(self, host: Host) -> None:
+        """Called once the host is listening, on the dispatcher thread."""
+
+    # --- Information ---------------------------------------------------------------------------
+
+    @property
+    def addr(self) -> str:
+        """The address the host listens on."""
+        return self._aio.addr
+
+    @property
+    def port(self) -> int:
+        """The TCP port; the bound one once started (port 0 picks a free one)."""
+        return self._aio.port
+
+    @property
+    def running(self) -> bool:
+        """Whether the host is listening."""
+        return self._aio.running
+
+    @property
+    def clients(self) -> list[Connection]:
+        """The connected clients, oldest first."""
+        return [self._connection_for(conn) for conn in self._aio.clients]
+
+    @property
+    def backend(self) -> Backend:
+        """The event loop the background thread runs."""
+        return self._runner.loop.backend
+
+    def __repr__(self) -> str:
+        return repr(self._aio).replace("<Host", "<alvaro.sync.Host", 1)
+
+    def _connection_for(self, conn: aio.Connection) -> Connection:
+        with self._connections_lock:
+            facade = self._connections.get(conn)
+            if facade is None:
+                facade = self._connections[conn] = Connection(conn)
+            return facade
+
+    # --- Running -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start listening; returns once listening, while the host serves in the background.
+
+        Raises:
+            OSError: the address could not be listened on (in use, not local, ...).
+            RuntimeError: the host is already running.
+            WrongThreadError: called on the event-loop thread.
+        """
+        check_not_loop_thread("start()")
+        if self._task is not None and not self._task.done():
+            raise RuntimeError("this Host is already running")
+        portal = self._runner.acquire()
+        try:
+            self._task, _ = portal.start_task(
+                self._aio.start, name=f"alvaro host on {self._aio.addr}:{self._aio.port}"
+            )
+        except BaseException:
+            self._runner.release(None)
+            raise
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`stop` is called (from another thread or a callback) or Ctrl+C.
+
+        Starts the host first if needed. On Ctrl+C the host shuts down cleanly and the
+        ``KeyboardInterrupt`` is raised again, so the program still stops.
+        """
+        check_not_loop_thread("serve_forever()")
+        if self._task is None or self._task.done():
+            self.start()
+        task = self._task
+        assert task is not None
+        try:
+            task.result()
+        except KeyboardInterrupt:
+            self.close()
+            raise
+        finally:
+            self._runner.release(self._shutdown_bound())
+
+    def stop(self) -> None:
+        """Shut down: stop accepting, close every client (GOING_AWAY) after what was queued for
+        it, and wait until that is done. Safe from any thread and from inside callbacks;
+        idempotent. On the event-loop thread it only asks for the shutdown, without waiting.
+        """
+        self._aio.stop()
+        task = self._task
+        if task is not None and self._runner.loop.thread_id != threading.get_ident():
+            task.exception(timeout=self._shutdown_bound())
+
+    def close(self) -> None:
+        """Stop the host, run the callbacks already scheduled, and let go of the loop thread.
+
+        Idempotent. The last alvaro.sync object to close stops the loop thread.
+        """
+        check_not_loop_thread("close()")
+        self.stop()
+        self._task = None
+        self._runner.release(self._shutdown_bound())
+
+    def _shutdown_bound(self) -> float:
+        # Shutdown closes clients within close_timeout; the rest is slack for a busy machine.
+        return 2 * self.settings.close_timeout + 1
+
+    def __enter__(self) -> Self:
+        """Start the host (if not started) for the duration of a ``with`` block."""
+        if self._task is None or self._task.done():
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- Bridges, run on the loop thread by the async host --------------------------------------
+
+    async def _new_client(self, conn: aio.Connection) -> None:
+        facade = self._connection_for(conn)
+        callback = user_callback(self, "new_client", Host)
+        if callback is not None:
+            await self._runner.dispatcher.submit(lambda: self._call(conn, callback, facade))
+
+    async def _got_data(self, conn: aio.Connection, data: Any, metadata: Metadata) -> None:
+        facade = self._connection_for(conn)
+        callback = user_callback(self, "got_data", Host)
+        if callback is None:
+            await facade._inbox.put(Message(data, metadata))
+        else:
+            await self._runner.dispatcher.submit(
+                lambda: self._call(conn, callback, facade, data, metadata)
+            )
+
+    def _lost_client(self, conn: aio.Connection) -> None:
+        facade = self._connection_for(conn)
+        with self._connections_lock:
+            self._connections.pop(conn, None)
+        facade._finished()
+        callback = user_callback(self, "lost_client", Host)
+        if callback is not None:
+            self._runner.dispatcher.submit_nowait(lambda: self._call(conn, callback, facade))
+
+    def _server_started(self, host: aio.Host) -> None:
+        callback = user_callback(self, "server_started", Host)
+        if callback is not None:
+            self._runner.dispatcher.submit_nowait(lambda: self._call(None, callback, self))
+
+    def _call(
+        self, conn: aio.Connection | None, callback: Callable[..., object], *args: Any
+    ) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            self.logger.exception("an alvaro.sync host callback raised")
+            if conn is not None:
+                conn.disconnect("the application failed", CloseCode.INTERNAL_ERROR)

@@ -1,0 +1,5 @@
+# Minimal server
+import alvaro, asyncio
+
+server = alvaro.Host("localhost", 8888)
+asyncio.run( server.start() )

@@ -1,0 +1,17 @@
+import alvaro, asyncio
+
+async def gotMessage(client, data, metaData):
+    print( "Message: {}".format(data) )
+    
+    if metaData["whoami"] == "client":
+        print("MetaData transferred successfully!")
+
+async def newClient(client):
+    print( "New connection from {}".format(client.addr) )
+    
+    client.sendData( "Hello, World!", metaData={"whoami": "server"} )
+
+server = alvaro.Host("localhost", 8888)
+server.newClient = newClient
+server.gotData = gotMessage
+asyncio.run( server.start() )

@@ -1,0 +1,332 @@
+"""The original library's camelCase names keep working as aliases of the PEP 8 API.
+
+``alvaro._aliases.ALIASES`` is the single table of aliases; these tests walk it, so a new row is
+checked without editing them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from typing import Any
+
+import anyio
+import pytest
+
+import alvaro
+import alvaro.aio
+from alvaro import CloseCode
+from alvaro._aliases import ALIASES
+from tests.helpers import WAIT
+
+ATTRIBUTE_ROWS = [row for row in ALIASES if row[3] == "attribute"]
+METHOD_ROWS = [row for row in ALIASES if row[3] == "method"]
+SEED_NAMES = {row[1] for row in ALIASES}
+
+#: For each seed method: the call made with the seed's spelling, and the arguments the PEP 8
+#: method must receive.
+SEED_CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]] = {
+    "sendData": (
+        ("Hello, World!",),
+        {"metaData": {"whoami": "client"}},
+        {"data": "Hello, World!", "metadata": {"whoami": "client"}},
+    ),
+    "waitForConnection": ((), {"timeout": 6}, {"timeout": 6}),
+}
+
+#: The seed's keyword names, which programs written for the original library pass.
+SEED_KEYWORDS = {"sendData": ("data", "metaData"), "waitForConnection": ("timeout",)}
+
+
+def make(kind: str) -> Any:
+    """A real object of the given kind, without a network."""
+    if kind == "host":
+        return alvaro.Host()
+    if kind == "client":
+        return alvaro.Client()
+    if kind == "connection":
+        # Users never build a Connection; the alias methods need none of its state.
+        return object.__new__(alvaro.aio.Connection)
+    raise AssertionError(f"unknown kind {kind!r} in ALIASES")
+
+
+def row_id(row: tuple[str, str, str, str]) -> str:
+    return f"{row[0]}.{row[1]}"
+
+
+def test_table_is_well_formed() -> None:
+    assert ALIASES, "ALIASES is empty"
+    kinds = {"host": alvaro.Host, "client": alvaro.Client, "connection": alvaro.aio.Connection}
+    for kind, seed, target, how in ALIASES:
+        assert kind in kinds
+        assert how in ("attribute", "method")
+        assert seed != target
+        assert hasattr(kinds[kind], seed), f"{kind} has no {seed}"
+        assert hasattr(kinds[kind], target), f"{kind} has no {target}"
+    assert len(set(ALIASES)) == len(ALIASES)
+
+
+@pytest.mark.parametrize("row", ATTRIBUTE_ROWS, ids=row_id)
+def test_attribute_alias(row: tuple[str, str, str, str]) -> None:
+    kind, seed, target, _ = row
+    obj = make(kind)
+
+    async def callback(*args: object) -> None:
+        pass
+
+    setattr(obj, seed, callback)
+    assert obj.__dict__[target] is callback
+    assert seed not in obj.__dict__
+    assert getattr(obj, target) is callback
+    assert getattr(obj, seed) is callback
+
+    # And the other way: assigning the PEP 8 name is seen through the seed name.
+    def other(*args: object) -> None:
+        pass
+
+    setattr(obj, target, other)
+    assert getattr(obj, seed) is other
+
+
+@pytest.mark.parametrize("row", ATTRIBUTE_ROWS, ids=row_id)
+def test_attribute_alias_reads_the_default(row: tuple[str, str, str, str]) -> None:
+    kind, seed, target, _ = row
+    obj = make(kind)
+    # Before any assignment the seed name reads the PEP 8 default (a bound method).
+    assert getattr(obj, seed) == getattr(obj, target)
+
+
+@pytest.mark.parametrize("row", METHOD_ROWS, ids=row_id)
+def test_method_alias(row: tuple[str, str, str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    kind, seed, target, _ = row
+    assert seed in SEED_CALLS, f"add how to call {seed} to SEED_CALLS"
+    args, kwargs, expected = SEED_CALLS[seed]
+    obj = make(kind)
+    pep8_signature = inspect.signature(getattr(type(obj), target))
+    calls: list[dict[str, Any]] = []
+    result = object()
+
+    def record(*call_args: Any, **call_kwargs: Any) -> Any:
+        bound = pep8_signature.bind(obj, *call_args, **call_kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        del arguments["self"]
+        calls.append(arguments)
+        return result
+
+    monkeypatch.setattr(obj, target, record)
+    returned = getattr(obj, seed)(*args, **kwargs)
+    assert calls == [expected]
+    if seed == "waitForConnection":
+        assert returned is result
+    else:
+        assert returned is None
+
+
+@pytest.mark.parametrize("row", METHOD_ROWS, ids=row_id)
+def test_method_alias_keeps_seed_keywords(row: tuple[str, str, str, str]) -> None:
+    kind, seed, _, _ = row
+    parameters = list(inspect.signature(getattr(type(make(kind)), seed)).parameters)
+    assert tuple(parameters[1:]) == SEED_KEYWORDS[seed]
+
+
+def test_send_data_metadata_defaults_to_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = alvaro.Client()
+    calls: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(
+        client, "send_data", lambda data, metadata=None: calls.append((data, metadata))
+    )
+    client.sendData("Hello, World!")
+    assert calls == [("Hello, World!", None)]
+
+
+def test_wait_for_connection_times_out_unconnected() -> None:
+    assert alvaro.Client().waitForConnection(timeout=0.01) is False
+    assert alvaro.Client().waitForConnection(0.01) is False
+
+
+def test_send_data_unconnected_raises() -> None:
+    with pytest.raises(alvaro.LocalProtocolError):
+        alvaro.Client().sendData("Hello, World!", metaData={"whoami": "client"})
+
+
+def test_subclass_seed_callback_is_installed() -> None:
+    def seed_got_data(self: Any, conn: Any, data: Any, metaData: Any) -> None:
+        pass
+
+    class SeedHost(alvaro.Host):
+        gotData = seed_got_data
+
+    class SeedClient(alvaro.Client):
+        def gotData(self, data: Any, metaData: Any) -> None:
+            pass
+
+    assert SeedHost.__dict__["got_data"] is seed_got_data
+    assert SeedHost.got_data is seed_got_data
+    host: Any = SeedHost()
+    assert host.gotData == host.got_data
+    assert host.got_data.__func__ is seed_got_data
+    assert SeedClient.got_data is not alvaro.Client.got_data
+    assert SeedClient.got_data.__name__ == "gotData"
+    # The seed name stays an alias, so assigning it on an instance still works.
+    replacement = object()
+    client: Any = SeedClient()
+    client.gotData = replacement
+    assert client.got_data is replacement
+    # The base classes are untouched.
+    assert alvaro.Host.got_data is not seed_got_data
+
+
+@pytest.mark.parametrize("base", [alvaro.Host, alvaro.Client], ids=["host", "client"])
+def test_subclass_defining_both_names_is_an_error(base: type) -> None:
+    with pytest.raises(TypeError, match="defines both 'gotData' and 'got_data'"):
+
+        class Both(base):  # type: ignore[misc]
+            def gotData(self, *args: object) -> None:
+                pass
+
+            def got_data(self, *args: object) -> None:
+                pass
+
+
+def public_modules() -> list[str]:
+    names = ["alvaro"]
+    for info in pkgutil.walk_packages(alvaro.__path__, "alvaro."):
+        if info.name != "alvaro.__main__":  # importing it runs the command
+            names.append(info.name)
+    return names
+
+
+@pytest.mark.parametrize("module_name", public_modules())
+def test_aliases_are_not_exported(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    exported = set(getattr(module, "__all__", ()))
+    assert not exported & SEED_NAMES
+
+
+def test_aliases_not_in_main_all() -> None:
+    for module in (alvaro, alvaro.aio):
+        assert not set(module.__all__) & SEED_NAMES
+
+
+# --- The aliases on a live connection ------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.server_started = anyio.Event()
+        self.host_got = anyio.Event()
+        self.host_lost = anyio.Event()
+        self.client_got = anyio.Event()
+
+    def add(self, *event: Any) -> None:
+        self.events.append(event)
+
+
+def assigned_by_seed_names(rec: Recorder) -> tuple[alvaro.Host, alvaro.Client]:
+    """The README's style: functions assigned to the seed names of instances."""
+    host = alvaro.Host("127.0.0.1", 0)
+    client = alvaro.Client()
+
+    async def serverStarted(server: alvaro.Host) -> None:
+        rec.add("serverStarted", server is host)
+        rec.server_started.set()
+
+    async def newClient(conn: alvaro.Connection) -> None:
+        rec.add("newClient")
+        conn.sendData("Hello, World!", metaData={"whoami": "server"})
+
+    async def gotMessage(conn: alvaro.Connection, data: Any, metaData: Any) -> None:
+        rec.add("host gotData", data, metaData)
+        rec.host_got.set()
+
+    def lostClient(conn: alvaro.Connection) -> None:
+        rec.add("lostClient", conn.close_code, conn.closed_by_peer)
+        rec.host_lost.set()
+
+    def madeConnection() -> None:
+        rec.add("madeConnection")
+
+    async def gotData(data: Any, metaData: Any) -> None:
+        rec.add("client gotData", data, metaData)
+        rec.client_got.set()
+
+    async def lostConnection() -> None:
+        rec.add("lostConnection")
+
+    host.serverStarted = serverStarted
+    host.newClient = newClient
+    host.gotData = gotMessage
+    host.lostClient = lostClient
+    client.madeConnection = madeConnection
+    client.gotData = gotData
+    client.lostConnection = lostConnection
+    return host, client
+
+
+def defined_in_subclasses(rec: Recorder) -> tuple[alvaro.Host, alvaro.Client]:
+    """Subclasses that define the seed-named callbacks as methods."""
+
+    class SeedHost(alvaro.Host):
+        async def serverStarted(self, server: alvaro.Host) -> None:
+            rec.add("serverStarted", server is self)
+            rec.server_started.set()
+
+        async def newClient(self, conn: alvaro.Connection) -> None:
+            rec.add("newClient")
+            conn.sendData("Hello, World!", metaData={"whoami": "server"})
+
+        async def gotData(self, conn: alvaro.Connection, data: Any, metaData: Any) -> None:
+            rec.add("host gotData", data, metaData)
+            rec.host_got.set()
+
+        def lostClient(self, conn: alvaro.Connection) -> None:
+            rec.add("lostClient", conn.close_code, conn.closed_by_peer)
+            rec.host_lost.set()
+
+    class SeedClient(alvaro.Client):
+        def madeConnection(self) -> None:
+            rec.add("madeConnection")
+
+        async def gotData(self, data: Any, metaData: Any) -> None:
+            rec.add("client gotData", data, metaData)
+            rec.client_got.set()
+
+        async def lostConnection(self) -> None:
+            rec.add("lostConnection")
+
+    return SeedHost("127.0.0.1", 0), SeedClient()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("build", [assigned_by_seed_names, defined_in_subclasses])
+async def test_seed_callbacks_on_a_live_connection(build: Any) -> None:
+    rec = Recorder()
+    host, client = build(rec)
+    with anyio.fail_after(WAIT):
+        async with host, anyio.create_task_group() as tasks:
+            await rec.server_started.wait()
+            await tasks.start(client.connect, "127.0.0.1", host.port)
+            assert client.waitForConnection(timeout=0) is True
+            await rec.client_got.wait()
+            client.sendData("hi", metaData={"whoami": "client"})
+            await rec.host_got.wait()
+            await client.aclose()
+            await rec.host_lost.wait()
+
+    assert rec.events[0] == ("serverStarted", True)
+    assert rec.events.index(("madeConnection",)) < rec.events.index(
+        ("client gotData", "Hello, World!", {"whoami": "server"})
+    )
+    expected = [
+        ("serverStarted", True),
+        ("newClient",),
+        ("madeConnection",),
+        ("client gotData", "Hello, World!", {"whoami": "server"}),
+        ("host gotData", "hi", {"whoami": "client"}),
+        ("lostConnection",),
+        ("lostClient", CloseCode.NORMAL, True),
+    ]
+    assert sorted(rec.events, key=repr) == sorted(expected, key=repr)

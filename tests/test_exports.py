@@ -1,0 +1,105 @@
+"""The public names: every public module declares them, and importing alvaro has no side effects."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+
+import alvaro
+import alvaro.aio
+from tests.helpers import WAIT
+
+PUBLIC_MODULES = ["alvaro", "alvaro.aio", "alvaro.protocol", "alvaro.exceptions"]
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_all_is_a_tuple_of_existing_names(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    exported = module.__all__
+    assert isinstance(exported, tuple)
+    assert exported, f"{module_name}.__all__ is empty"
+    assert all(isinstance(name, str) for name in exported)
+    assert len(set(exported)) == len(exported), f"duplicates in {module_name}.__all__"
+    missing = [name for name in exported if not hasattr(module, name)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_star_import_gives_exactly_all(module_name: str) -> None:
+    namespace: dict[str, object] = {}
+    exec(f"from {module_name} import *", namespace)
+    namespace.pop("__builtins__")
+    assert set(namespace) == set(importlib.import_module(module_name).__all__)
+
+
+def test_top_level_classes_are_the_async_ones() -> None:
+    assert alvaro.Host is alvaro.aio.Host
+    assert alvaro.Client is alvaro.aio.Client
+    assert alvaro.Connection is alvaro.aio.Connection
+
+
+def test_top_level_exports_every_exception() -> None:
+    import alvaro.exceptions
+
+    for name in alvaro.exceptions.__all__:
+        assert name in alvaro.__all__
+        assert getattr(alvaro, name) is getattr(alvaro.exceptions, name)
+
+
+def test_exported_classes_come_from_alvaro() -> None:
+    for name in alvaro.__all__:
+        value = getattr(alvaro, name)
+        if isinstance(value, type):
+            assert value.__module__.startswith("alvaro."), name
+        elif name != "__version__":
+            assert not isinstance(value, types.ModuleType), name
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(alvaro.__version__, str)
+    assert alvaro.__version__.count(".") >= 2
+
+
+IMPORT_PROBE = """
+import json, logging, threading
+before = threading.active_count()
+import alvaro
+logger = logging.getLogger("alvaro")
+print(json.dumps({
+    "threads_before": before,
+    "threads_after": threading.active_count(),
+    "root_handlers": [type(h).__name__ for h in logging.getLogger().handlers],
+    "root_level": logging.getLogger().level,
+    "alvaro_handlers": [type(h).__name__ for h in logger.handlers],
+    "other_handlers": sorted(
+        name
+        for name, item in logging.Logger.manager.loggerDict.items()
+        if isinstance(item, logging.Logger) and item.handlers and name != "alvaro"
+    ),
+    "alvaro_level": logger.level,
+}))
+"""
+
+
+def test_import_has_no_side_effects() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=3 * WAIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    report = json.loads(result.stdout)
+    assert report["threads_after"] == report["threads_before"] == 1
+    assert report["root_handlers"] == []
+    assert report["root_level"] == 30  # WARNING, Python's default: untouched
+    assert report["alvaro_handlers"] == ["NullHandler"]
+    assert report["other_handlers"] == []
+    assert report["alvaro_level"] == 0  # NOTSET: the application decides
