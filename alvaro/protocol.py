@@ -398,6 +398,11 @@ class Decoder:
         # Not the phase: a CLOSE may arrive before any HELLO, and an error may follow one.
         return self._hello_received
 
+    @property
+    def closed(self) -> bool:
+        """Whether the peer's CLOSE has been received (possibly before any HELLO)."""
+        return self._phase is _Phase.CLOSED
+
     def events(self) -> list[Event]:
         """Return the events parsed so far, oldest first, and forget them."""
         events = self._events

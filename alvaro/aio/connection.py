@@ -14,7 +14,7 @@ import inspect
 import math
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -107,6 +107,7 @@ class Connection(ConnectionAliases):
         self._state = State.CONNECTING
         self._peer: Hello | None = None
         self._early_events: list[Event] = []
+        self._early_error: RemoteProtocolError | None = None
         # Outbox: guarded by _lock because send_data() and disconnect() may run on any thread.
         self._lock = threading.Lock()
         # Plain threads (the blocking API) wait here for room in the outbox.
@@ -479,10 +480,11 @@ class Connection(ConnectionAliases):
             max_message_size=settings.max_message_size,
             max_metadata_size=settings.max_metadata_size,
         )
+        decoder = self._decoder
         try:
             with anyio.fail_after(settings.open_timeout):
                 await self._transport.send(hello)
-                while not self._decoder.handshake_complete:
+                while not (decoder.handshake_complete or decoder.closed):
                     chunk = await self._transport.receive()
                     if not chunk:
                         raise ConnectionClosedError(
@@ -490,7 +492,15 @@ class Connection(ConnectionAliases):
                             "the peer closed the connection during the opening handshake",
                             by_peer=True,
                         )
-                    self._decoder.receive_data(chunk)
+                    try:
+                        decoder.receive_data(chunk)
+                    except RemoteProtocolError as exc:
+                        # cast: receive_data() may have changed what the loop condition read.
+                        if not cast("bool", decoder.handshake_complete):
+                            raise
+                        # The handshake is done: the connection opens, delivers what came
+                        # before the bad frame, then closes for it (docs/protocol.md, 6.3).
+                        self._early_error = exc
         except (RemoteProtocolError, TimeoutError) as exc:
             code = exc.code if isinstance(exc, RemoteProtocolError) else CloseCode.TIMEOUT
             await self._abort(code, str(exc) or "opening handshake timed out")
@@ -499,10 +509,11 @@ class Connection(ConnectionAliases):
             # Closed peers, cancellation, anything: never leave the socket open.
             await self._abort(None, "")
             raise
-        events = self._decoder.events()
+        events = decoder.events()
         first = events[0]
         if isinstance(first, Close):
-            await self._abort(None, "")
+            # Refused before the handshake: answer the CLOSE, then report it.
+            await self._abort(_echo_code(first.code), "")
             ok = first.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY)
             error = ConnectionClosedOK if ok else ConnectionClosedError
             raise error(_known(first.code), first.reason, by_peer=True)
@@ -573,7 +584,7 @@ class Connection(ConnectionAliases):
         transport = self._transport
         events = self._early_events
         self._early_events = []
-        error: RemoteProtocolError | None = None
+        error = self._early_error
         while True:
             for event in events:
                 if type(event) is Message:
@@ -628,7 +639,14 @@ class Connection(ConnectionAliases):
                 self._close_info = (event.code, event.reason, True)
         if not answered:
             # Echo the code, after everything already queued (docs/protocol.md, section 6).
-            self._queue_close(event.code, "", by_peer=True)
+            self._queue_close(_echo_code(event.code), "", by_peer=True)
+
+
+def _echo_code(code: int) -> int:
+    """The code to answer a peer's CLOSE with: its own, unless it may never be sent."""
+    if 1000 <= code <= 4999 and code != CloseCode.ABNORMAL:
+        return code
+    return CloseCode.PROTOCOL_ERROR
 
 
 def _known(code: int) -> int:
