@@ -104,7 +104,12 @@ class Transport:
 
 
 def _broken(doing: str, exc: BaseException) -> ConnectionClosedError:
-    detail = str(exc) or type(exc).__name__
+    # anyio wraps the operating system's error (ConnectionResetError, ...); name that one.
+    root: BaseException | None = exc
+    while root is not None and not isinstance(root, OSError):
+        root = root.__cause__ or root.__context__
+    cause = root if root is not None else exc
+    detail = str(cause) or type(cause).__name__
     return ConnectionClosedError(
         CloseCode.ABNORMAL, f"connection lost while {doing}: {detail}", by_peer=True
     )
