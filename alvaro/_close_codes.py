@@ -41,9 +41,18 @@ class CloseCode(enum.IntEnum):
     """The peer did not read what was sent to it in time."""
 
     @classmethod
+    def can_send(cls, code: int) -> bool:
+        """Whether ``code`` may travel in a CLOSE frame: a code of this enum that is not local-only,
+        or an application code from 4100 to 4999."""
+        return code in _SENDABLE or 4100 <= code <= 4999
+
+    @classmethod
     def describe(cls, code: int) -> str:
         """Return the name of a known code, ``"APPLICATION"`` for 4100-4999, else ``"UNKNOWN"``."""
         try:
             return cls(code).name
         except ValueError:
             return "APPLICATION" if 4100 <= code <= 4999 else "UNKNOWN"
+
+
+_SENDABLE = frozenset(code for code in CloseCode if code != CloseCode.ABNORMAL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE
+from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE, MAX_LIMIT
 
 __all__ = ("Settings",)
 
@@ -45,8 +45,9 @@ class Settings:
                 f"outbox_limit must be an integer of at least write_limit ({self.write_limit}), "
                 f"not {self.outbox_limit!r}"
             )
-        if self.max_metadata_size > self.max_message_size:
-            raise ValueError("max_metadata_size cannot be larger than max_message_size")
+        for name in ("max_message_size", "max_metadata_size"):
+            if getattr(self, name) > MAX_LIMIT:
+                raise ValueError(f"{name} cannot be larger than {MAX_LIMIT} (the protocol's limit)")
         for name in ("open_timeout", "close_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:

@@ -9,7 +9,7 @@
     │   └── ConnectionClosedError          it was broken or closed because of an error
     ├── ProtocolError                      the wire protocol was broken (not raised directly)
     │   ├── RemoteProtocolError            by the peer; the connection closes with .code
-    │   └── LocalProtocolError             by this side, for example sending after close
+    │   └── LocalProtocolError             by this side, such as using a client before connect()
     ├── MessageTooLarge (also ValueError)  a message is over a size limit; .size, .limit
     ├── EncodeError (also TypeError)       data or metadata cannot be encoded as JSON
     ├── OutboxFull                         send_data() found the outbox full
@@ -115,7 +115,8 @@ class RemoteProtocolError(ProtocolError):
 
 
 class LocalProtocolError(ProtocolError):
-    """This side was asked to do something the protocol forbids, such as sending after close."""
+    """This side was asked to do something out of order, such as sending on a client that has not
+    connected yet. (Sending on a closed connection raises :class:`ConnectionClosed` instead.)"""
 
 
 class MessageTooLarge(AlvaroError, ValueError):

@@ -48,6 +48,7 @@ __all__ = (
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_METADATA_SIZE",
     "MAGIC",
+    "MAX_LIMIT",
     "PREAMBLE",
     "SUPPORTED_FEATURES",
     "VERSION",
@@ -84,8 +85,9 @@ CONTROL_LIMIT: Final = 4096
 MAX_CLOSE_REASON: Final = 1024
 """The encoder shortens close reasons to this many UTF-8 bytes."""
 
-# Largest body length the u32 field can state, less the metadata-length field of a DATA frame.
-_MAX_LIMIT: Final = 2**32 - 1 - 4
+MAX_LIMIT: Final = 2**32 - 1 - 4
+"""The largest size limit the protocol can state: a u32 body length less a DATA frame's
+metadata-length field."""
 
 _HEADER: Final = struct.Struct("!IBB")  # body length, frame type, flags
 _HEADER_SIZE: Final = _HEADER.size
@@ -273,7 +275,7 @@ def encode_message(
             size=meta_size,
             limit=max_metadata_size,
         )
-    limit = _MAX_LIMIT if max_message_size is None else min(max_message_size, _MAX_LIMIT)
+    limit = MAX_LIMIT if max_message_size is None else min(max_message_size, MAX_LIMIT)
     if size > limit:
         raise MessageTooLarge(
             f"message of {size} bytes is over the limit of {limit} bytes", size=size, limit=limit
@@ -306,8 +308,8 @@ def encode_hello(
         ("max_message_size", max_message_size),
         ("max_metadata_size", max_metadata_size),
     ):
-        if not 1 <= value <= _MAX_LIMIT:
-            raise ValueError(f"{name} must be between 1 and {_MAX_LIMIT}, not {value}")
+        if not 1 <= value <= MAX_LIMIT:
+            raise ValueError(f"{name} must be between 1 and {MAX_LIMIT}, not {value}")
     body = {
         "role": role,
         "max_message_size": max_message_size,
@@ -579,10 +581,9 @@ class Decoder:
         sizes = []
         for name in ("max_message_size", "max_metadata_size"):
             value = fields.get(name)
-            if type(value) is not int or not 1 <= value <= _MAX_LIMIT:
+            if type(value) is not int or not 1 <= value <= MAX_LIMIT:
                 raise RemoteProtocolError(
-                    f"HELLO field {name!r} must be an integer from 1 to {_MAX_LIMIT}, "
-                    f"not {value!r}",
+                    f"HELLO field {name!r} must be an integer from 1 to {MAX_LIMIT}, not {value!r}",
                     CloseCode.INVALID_DATA,
                 )
             sizes.append(value)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from .._aliases import ClientAliases
 from .._close_codes import CloseCode
@@ -231,12 +232,15 @@ class Client(ClientAliases):
         Meant for another thread than the event loop's (the original library's pattern: the loop
         runs in a thread, the main thread waits). It sleeps on a condition, using no CPU.
 
+        ``timeout=0`` only looks, and is allowed anywhere.
+
         Raises:
-            WrongThreadError: called on the event-loop thread, where it would block the very
-                loop that has to connect.
+            WrongThreadError: called, while not connected, on a thread that runs an event loop,
+                which it would block.
         """
-        loop = self._loop
-        if loop is not None and loop.in_loop_thread() and not self._connected.is_set():
+        if self._connected.is_set() or timeout == 0:
+            return self._connected.is_set()
+        if _event_loop_running_here():
             raise WrongThreadError(
                 "wait_for_connection() blocks, and was called on the event-loop thread that "
                 "runs the connection; in async code use 'async with alvaro.aio.connect(...)' or "
@@ -307,3 +311,12 @@ async def connect(host: str, port: int, **options: Any) -> AsyncIterator[Client]
             finally:
                 with anyio.CancelScope(shield=True):
                     await client.aclose()
+
+
+def _event_loop_running_here() -> bool:
+    """Whether an event loop runs in the calling thread (where blocking would freeze it)."""
+    try:
+        anyio.lowlevel.current_token()
+    except RuntimeError:  # anyio.NoEventLoopError
+        return False
+    return True

@@ -71,9 +71,13 @@ class State(enum.Enum):
 
 
 async def call_callback(function: Callable[..., object], *args: object) -> None:
-    """Call a user callback that may be a plain function or an ``async def``."""
+    """Call a user callback that may be a plain function or an ``async def``.
+
+    Only a coroutine is awaited: a plain function that happens to return an awaitable (such as
+    the handle of a task it started) is not waited for, which would deadlock.
+    """
     result = function(*args)
-    if result is not None and inspect.isawaitable(result):
+    if result is not None and inspect.iscoroutine(result):
         await result
 
 
@@ -119,6 +123,8 @@ class Connection(ConnectionAliases):
         self._send_closed = False
         self._close_queued = False
         self._close_info: tuple[int, str, bool] | None = None
+        self._close_cause: BaseException | None = None  # the network error that ended it
+        self._discarding = False  # after an application failure, deliver no more messages
         # Receive side, used by the loop thread only.
         self._inbox: deque[Message] = deque()
         self._inbox_waiter: anyio.Event | None = None
@@ -267,7 +273,7 @@ class Connection(ConnectionAliases):
         with self._lock:
             if self._send_closed:
                 raise self._closed_error()
-            if limit is not None and self._pending_bytes >= limit:
+            if limit is not None and self._pending_bytes > limit:
                 raise OutboxFull(
                     f"{self._pending_bytes} bytes are waiting to be sent to {self.addr}:"
                     f"{self.port} (outbox_limit is {limit}); use 'await send()' to wait for room"
@@ -309,7 +315,7 @@ class Connection(ConnectionAliases):
                 if closing:
                     return  # the CLOSE frame was the last of this batch
         except ConnectionClosedError as exc:
-            self._lose(exc.reason)
+            self._lose(exc.reason, exc.__cause__)
         finally:
             with self._lock:
                 self._send_closed = True
@@ -400,8 +406,11 @@ class Connection(ConnectionAliases):
             code: :attr:`CloseCode.NORMAL <alvaro.CloseCode.NORMAL>`, another close code, or an
                 application code from 4100 to 4999.
         """
-        if not 1000 <= code <= 4999 or code == CloseCode.ABNORMAL:
-            raise ValueError(f"{code} is not a close code that can be sent")
+        if not CloseCode.can_send(code):
+            raise ValueError(
+                f"{code} is not a close code that can be sent: use a CloseCode other than "
+                "ABNORMAL, or an application code from 4100 to 4999"
+            )
         self._queue_close(code, reason or "", by_peer=False)
 
     async def aclose(self, reason: str | None = None, code: int = CloseCode.NORMAL) -> None:
@@ -443,14 +452,19 @@ class Connection(ConnectionAliases):
             self._read_scope.deadline = self._close_deadline
 
     def _fail(self, code: int, reason: str) -> None:
-        """Close because of an error found on this side of the connection."""
+        """Close because of an error found on this side of the connection.
+
+        No further message is delivered: whatever arrives until the peer answers is dropped.
+        """
+        self._discarding = True
         self._queue_close(code, reason, by_peer=False)
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: str, cause: BaseException | None = None) -> None:
         """Record that the connection was lost without a closing handshake."""
         with self._lock:
             if self._close_info is None:
                 self._close_info = (CloseCode.ABNORMAL, reason, True)
+                self._close_cause = cause
             self._send_closed = True
         if self._read_scope is not None:
             self._read_scope.cancel()
@@ -458,7 +472,9 @@ class Connection(ConnectionAliases):
     def _closed_error(self) -> ConnectionClosed:
         code, reason, by_peer = self._close_info or (CloseCode.ABNORMAL, "closed", True)
         kind = ConnectionClosedOK if code in (CloseCode.NORMAL, CloseCode.GOING_AWAY) else None
-        return (kind or ConnectionClosedError)(_known(code), reason, by_peer=by_peer)
+        error = (kind or ConnectionClosedError)(_known(code), reason, by_peer=by_peer)
+        error.__cause__ = self._close_cause
+        return error
 
     # --- Life cycle (called by Host and Client) ------------------------------------------------
 
@@ -475,14 +491,14 @@ class Connection(ConnectionAliases):
         self._writer_done = anyio.Event()
         self._closed = anyio.Event()
         settings = self._settings
-        hello = encode_hello(
-            self._role,
-            max_message_size=settings.max_message_size,
-            max_metadata_size=settings.max_metadata_size,
-        )
         decoder = self._decoder
         try:
             with anyio.fail_after(settings.open_timeout):
+                hello = encode_hello(
+                    self._role,
+                    max_message_size=settings.max_message_size,
+                    max_metadata_size=settings.max_metadata_size,
+                )
                 await self._transport.send(hello)
                 while not (decoder.handshake_complete or decoder.closed):
                     chunk = await self._transport.receive()
@@ -588,13 +604,15 @@ class Connection(ConnectionAliases):
         while True:
             for event in events:
                 if type(event) is Message:
+                    if self._discarding:
+                        continue
                     handler = handler_lookup()
                     if handler is None:
                         await self._queue_message(event)
                         continue
                     try:
                         result = handler(event.data, event.metadata)
-                        if result is not None and inspect.isawaitable(result):
+                        if result is not None and inspect.iscoroutine(result):
                             await result
                     except Exception:
                         self._logger.exception(
@@ -605,8 +623,10 @@ class Connection(ConnectionAliases):
                         self._fail(CloseCode.INTERNAL_ERROR, "the application failed")
                         return
                 elif type(event) is Ping:
-                    if not self._send_closed:
+                    try:
                         self._enqueue(encode_pong(event.payload), limit=None)
+                    except ConnectionClosed:
+                        pass  # closing meanwhile (perhaps from another thread): no answer due
                 elif type(event) is Close:
                     self._peer_closed(event)
                     return
@@ -620,7 +640,7 @@ class Connection(ConnectionAliases):
             try:
                 chunk = await transport.receive()
             except ConnectionClosedError as exc:
-                self._lose(exc.reason)
+                self._lose(exc.reason, exc.__cause__)
                 return
             if not chunk:
                 partial = " in the middle of a frame" if decoder.buffered else ""
@@ -644,9 +664,7 @@ class Connection(ConnectionAliases):
 
 def _echo_code(code: int) -> int:
     """The code to answer a peer's CLOSE with: its own, unless it may never be sent."""
-    if 1000 <= code <= 4999 and code != CloseCode.ABNORMAL:
-        return code
-    return CloseCode.PROTOCOL_ERROR
+    return code if CloseCode.can_send(code) else CloseCode.PROTOCOL_ERROR
 
 
 def _known(code: int) -> int:

@@ -78,6 +78,7 @@ class Host(HostAliases):
     ) -> None:
         self.addr = addr
         self.port = port
+        self._bind_port = port  # what to bind on each start; port 0 picks a new free port
         self.settings = Settings(
             max_message_size=max_message_size,
             max_metadata_size=max_metadata_size,
@@ -171,7 +172,7 @@ class Host(HostAliases):
         self._stopping = False
         self._loop = LoopHandle()
         try:
-            listener = await listen(self.addr, self.port, trio=self._loop.is_trio)
+            listener = await listen(self.addr, self._bind_port, trio=self._loop.is_trio)
         except BaseException:
             self._stop_event = None
             raise
@@ -192,11 +193,11 @@ class Host(HostAliases):
                 async with anyio.create_task_group() as acceptors:
                     for socket_listener in listener.sockets:
                         acceptors.start_soon(self._accept_loop, socket_listener, listener, handlers)
-                    task_status.started(self.port)
                     try:
                         await call_callback(self.server_started, self)
                     except Exception:
                         self.logger.exception("server_started raised; the host keeps serving")
+                    task_status.started(self.port)
                     await self._stop_event.wait()
                     acceptors.cancel_scope.cancel()
             finally:
@@ -209,7 +210,8 @@ class Host(HostAliases):
 
     async def _close_connections(self) -> None:
         # Close every connection gracefully; those that do not finish in time are cancelled by
-        # the caller. Shielded so that this also runs when start() itself is being cancelled.
+        # the caller. If start() itself is being cancelled, the connection tasks are cancelled
+        # with it and their sockets are closed at once, without the closing handshake.
         # Connections still in their opening handshake are cancelled by the caller.
         with anyio.CancelScope(shield=True):
             clients = list(self._clients)
@@ -255,6 +257,14 @@ class Host(HostAliases):
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+        if exc is not None and self._stopped is not None:
+            # Shut down gracefully before the error cancels the host's tasks: clients still get
+            # what was queued for them and a GOING_AWAY close.
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(2 * self.settings.close_timeout),
+            ):
+                await self._stopped.wait()
         with unwrap_group():
             await self._outer.__aexit__(exc_type, exc, traceback)
 

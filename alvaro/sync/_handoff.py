@@ -40,6 +40,24 @@ class _Bounded:
         self._pending = 0
         self._room: anyio.Event | None = None
         self._loop: LoopHandle | None = None
+        self._unbounded = False
+
+    def unblock(self) -> None:
+        """Stop holding the loop back, from now on; safe from any thread.
+
+        Called when closing: the thread that would make room may be the one waiting for the
+        close (a callback calling ``close()``), so the loop must not wait for it.
+        """
+        with self._lock:
+            self._unbounded = True
+            room, self._room = self._room, None
+        if room is not None and self._loop is not None:
+            self._loop.call_soon(room.set)
+
+    def bound(self) -> None:
+        """Hold the loop back again at ``limit`` (for a new connection)."""
+        with self._lock:
+            self._unbounded = False
 
     def _reserve(self) -> anyio.Event | None:
         """Loop side: count one more item; return an event to await if that reached the limit."""
@@ -47,7 +65,7 @@ class _Bounded:
             self._loop = LoopHandle()
         with self._lock:
             self._pending += 1
-            if self._pending < self._limit:
+            if self._pending < self._limit or self._unbounded:
                 return None
             room = self._room = anyio.Event()
             return room

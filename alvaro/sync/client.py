@@ -146,6 +146,7 @@ class Client(ClientAliases):
         if self._task is not None and not self._task.done():
             raise RuntimeError("this Client is already connected or connecting")
         portal = self._runner.acquire()
+        self._runner.dispatcher.bound()
         try:
             self._task, _ = portal.start_task(
                 self._aio.connect, host, port, name=f"alvaro client to {host}:{port}"
@@ -153,6 +154,9 @@ class Client(ClientAliases):
         except BaseException:
             self._runner.release(None)
             raise
+        conn = self._aio.connection
+        assert conn is not None  # set before the async connect() reports that it is connected
+        self._connection_for(conn)
 
     def wait_for_connection(self, timeout: float | None = None) -> bool:
         """Block until connected; return whether it is. Sleeps, using no CPU while it waits."""
@@ -246,6 +250,10 @@ class Client(ClientAliases):
         check_not_loop_thread("close()")
         task = self._task
         if task is not None:
+            # Whoever would make room for waiting messages may be this very thread.
+            self._runner.dispatcher.unblock()
+            if self._connection is not None:
+                self._connection._inbox.unblock()
             self._aio.disconnect(reason, code)
             # The async client gives up after close_timeout; allow for that and some slack.
             task.exception(timeout=2 * self.settings.close_timeout + 1)

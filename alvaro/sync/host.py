@@ -167,6 +167,7 @@ class Host(HostAliases):
         if self._task is not None and not self._task.done():
             raise RuntimeError("this Host is already running")
         portal = self._runner.acquire()
+        self._runner.dispatcher.bound()
         try:
             self._task, _ = portal.start_task(
                 self._aio.start, name=f"alvaro host on {self._aio.addr}:{self._aio.port}"
@@ -199,6 +200,12 @@ class Host(HostAliases):
         it, and wait until that is done. Safe from any thread and from inside callbacks;
         idempotent. On the event-loop thread it only asks for the shutdown, without waiting.
         """
+        # Whoever would make room for waiting messages may be this very thread.
+        self._runner.dispatcher.unblock()
+        with self._connections_lock:
+            facades = list(self._connections.values())
+        for facade in facades:
+            facade._inbox.unblock()
         self._aio.stop()
         task = self._task
         if task is not None and self._runner.loop.thread_id != threading.get_ident():
