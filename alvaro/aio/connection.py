@@ -125,6 +125,9 @@ class Connection(ConnectionAliases):
         self._close_info: tuple[int, str, bool] | None = None
         self._close_cause: BaseException | None = None  # the network error that ended it
         self._discarding = False  # after an application failure, deliver no more messages
+        # Awaited (within close_timeout) before answering the peer's CLOSE; alvaro.sync uses it
+        # to let callbacks that run behind the loop reply first.
+        self._before_echo: Callable[[], Awaitable[None]] | None = None
         # Receive side, used by the loop thread only.
         self._inbox: deque[Message] = deque()
         self._inbox_waiter: anyio.Event | None = None
@@ -628,6 +631,9 @@ class Connection(ConnectionAliases):
                     except ConnectionClosed:
                         pass  # closing meanwhile (perhaps from another thread): no answer due
                 elif type(event) is Close:
+                    if self._before_echo is not None and not self._close_queued:
+                        with anyio.move_on_after(self._settings.close_timeout):
+                            await self._before_echo()
                     self._peer_closed(event)
                     return
                 # PONG: keepalive is not implemented yet, so an unsolicited PONG is ignored.

@@ -95,6 +95,7 @@ class Host(HostAliases):
         self._stop_event: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
         self._stopping = False
+        self._listening = False
         self._task_group: anyio.abc.TaskGroup | None = None
         self._accept_error_logged = 0.0
 
@@ -142,7 +143,7 @@ class Host(HostAliases):
     @property
     def running(self) -> bool:
         """Whether the host is listening."""
-        return self._stop_event is not None and not self._stopping
+        return self._listening and not self._stopping
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -177,10 +178,12 @@ class Host(HostAliases):
             self._stop_event = None
             raise
         self.port = listener.port
+        self._listening = True
         try:
             with unwrap_group():
                 await self._serve(listener, task_status)
         finally:
+            self._listening = False
             self._stop_event = None
             self._stopped.set()
 

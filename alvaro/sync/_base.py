@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from ._handoff import Dispatcher
@@ -48,16 +49,20 @@ class Runner:
         self.loop = shared_loop(backend)
         self.dispatcher = Dispatcher(dispatch=dispatch, limit=limit, name=name, logger=logger)
         self.portal: BlockingPortal | None = None
+        # close() in one thread and serve_forever()'s own clean-up in another may race here.
+        self._lock = threading.Lock()
 
     def acquire(self) -> BlockingPortal:
         """Take a lease on the loop thread (starting it if needed)."""
-        if self.portal is None:
-            self.portal = self.loop.acquire()
-        return self.portal
+        with self._lock:
+            if self.portal is None:
+                self.portal = self.loop.acquire()
+            return self.portal
 
     def release(self, timeout: float | None) -> None:
         """Run the callbacks already scheduled, then give the loop thread back; idempotent."""
         self.dispatcher.stop(timeout)
-        if self.portal is not None:
-            self.portal = None
+        with self._lock:
+            held, self.portal = self.portal is not None, None
+        if held:
             self.loop.release()

@@ -32,7 +32,7 @@ _STOP: Final = object()
 
 
 class _Bounded:
-    """Counts items handed over and not yet consumed; the loop waits at ``limit``."""
+    """Counts items handed over and not yet consumed; the loop waits while over ``limit``."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
@@ -45,37 +45,51 @@ class _Bounded:
     def unblock(self) -> None:
         """Stop holding the loop back, from now on; safe from any thread.
 
-        Called when closing: the thread that would make room may be the one waiting for the
-        close (a callback calling ``close()``), so the loop must not wait for it.
+        Called when closing everything: the thread that would make room may be the one waiting
+        for the close (a callback calling ``close()``), so the loop must not wait for it.
         """
         with self._lock:
             self._unbounded = True
-            room, self._room = self._room, None
-        if room is not None and self._loop is not None:
-            self._loop.call_soon(room.set)
+        self.kick()
 
     def bound(self) -> None:
         """Hold the loop back again at ``limit`` (for a new connection)."""
         with self._lock:
             self._unbounded = False
 
-    def _reserve(self) -> anyio.Event | None:
-        """Loop side: count one more item; return an event to await if that reached the limit."""
+    def kick(self) -> None:
+        """Wake the loop side if it waits, so it checks again whether to give up; any thread."""
+        with self._lock:
+            room, self._room = self._room, None
+        if room is not None and self._loop is not None:
+            self._loop.call_soon(room.set)
+
+    def _count(self) -> None:
+        """Loop side: count one more item handed over."""
         if self._loop is None:
             self._loop = LoopHandle()
         with self._lock:
             self._pending += 1
-            if self._pending < self._limit or self._unbounded:
-                return None
-            room = self._room = anyio.Event()
-            return room
+
+    async def _wait_for_room(self, give_up: Callable[[], bool] | None) -> None:
+        """Loop side: wait while over the limit, unless ``give_up()`` says to stop holding back."""
+        while True:
+            with self._lock:
+                if self._pending <= self._limit or self._unbounded:
+                    return
+                if give_up is not None and give_up():
+                    return
+                room = self._room
+                if room is None:
+                    room = self._room = anyio.Event()
+            await room.wait()
 
     def _consumed(self) -> None:
         """Thread side: one item was consumed; wake the loop if it waits and there is room now."""
         with self._lock:
             self._pending -= 1
             room = self._room
-            if room is None or self._pending >= self._limit:
+            if room is None or self._pending > self._limit:
                 return
             self._room = None
         if self._loop is not None:
@@ -112,12 +126,25 @@ class Dispatcher(_Bounded):
         """The dispatcher's own thread, if it runs one."""
         return self._thread
 
-    async def submit(self, function: Callable[[], None]) -> None:
-        """Loop side: schedule ``function``; waits while ``limit`` callbacks are still pending."""
-        room = self._reserve()
+    async def submit(
+        self, function: Callable[[], None], give_up: Callable[[], bool] | None = None
+    ) -> None:
+        """Loop side: schedule ``function``; then wait while more than ``limit`` callbacks are
+        pending, unless ``give_up()`` turns true (checked again after each :meth:`kick`)."""
+        self._count()
         self._hand_over(function)
-        if room is not None:
-            await room.wait()
+        await self._wait_for_room(give_up)
+
+    async def barrier(self) -> None:
+        """Loop side: wait until every callback scheduled so far has run."""
+        loop = LoopHandle()
+        done = anyio.Event()
+
+        def reached() -> None:
+            loop.call_soon(done.set)
+
+        self.submit_nowait(reached)
+        await done.wait()
 
     def submit_nowait(self, function: Callable[[], None]) -> None:
         """Schedule ``function`` without waiting, for callbacks that must never be held back."""
@@ -171,12 +198,12 @@ class Inbox(_Bounded):
         super().__init__(limit)
         self._queue: queue.SimpleQueue[Message | ConnectionClosed] = queue.SimpleQueue()
 
-    async def put(self, message: Message) -> None:
-        """Loop side: queue a message; waits while ``limit`` messages are not taken."""
-        room = self._reserve()
+    async def put(self, message: Message, give_up: Callable[[], bool] | None = None) -> None:
+        """Loop side: queue a message; then wait while more than ``limit`` are not taken,
+        unless ``give_up()`` turns true."""
+        self._count()
         self._queue.put(message)
-        if room is not None:
-            await room.wait()
+        await self._wait_for_room(give_up)
 
     def close(self, error: ConnectionClosed) -> None:
         """No more messages will come: once the queued ones are taken, ``get`` raises ``error``."""

@@ -166,7 +166,7 @@ class Client(ClientAliases):
     def _connection_for(self, conn: aio.Connection) -> Connection:
         with self._connection_lock:
             if self._connection is None or self._connection._aio is not conn:
-                self._connection = Connection(conn)
+                self._connection = Connection(conn, self._runner.dispatcher.kick)
             return self._connection
 
     # --- Bridges, run on the loop thread by the async client ------------------------------------
@@ -175,6 +175,8 @@ class Client(ClientAliases):
         conn = self._aio.connection
         assert conn is not None
         self._connection_for(conn)
+        # Let callbacks already scheduled reply before the host's CLOSE is answered.
+        conn._before_echo = self._runner.dispatcher.barrier
         callback = user_callback(self, "made_connection", Client)
         if callback is not None:
             await self._runner.dispatcher.submit(lambda: self._call(callback))
@@ -183,10 +185,13 @@ class Client(ClientAliases):
         conn = self._aio.connection
         assert conn is not None
         callback = user_callback(self, "got_data", Client)
+        closing = lambda: not conn.is_open  # noqa: E731 - then stop waiting for the consumer
         if callback is None:
-            await self._connection_for(conn)._inbox.put(Message(data, metadata))
+            await self._connection_for(conn)._inbox.put(Message(data, metadata), closing)
         else:
-            await self._runner.dispatcher.submit(lambda: self._call(callback, data, metadata))
+            await self._runner.dispatcher.submit(
+                lambda: self._call(callback, data, metadata), closing
+            )
 
     def _lost_connection(self) -> None:
         conn = self._aio.connection

@@ -12,7 +12,7 @@ from ._handoff import Inbox
 from ._loop import check_not_loop_thread
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from .._types import Metadata
     from ..aio import Connection as AsyncConnection, State
@@ -29,10 +29,12 @@ class Connection(ConnectionAliases):
     :class:`~alvaro.WrongThreadError` on alvaro's event-loop thread instead of freezing it.
     """
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, kick: Callable[[], None]) -> None:
         self._aio = connection
         self._inbox = Inbox(connection._settings.max_queue)
         self._closed = threading.Event()
+        # Wakes the owner's dispatcher if it holds the loop back; see disconnect().
+        self._kick = kick
 
     # --- Information ---------------------------------------------------------------------------
 
@@ -145,6 +147,11 @@ class Connection(ConnectionAliases):
         Everything queued is sent first, then the close ``code`` and ``reason``.
         """
         self._aio.disconnect(reason, code)
+        # The loop may be waiting for callbacks to catch up before reading on; a closing
+        # connection stops waiting, so the peer's answer is read even if this very thread (a
+        # callback) is the one that would have caught up.
+        self._kick()
+        self._inbox.kick()
 
     def close(
         self, reason: str | None = None, code: int = CloseCode.NORMAL, timeout: float | None = None

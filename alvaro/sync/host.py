@@ -150,7 +150,7 @@ class Host(HostAliases):
         with self._connections_lock:
             facade = self._connections.get(conn)
             if facade is None:
-                facade = self._connections[conn] = Connection(conn)
+                facade = self._connections[conn] = Connection(conn, self._runner.dispatcher.kick)
             return facade
 
     # --- Running -------------------------------------------------------------------------------
@@ -243,6 +243,9 @@ class Host(HostAliases):
 
     async def _new_client(self, conn: aio.Connection) -> None:
         facade = self._connection_for(conn)
+        # Callbacks run behind the loop: let those already scheduled reply before the peer's
+        # CLOSE is answered, as they could in alvaro.aio.
+        conn._before_echo = self._runner.dispatcher.barrier
         callback = user_callback(self, "new_client", Host)
         if callback is not None:
             await self._runner.dispatcher.submit(lambda: self._call(conn, callback, facade))
@@ -250,11 +253,12 @@ class Host(HostAliases):
     async def _got_data(self, conn: aio.Connection, data: Any, metadata: Metadata) -> None:
         facade = self._connection_for(conn)
         callback = user_callback(self, "got_data", Host)
+        closing = _closing(conn)
         if callback is None:
-            await facade._inbox.put(Message(data, metadata))
+            await facade._inbox.put(Message(data, metadata), closing)
         else:
             await self._runner.dispatcher.submit(
-                lambda: self._call(conn, callback, facade, data, metadata)
+                lambda: self._call(conn, callback, facade, data, metadata), closing
             )
 
     def _lost_client(self, conn: aio.Connection) -> None:
@@ -280,3 +284,8 @@ class Host(HostAliases):
             self.logger.exception("an alvaro.sync host callback raised")
             if conn is not None:
                 conn.disconnect("the application failed", CloseCode.INTERNAL_ERROR)
+
+
+def _closing(conn: aio.Connection) -> Callable[[], bool]:
+    """A test of whether ``conn`` is closing: then the loop stops waiting for callbacks."""
+    return lambda: not conn.is_open
