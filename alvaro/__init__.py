@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from ._close_codes import CloseCode
+from ._settings import Settings
 from ._version import __version__
 from .aio import Client, Connection, Host
 from .exceptions import (
@@ -48,6 +49,7 @@ __all__ = (
     "OutboxFull",
     "ProtocolError",
     "RemoteProtocolError",
+    "Settings",
     "WrongThreadError",
     "__version__",
 )

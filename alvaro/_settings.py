@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypedDict
 
 from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE, MAX_LIMIT
 
-__all__ = ("Settings",)
+__all__ = ("Settings", "SettingsOptions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +53,19 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+
+
+class SettingsOptions(TypedDict, total=False):
+    """The keyword arguments Host and Client accept for their :class:`Settings`.
+
+    Typed once here, so that every class that takes them (``alvaro.aio`` and ``alvaro.sync``
+    alike) accepts exactly the fields of :class:`Settings`, with their types.
+    """
+
+    max_message_size: int
+    max_metadata_size: int
+    max_queue: int
+    write_limit: int
+    outbox_limit: int
+    open_timeout: float
+    close_timeout: float

@@ -22,7 +22,6 @@ from ..exceptions import (
     RemoteProtocolError,
     WrongThreadError,
 )
-from ..protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE, Message
 from ._loop import LoopHandle
 from ._transport import open_transport
 from .connection import Connection, call_callback
@@ -30,7 +29,11 @@ from .connection import Connection, call_callback
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    from typing_extensions import Unpack
+
+    from .._settings import SettingsOptions
     from .._types import MaybeAwaitable, Metadata
+    from ..protocol import Message
 
 __all__ = ("Client", "connect")
 
@@ -58,37 +61,18 @@ class Client(ClientAliases):
             message = await client.receive()
 
     Args:
-        max_message_size: the largest message accepted from the host, in bytes.
-        max_metadata_size: the largest metadata accepted from the host, in bytes.
-        max_queue: how many messages wait for :meth:`receive` before reading stops.
-        write_limit: :meth:`send` waits while more bytes than this wait to be sent.
-        outbox_limit: :meth:`send_data` raises OutboxFull while more bytes than this wait.
-        open_timeout: seconds allowed for connecting and the opening handshake.
-        close_timeout: seconds allowed for the closing handshake.
         logger: where to log; the ``alvaro.client`` logger by default.
+        options: limits and timeouts, the fields of :class:`~alvaro.Settings`, as for
+            :class:`Host`.
     """
 
     def __init__(
         self,
         *,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
-        max_queue: int = 16,
-        write_limit: int = 64 * 1024,
-        outbox_limit: int = 8 * 1024 * 1024,
-        open_timeout: float = 10.0,
-        close_timeout: float = 10.0,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        **options: Unpack[SettingsOptions],
     ) -> None:
-        self.settings = Settings(
-            max_message_size=max_message_size,
-            max_metadata_size=max_metadata_size,
-            max_queue=max_queue,
-            write_limit=write_limit,
-            outbox_limit=outbox_limit,
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
-        )
+        self.settings = Settings(**options)
         self.logger = logger if logger is not None else logging.getLogger("alvaro.client")
         self._connection: Connection | None = None
         self._connecting = False

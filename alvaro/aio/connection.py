@@ -211,14 +211,7 @@ class Connection(ConnectionAliases):
             OutboxFull: more than ``outbox_limit`` bytes are waiting to be sent.
             ConnectionClosed: the connection is closing or closed.
         """
-        peer = self._peer
-        assert peer is not None, "connections are handed out only after the handshake"
-        frame = encode_message(
-            data,
-            metadata,
-            max_message_size=peer.max_message_size,
-            max_metadata_size=peer.max_metadata_size,
-        )
+        frame = self._encode(data, metadata)
         self._enqueue(frame, limit=self._settings.outbox_limit)
 
     async def send(self, data: Any, metadata: Metadata | None = None) -> None:
@@ -230,14 +223,7 @@ class Connection(ConnectionAliases):
         Raises:
             EncodeError, MessageTooLarge, ConnectionClosed: as :meth:`send_data`.
         """
-        peer = self._peer
-        assert peer is not None, "connections are handed out only after the handshake"
-        frame = encode_message(
-            data,
-            metadata,
-            max_message_size=peer.max_message_size,
-            max_metadata_size=peer.max_metadata_size,
-        )
+        frame = self._encode(data, metadata)
         while self._pending_bytes > self._settings.write_limit and not self._send_closed:
             if self._drained is None:
                 self._drained = anyio.Event()
@@ -249,14 +235,7 @@ class Connection(ConnectionAliases):
 
         The blocking API's ``send``; never call it on the loop thread, which it would block.
         """
-        peer = self._peer
-        assert peer is not None, "connections are handed out only after the handshake"
-        frame = encode_message(
-            data,
-            metadata,
-            max_message_size=peer.max_message_size,
-            max_metadata_size=peer.max_metadata_size,
-        )
+        frame = self._encode(data, metadata)
         limit = self._settings.write_limit
         with self._room:
             if self._pending_bytes > limit and not self._send_closed:
@@ -271,6 +250,17 @@ class Connection(ConnectionAliases):
                 finally:
                     self._blocked_senders -= 1
         self._enqueue(frame, limit=None)
+
+    def _encode(self, data: Any, metadata: Metadata | None) -> bytes:
+        """Encode a message within the limits the peer announced in its handshake."""
+        peer = self._peer
+        assert peer is not None, "connections are handed out only after the handshake"
+        return encode_message(
+            data,
+            metadata,
+            max_message_size=peer.max_message_size,
+            max_metadata_size=peer.max_metadata_size,
+        )
 
     def _enqueue(self, frame: bytes, *, limit: int | None) -> None:
         with self._lock:

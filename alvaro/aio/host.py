@@ -14,7 +14,6 @@ from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings
 from ..exceptions import ConnectionClosed, RemoteProtocolError
-from ..protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE
 from ._loop import LoopHandle
 from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, listen
 from .connection import Connection, call_callback
@@ -23,8 +22,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
 
+    from .._settings import SettingsOptions
     from .._types import MaybeAwaitable, Metadata
 
 __all__ = ("Host",)
@@ -46,14 +46,12 @@ class Host(HostAliases):
         addr: the address to listen on; ``"localhost"`` or ``"127.0.0.1"`` stay on this machine,
             ``"0.0.0.0"`` or ``"::"`` accept from the network.
         port: the TCP port; 0 picks a free one (read it from :attr:`port` once started).
-        max_message_size: the largest message accepted from a client, in bytes.
-        max_metadata_size: the largest metadata accepted from a client, in bytes.
-        max_queue: how many messages wait for ``conn.receive()`` before reading stops.
-        write_limit: ``await conn.send()`` waits while more bytes than this wait to be sent.
-        outbox_limit: ``conn.send_data()`` raises OutboxFull while more bytes than this wait.
-        open_timeout: seconds a client has to complete the opening handshake.
-        close_timeout: seconds allowed for a closing handshake before the connection is dropped.
         logger: where to log; the ``alvaro.host`` logger by default.
+        options: limits and timeouts, the fields of :class:`~alvaro.Settings`:
+            ``max_message_size`` (1 MiB), ``max_metadata_size`` (64 KiB), ``max_queue`` (16),
+            ``write_limit`` (64 KiB), ``outbox_limit`` (8 MiB), ``open_timeout`` (10 s),
+            ``close_timeout`` (10 s). An unknown name raises ``TypeError``, a bad value
+            ``ValueError``.
 
     Example::
 
@@ -67,27 +65,13 @@ class Host(HostAliases):
         addr: str = "127.0.0.1",
         port: int = 0,
         *,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
-        max_queue: int = 16,
-        write_limit: int = 64 * 1024,
-        outbox_limit: int = 8 * 1024 * 1024,
-        open_timeout: float = 10.0,
-        close_timeout: float = 10.0,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        **options: Unpack[SettingsOptions],
     ) -> None:
         self.addr = addr
         self.port = port
         self._bind_port = port  # what to bind on each start; port 0 picks a new free port
-        self.settings = Settings(
-            max_message_size=max_message_size,
-            max_metadata_size=max_metadata_size,
-            max_queue=max_queue,
-            write_limit=write_limit,
-            outbox_limit=outbox_limit,
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
-        )
+        self.settings = Settings(**options)
         self.logger = logger if logger is not None else logging.getLogger("alvaro.host")
         self._connections: set[Connection] = set()
         self._clients: dict[Connection, None] = {}  # insertion-ordered set of open clients

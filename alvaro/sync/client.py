@@ -11,7 +11,7 @@ from .. import aio
 from .._aliases import ClientAliases
 from .._close_codes import CloseCode
 from ..exceptions import LocalProtocolError
-from ..protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE, Message
+from ..protocol import Message
 from ._base import Runner, user_callback
 from ._loop import Backend, check_not_loop_thread
 from .connection import Connection
@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
     from types import TracebackType
 
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
 
+    from .._settings import SettingsOptions
     from .._types import Metadata
 
 __all__ = ("Client", "connect")
@@ -43,8 +44,7 @@ class Client(ClientAliases):
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
         dispatch: a function that runs a zero-argument callable where you want callbacks to run,
             such as ``lambda f: root.after(0, f)`` for Tk. It must run each one once, in order.
-        max_message_size, max_metadata_size, max_queue, write_limit, outbox_limit, open_timeout,
-        close_timeout, logger: as for :class:`alvaro.aio.Client`.
+        logger, options: as for :class:`alvaro.aio.Client`.
 
     Example::
 
@@ -58,31 +58,19 @@ class Client(ClientAliases):
         *,
         backend: Backend = "asyncio",
         dispatch: Callable[[Callable[[], None]], object] | None = None,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
-        max_queue: int = 16,
-        write_limit: int = 64 * 1024,
-        outbox_limit: int = 8 * 1024 * 1024,
-        open_timeout: float = 10.0,
-        close_timeout: float = 10.0,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        **options: Unpack[SettingsOptions],
     ) -> None:
         self.logger = logger if logger is not None else logging.getLogger("alvaro.client")
         self._aio = aio.Client(
-            max_message_size=max_message_size,
-            max_metadata_size=max_metadata_size,
-            max_queue=max_queue,
-            write_limit=write_limit,
-            outbox_limit=outbox_limit,
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
             logger=self.logger,
+            **options,
         )
         self.settings = self._aio.settings
         self._runner = Runner(
             backend=backend,
             dispatch=dispatch,
-            limit=max_queue,
+            limit=self.settings.max_queue,
             name="alvaro-client-callbacks",
             logger=self.logger,
         )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .. import aio
 from .._aliases import HostAliases
 from .._close_codes import CloseCode
-from ..protocol import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE, Message
+from ..protocol import Message
 from ._base import Runner, user_callback
 from ._loop import Backend, check_not_loop_thread
 from .connection import Connection
@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
     from types import TracebackType
 
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
 
+    from .._settings import SettingsOptions
     from .._types import Metadata
 
 __all__ = ("Host",)
@@ -43,8 +44,7 @@ class Host(HostAliases):
         addr, port: where to listen; port 0 picks a free port (read :attr:`port` after start).
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
         dispatch: a function that runs a zero-argument callable where you want callbacks to run.
-        max_message_size, max_metadata_size, max_queue, write_limit, outbox_limit, open_timeout,
-        close_timeout, logger: as for :class:`alvaro.aio.Host`.
+        logger, options: as for :class:`alvaro.aio.Host`.
 
     Example::
 
@@ -60,33 +60,21 @@ class Host(HostAliases):
         *,
         backend: Backend = "asyncio",
         dispatch: Callable[[Callable[[], None]], object] | None = None,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
-        max_queue: int = 16,
-        write_limit: int = 64 * 1024,
-        outbox_limit: int = 8 * 1024 * 1024,
-        open_timeout: float = 10.0,
-        close_timeout: float = 10.0,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        **options: Unpack[SettingsOptions],
     ) -> None:
         self.logger = logger if logger is not None else logging.getLogger("alvaro.host")
         self._aio = aio.Host(
             addr,
             port,
-            max_message_size=max_message_size,
-            max_metadata_size=max_metadata_size,
-            max_queue=max_queue,
-            write_limit=write_limit,
-            outbox_limit=outbox_limit,
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
             logger=self.logger,
+            **options,
         )
         self.settings = self._aio.settings
         self._runner = Runner(
             backend=backend,
             dispatch=dispatch,
-            limit=max_queue,
+            limit=self.settings.max_queue,
             name="alvaro-host-callbacks",
             logger=self.logger,
         )
