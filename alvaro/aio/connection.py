@@ -17,6 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
+import anyio.lowlevel
 
 from .._aliases import ConnectionAliases
 from .._close_codes import CloseCode
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
     from ._transport import Transport
 
 __all__ = ("Connection", "State")
+
+# How long the writer lets a streaming thread fill the outbox; see _write_loop.
+_STREAM_PAUSE = 0.0005
 
 #: Returns the function that takes the next message, or None to queue it for receive().
 HandlerLookup = "Callable[[], Callable[[Any, Metadata], object] | None]"
@@ -120,6 +124,7 @@ class Connection(ConnectionAliases):
         self._outbox: list[bytes] = []
         self._pending_bytes = 0  # queued plus being written
         self._writer_idle = False
+        self._thread_sent = False  # a plain thread queued frames since the writer's last look
         self._send_closed = False
         self._close_queued = False
         self._close_info: tuple[int, str, bool] | None = None
@@ -237,6 +242,11 @@ class Connection(ConnectionAliases):
         """
         frame = self._encode(data, metadata)
         limit = self._settings.write_limit
+        # Unlocked first look: below the limit (the usual case) there is nothing to wait for,
+        # and a stale read only lets one more message in.
+        if self._pending_bytes <= limit:
+            self._enqueue(frame, limit=None)
+            return
         with self._room:
             if self._pending_bytes > limit and not self._send_closed:
                 self._blocked_senders += 1
@@ -273,18 +283,38 @@ class Connection(ConnectionAliases):
                 )
             self._outbox.append(frame)
             self._pending_bytes += len(frame)
-            if not self._writer_idle:
-                return
-            self._writer_idle = False
-        self._loop.run_or_schedule(self._wake_writer)
+            if self._loop.in_loop_thread():
+                if not self._writer_idle:
+                    return
+                self._writer_idle = False
+                wake_here = True
+            else:
+                self._thread_sent = True
+                if not self._writer_idle:
+                    return
+                self._writer_idle = False
+                wake_here = False
+        if wake_here:
+            self._writer_wake.set()
+        else:
+            self._loop.call_soon(self._wake_writer)
 
     def _wake_writer(self) -> None:
         self._writer_wake.set()
 
     async def _write_loop(self) -> None:
         transport = self._transport
+        batch_floor = self._settings.write_limit // 4
+        streaming = False  # the last loop wrote, rather than woke from idle
         try:
             while True:
+                if streaming and self._thread_sent and self._pending_bytes < batch_floor:
+                    # A plain thread is streaming messages and only a few came in during the last
+                    # write. Writing them at once would take the GIL back from that thread after
+                    # every few messages; a short pause lets it queue a large batch instead.
+                    # Never taken after idle, so a lone message goes out at once.
+                    self._thread_sent = False
+                    await anyio.sleep(_STREAM_PAUSE)
                 with self._lock:
                     frames = self._outbox
                     if frames:
@@ -294,8 +324,10 @@ class Connection(ConnectionAliases):
                         self._writer_idle = True
                         wake = self._writer_wake = anyio.Event()
                 if not frames:
+                    streaming = False
                     await wake.wait()
                     continue
+                streaming = True
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
                 await transport.send(data)
                 with self._lock:

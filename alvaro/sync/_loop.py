@@ -49,6 +49,7 @@ class SharedLoop:
                 portal = context.__enter__()
                 self._context, self._portal = context, portal
                 self.thread_id = portal.call(threading.get_ident)
+                _set_loop_thread(self.thread_id, running=True)
             self._leases += 1
             return self._portal
 
@@ -61,6 +62,8 @@ class SharedLoop:
             self._leases -= 1
             if self._leases == 0:
                 context, self._context, self._portal = self._context, None, None
+                if self.thread_id is not None:
+                    _set_loop_thread(self.thread_id, running=False)
                 self.thread_id = None
         if context is not None:
             context.__exit__(None, None, None)
@@ -68,6 +71,17 @@ class SharedLoop:
 
 _loops: dict[str, SharedLoop] = {}
 _loops_lock = threading.Lock()
+# Read on every blocking call, so kept as an immutable set that is replaced, never mutated.
+_loop_thread_ids: frozenset[int] = frozenset()
+
+
+def _set_loop_thread(thread_id: int, *, running: bool) -> None:
+    global _loop_thread_ids
+    with _loops_lock:
+        if running:
+            _loop_thread_ids = _loop_thread_ids | {thread_id}
+        else:
+            _loop_thread_ids = _loop_thread_ids - {thread_id}
 
 
 def shared_loop(backend: Backend) -> SharedLoop:
@@ -83,11 +97,9 @@ def shared_loop(backend: Backend) -> SharedLoop:
 
 def check_not_loop_thread(what: str) -> None:
     """Raise WrongThreadError if called on any alvaro loop thread, where blocking deadlocks."""
-    me = threading.get_ident()
-    for loop in list(_loops.values()):
-        if loop.thread_id == me:
-            raise WrongThreadError(
-                f"{what} blocks, and was called on alvaro's event-loop thread, which it would "
-                "freeze. Blocking calls belong in your own threads and in alvaro.sync callbacks "
-                "(which never run on the loop thread); async code should use alvaro.aio."
-            )
+    if threading.get_ident() in _loop_thread_ids:
+        raise WrongThreadError(
+            f"{what} blocks, and was called on alvaro's event-loop thread, which it would "
+            "freeze. Blocking calls belong in your own threads and in alvaro.sync callbacks "
+            "(which never run on the loop thread); async code should use alvaro.aio."
+        )
