@@ -12,18 +12,21 @@ import errno
 import logging
 import math
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import anyio
 import anyio.abc
 
+from .. import _asyncio_stream
 from .._close_codes import CloseCode
 from ..exceptions import ConnectError, ConnectionClosedError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ("Listener", "Transport", "listen", "open_transport")
+    from .._asyncio_stream import AsyncioTransport
+
+__all__ = ("AnyioTransport", "Listener", "Transport", "listen", "open_transport")
 
 logger = logging.getLogger("alvaro.transport")
 
@@ -47,8 +50,8 @@ def _split_address(address: object) -> tuple[str, int]:
     return str(address), 0
 
 
-class Transport:
-    """A connected TCP stream seen as bytes in, bytes out.
+class AnyioTransport:
+    """A connected TCP stream seen as bytes in, bytes out, through anyio (used on trio).
 
     Attributes:
         peer_host, peer_port: the address of the other end.
@@ -131,6 +134,10 @@ class Transport:
                 await anyio.aclose_forcefully(self._stream)
 
 
+#: What the connection code talks to: anyio's stream on trio, asyncio's own on asyncio.
+Transport: TypeAlias = "AnyioTransport | AsyncioTransport"
+
+
 def _broken(doing: str, exc: BaseException) -> ConnectionClosedError:
     # anyio wraps the operating system's error (ConnectionResetError, ...); name that one.
     root: BaseException | None = exc
@@ -152,12 +159,14 @@ async def open_transport(host: str, port: int, *, timeout: float, trio: bool) ->
     """
     try:
         with anyio.fail_after(timeout):
+            if not trio:
+                return await _asyncio_stream.open_connection(host, port)
             stream = await anyio.connect_tcp(host, port)
     except TimeoutError:
         raise TimeoutError(f"connecting to {host}:{port} timed out after {timeout:g} s") from None
     except OSError as exc:
         raise ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
-    return Transport(stream, trio=trio)
+    return AnyioTransport(stream, trio=trio)
 
 
 class Listener:
@@ -186,9 +195,18 @@ class Listener:
         """The underlying listeners, one accept loop each."""
         return list(self._listeners)
 
-    def wrap(self, stream: anyio.abc.SocketStream) -> Transport:
-        """Make a transport of an accepted stream."""
-        return Transport(stream, trio=self._trio)
+    async def accept(self, listener: anyio.abc.SocketListener) -> Transport:
+        """Accept the next connection on one of :attr:`sockets`.
+
+        Raises:
+            OSError: accept() failed (for example, out of file descriptors).
+            anyio.ClosedResourceError: the listener was closed.
+        """
+        if self._trio:
+            return AnyioTransport(await listener.accept(), trio=True)
+        # On asyncio, accept the socket ourselves and give it alvaro's own transport.
+        raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
+        return await _asyncio_stream.accept(raw)
 
     async def aclose(self) -> None:
         """Stop listening; never raises."""

@@ -15,7 +15,7 @@ from .._errors import unwrap_group
 from .._settings import Settings
 from ..exceptions import ConnectionClosed, RemoteProtocolError
 from ._loop import LoopHandle
-from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, listen
+from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, Transport, listen
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
@@ -265,7 +265,7 @@ class Host(HostAliases):
     ) -> None:
         while True:
             try:
-                stream = await socket_listener.accept()
+                transport = await listener.accept(socket_listener)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
             except OSError as exc:
@@ -278,13 +278,11 @@ class Host(HostAliases):
                     self.logger.warning("cannot accept connections: %s; retrying", exc)
                 await anyio.sleep(0.1)
                 continue
-            handlers.start_soon(self._handle, listener, stream)
+            handlers.start_soon(self._handle, transport)
 
-    async def _handle(self, listener: Listener, stream: anyio.abc.SocketStream) -> None:
+    async def _handle(self, transport: Transport) -> None:
         """Run one connection from handshake to close; never raises except cancellation."""
-        conn = Connection(
-            listener.wrap(stream), role="host", settings=self.settings, logger=self.logger
-        )
+        conn = Connection(transport, role="host", settings=self.settings, logger=self.logger)
         self._connections.add(conn)
         try:
             try:
