@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from typing import TYPE_CHECKING, cast
 
 import anyio
@@ -33,6 +34,7 @@ __all__ = ("AsyncioTransport", "accept", "open_connection")
 
 _SCRATCH_SIZE = 256 * 1024  # one recv_into() takes at most this much
 _READ_HIGH = 256 * 1024  # pause reading while more than this waits for receive()
+_WRITE_SLICE = 256 * 1024  # larger sends are handed to asyncio in slices of this size
 _scratch_buffers: dict[asyncio.AbstractEventLoop, bytearray] = {}
 
 
@@ -63,7 +65,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self._loop = loop
         self._scratch = _scratch(loop)
         self.transport: asyncio.Transport | None = None
-        self.chunks: list[bytes] = []
+        self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.reading_paused = False
         self.eof = False
@@ -167,11 +169,10 @@ class AsyncioTransport:
             if protocol.eof:
                 return b""
             await protocol.wait_readable()
-        chunks = protocol.chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        protocol.buffered = 0
-        if protocol.reading_paused:
+        # One chunk at a time: joining them would copy every byte once more.
+        data = protocol.chunks.popleft()
+        protocol.buffered -= len(data)
+        if protocol.reading_paused and protocol.buffered <= _READ_HIGH // 2:
             protocol.reading_paused = False
             self._transport.resume_reading()
         return data
@@ -197,7 +198,19 @@ class AsyncioTransport:
         protocol = self._protocol
         if protocol.lost or self._transport.is_closing():
             raise _lost("sending", protocol.lost_error)
-        self._transport.write(data)
+        if len(data) <= _WRITE_SLICE:
+            self._transport.write(data)
+        else:
+            # In slices, waiting for the socket between them: given megabytes at once, asyncio
+            # would copy what the socket does not take into its buffer and then shift that
+            # buffer after every partial send (CPython 3.11), which made large messages slow.
+            with memoryview(data) as view:
+                for start in range(0, len(data), _WRITE_SLICE):
+                    while protocol.writing_paused and not protocol.lost:
+                        await protocol.wait_writable()
+                    if cast("bool", protocol.lost):  # cast: the wait may have changed it
+                        break
+                    self._transport.write(view[start : start + _WRITE_SLICE])
         while protocol.writing_paused and not protocol.lost:
             await protocol.wait_writable()
         # cast: the wait above may have changed what the first check read.
