@@ -45,6 +45,8 @@ class Alias:
 class _SeedNames:
     """Maps seed-named callbacks defined by subclasses onto their PEP 8 names."""
 
+    __slots__ = ()
+
     _seed_callbacks: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -64,6 +66,8 @@ class _SeedNames:
 
 class ConnectionAliases(_SeedNames):
     """Seed names of a connection (the ``client`` object a Host's callbacks receive)."""
+
+    __slots__ = ()
 
     def send_data(self, data: Any, metadata: Metadata | None = None) -> None:
         raise NotImplementedError

@@ -39,6 +39,10 @@ SEED_CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]] = 
 SEED_KEYWORDS = {"sendData": ("data", "metaData"), "waitForConnection": ("timeout",)}
 
 
+class _PatchableConnection(alvaro.aio.Connection):
+    pass
+
+
 def make(kind: str) -> Any:
     """A real object of the given kind, without a network."""
     if kind == "host":
@@ -46,8 +50,9 @@ def make(kind: str) -> Any:
     if kind == "client":
         return alvaro.Client()
     if kind == "connection":
-        # Users never build a Connection; the alias methods need none of its state.
-        return object.__new__(alvaro.aio.Connection)
+        # Users never build a Connection; the alias methods need none of its state. A subclass,
+        # because Connection has __slots__ and the test patches methods on the instance.
+        return object.__new__(_PatchableConnection)
     raise AssertionError(f"unknown kind {kind!r} in ALIASES")
 
 

@@ -77,6 +77,35 @@ class State(enum.Enum):
     """The connection is closed; :attr:`Connection.close_code` says why."""
 
 
+class _Flag:
+    """A one-shot event whose anyio.Event exists only if someone waits for it.
+
+    Most connections never have a waiter for these, and an event costs about a kilobyte:
+    at ten thousand connections that adds up.
+    """
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: anyio.Event | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+
 async def call_callback(function: Callable[..., object], *args: object) -> None:
     """Call a user callback that may be a plain function or an ``async def``.
 
@@ -97,6 +126,44 @@ class Connection(ConnectionAliases):
     Thread safety: :meth:`send_data` and :meth:`disconnect` may be called from any thread. Every
     other method must be called from the event loop the connection runs on.
     """
+
+    __slots__ = (
+        "_before_echo",
+        "_blocked_senders",
+        "_close_cause",
+        "_close_deadline",
+        "_close_info",
+        "_close_queued",
+        "_closed",
+        "_decoder",
+        "_discarding",
+        "_drained",
+        "_early_error",
+        "_early_events",
+        "_inbox",
+        "_inbox_waiter",
+        "_last_direct_write",
+        "_lock",
+        "_logger",
+        "_loop",
+        "_outbox",
+        "_peer",
+        "_pending_bytes",
+        "_read_scope",
+        "_reader_done",
+        "_receiving",
+        "_role",
+        "_room",
+        "_room_waiter",
+        "_send_closed",
+        "_settings",
+        "_state",
+        "_thread_sent",
+        "_transport",
+        "_writer_done",
+        "_writer_idle",
+        "_writer_wake",
+    )
 
     def __init__(
         self,
@@ -121,8 +188,8 @@ class Connection(ConnectionAliases):
         self._early_error: RemoteProtocolError | None = None
         # Outbox: guarded by _lock because send_data() and disconnect() may run on any thread.
         self._lock = threading.Lock()
-        # Plain threads (the blocking API) wait here for room in the outbox.
-        self._room = threading.Condition(self._lock)
+        # Plain threads (the blocking API) wait here for room in the outbox; made on first need.
+        self._room: threading.Condition | None = None
         self._blocked_senders = 0
         self._outbox: list[bytes] = []
         self._pending_bytes = 0  # queued plus being written
@@ -149,8 +216,8 @@ class Connection(ConnectionAliases):
         # Created on the loop by _open().
         self._loop: LoopHandle
         self._writer_wake: anyio.Event
-        self._writer_done: anyio.Event
-        self._closed: anyio.Event
+        self._writer_done = _Flag()
+        self._closed = _Flag()
 
     # --- Information ---------------------------------------------------------------------------
 
@@ -251,11 +318,15 @@ class Connection(ConnectionAliases):
         if self._pending_bytes <= limit:
             self._enqueue(frame, limit=None)
             return
-        with self._room:
+        with self._lock:
+            if self._room is None:
+                self._room = threading.Condition(self._lock)
+            room = self._room
+        with room:
             if self._pending_bytes > limit and not self._send_closed:
                 self._blocked_senders += 1
                 try:
-                    if not self._room.wait_for(
+                    if not room.wait_for(
                         lambda: self._pending_bytes <= limit or self._send_closed, timeout
                     ):
                         raise TimeoutError(
@@ -348,7 +419,7 @@ class Connection(ConnectionAliases):
                 await transport.send(data)
                 with self._lock:
                     self._pending_bytes -= len(data)
-                    if self._blocked_senders:
+                    if self._blocked_senders and self._room is not None:
                         self._room.notify_all()
                 if self._drained is not None:
                     self._drained.set()
@@ -361,7 +432,8 @@ class Connection(ConnectionAliases):
             with self._lock:
                 self._send_closed = True
                 unsent = len(self._outbox)
-                self._room.notify_all()
+                if self._room is not None:
+                    self._room.notify_all()
             if unsent:
                 self._logger.warning(
                     "%d queued message(s) to %s:%s were not sent: the connection closed",
@@ -537,8 +609,6 @@ class Connection(ConnectionAliases):
         """
         self._loop = LoopHandle()
         self._writer_wake = anyio.Event()
-        self._writer_done = anyio.Event()
-        self._closed = anyio.Event()
         settings = self._settings
         decoder = self._decoder
         try:
