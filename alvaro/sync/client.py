@@ -50,7 +50,7 @@ class Client(ClientAliases):
 
         with alvaro.sync.connect("localhost", 8888) as client:
             client.send_data("hello", metadata={"kind": "greeting"})
-            print(client.receive(timeout=5).data)
+            reply = client.receive(timeout=5)
     """
 
     def __init__(
