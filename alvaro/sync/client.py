@@ -13,6 +13,7 @@ from .._close_codes import CloseCode
 from ..exceptions import LocalProtocolError
 from ..protocol import Message
 from ._base import Runner, user_callback
+from ._handoff import HANDOFF_FACTOR
 from ._loop import Backend, check_not_loop_thread
 from .connection import Connection
 
@@ -70,7 +71,7 @@ class Client(ClientAliases):
         self._runner = Runner(
             backend=backend,
             dispatch=dispatch,
-            limit=self.settings.max_queue,
+            limit=HANDOFF_FACTOR * self.settings.max_queue,
             name="alvaro-client-callbacks",
             logger=self.logger,
         )

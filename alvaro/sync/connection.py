@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .._aliases import ConnectionAliases
 from .._close_codes import CloseCode
 from ..exceptions import ConnectionClosedOK
-from ._handoff import Inbox
+from ._handoff import HANDOFF_FACTOR, Inbox
 from ._loop import check_not_loop_thread
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class Connection(ConnectionAliases):
 
     def __init__(self, connection: AsyncConnection, kick: Callable[[], None]) -> None:
         self._aio = connection
-        self._inbox = Inbox(connection._settings.max_queue)
+        self._inbox = Inbox(HANDOFF_FACTOR * connection._settings.max_queue)
         self._closed = threading.Event()
         # Wakes the owner's dispatcher if it holds the loop back; see disconnect().
         self._kick = kick

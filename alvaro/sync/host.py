@@ -11,6 +11,7 @@ from .._aliases import HostAliases
 from .._close_codes import CloseCode
 from ..protocol import Message
 from ._base import Runner, user_callback
+from ._handoff import HANDOFF_FACTOR
 from ._loop import Backend, check_not_loop_thread
 from .connection import Connection
 
@@ -74,7 +75,7 @@ class Host(HostAliases):
         self._runner = Runner(
             backend=backend,
             dispatch=dispatch,
-            limit=self.settings.max_queue,
+            limit=HANDOFF_FACTOR * self.settings.max_queue,
             name="alvaro-host-callbacks",
             logger=self.logger,
         )
