@@ -60,9 +60,6 @@ _STREAM_PAUSE = 0.0005
 # Messages closer together than this after a direct write are batched by the writer; see _enqueue.
 _DIRECT_WRITE_GAP = 0.00005
 
-#: Returns the function that takes the next message, or None to queue it for receive().
-HandlerLookup = "Callable[[], Callable[[Any, Metadata], object] | None]"
-
 
 class State(enum.Enum):
     """Where a connection is in its life."""

@@ -23,10 +23,8 @@ if TYPE_CHECKING:
     from ..exceptions import ConnectionClosed
     from ..protocol import Message
 
-__all__ = ("HANDOFF_FACTOR", "Dispatch", "Dispatcher", "Inbox")
+__all__ = ("HANDOFF_FACTOR", "Dispatcher", "Inbox")
 
-#: A function that runs a zero-argument callable where the user wants it (a GUI thread, ...).
-Dispatch = "Callable[[Callable[[], None]], object]"
 
 _STOP: Final = object()
 
