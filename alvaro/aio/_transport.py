@@ -72,10 +72,13 @@ class AnyioTransport:
         self._stream = stream
         self._read_size = _TRIO_READ_SIZE if trio else _ASYNCIO_READ_SIZE
         attrs = anyio.abc.SocketAttribute
-        # The socket itself, for send_now(). Only for a plain TCP stream: under TLS, writing to
-        # the socket directly would bypass the encryption.
+        # The socket itself, for send_now(). Only for a plain TCP stream: a TLS stream forwards
+        # raw_socket from the TCP stream beneath it, and writing there would bypass encryption.
         raw = stream.extra(attrs.raw_socket, None)
-        self._direct: socket.socket | None = raw if isinstance(raw, socket.socket) else None
+        plain = isinstance(stream, anyio.abc.SocketStream)
+        self._direct: socket.socket | None = (
+            raw if plain and isinstance(raw, socket.socket) else None
+        )
         self.peer_host, self.peer_port = _split_address(stream.extra(attrs.remote_address, None))
         self.local_host, self.local_port = _split_address(stream.extra(attrs.local_address, None))
 
