@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._handoff import Dispatcher
+from ._handoff import HANDOFF_FACTOR, Dispatcher
 from ._loop import Backend, shared_loop
 
 if TYPE_CHECKING:
@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from anyio.from_thread import BlockingPortal
+
+    from .._settings import Settings
 
 __all__ = ("Runner", "user_callback")
 
@@ -42,12 +44,17 @@ class Runner:
         *,
         backend: Backend,
         dispatch: Callable[[Callable[[], None]], object] | None,
-        limit: int,
+        settings: Settings,
         name: str,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
     ) -> None:
         self.loop = shared_loop(backend)
-        self.dispatcher = Dispatcher(dispatch=dispatch, limit=limit, name=name, logger=logger)
+        self.dispatcher = Dispatcher(
+            dispatch=dispatch,
+            limit=HANDOFF_FACTOR * settings.max_queue,
+            name=name,
+            logger=logger,
+        )
         self.portal: BlockingPortal | None = None
         # close() in one thread and serve_forever()'s own clean-up in another may race here.
         self._lock = threading.Lock()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -13,11 +12,11 @@ from .._close_codes import CloseCode
 from ..exceptions import LocalProtocolError
 from ..protocol import Message
 from ._base import Runner, user_callback
-from ._handoff import HANDOFF_FACTOR
 from ._loop import Backend, check_not_loop_thread
 from .connection import Connection
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Callable, Iterator
     from concurrent.futures import Future
     from types import TracebackType
@@ -62,16 +61,16 @@ class Client(ClientAliases):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
-        self.logger = logger if logger is not None else logging.getLogger("alvaro.client")
         self._aio = aio.Client(
-            logger=self.logger,
+            logger=logger,
             **options,
         )
+        self.logger = self._aio.logger  # the aio object applies the default logger
         self.settings = self._aio.settings
         self._runner = Runner(
             backend=backend,
             dispatch=dispatch,
-            limit=HANDOFF_FACTOR * self.settings.max_queue,
+            settings=self.settings,
             name="alvaro-client-callbacks",
             logger=self.logger,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -11,11 +10,11 @@ from .._aliases import HostAliases
 from .._close_codes import CloseCode
 from ..protocol import Message
 from ._base import Runner, user_callback
-from ._handoff import HANDOFF_FACTOR
 from ._loop import Backend, check_not_loop_thread
 from .connection import Connection
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Callable
     from concurrent.futures import Future
     from types import TracebackType
@@ -64,18 +63,18 @@ class Host(HostAliases):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
-        self.logger = logger if logger is not None else logging.getLogger("alvaro.host")
         self._aio = aio.Host(
             addr,
             port,
-            logger=self.logger,
+            logger=logger,
             **options,
         )
+        self.logger = self._aio.logger  # the aio object applies the default logger
         self.settings = self._aio.settings
         self._runner = Runner(
             backend=backend,
             dispatch=dispatch,
-            limit=HANDOFF_FACTOR * self.settings.max_queue,
+            settings=self.settings,
             name="alvaro-host-callbacks",
             logger=self.logger,
         )
