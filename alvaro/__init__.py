@@ -27,6 +27,7 @@ from .exceptions import (
     OutboxFull,
     ProtocolError,
     RemoteProtocolError,
+    TLSError,
     WrongThreadError,
 )
 from .protocol import Message
@@ -50,6 +51,7 @@ __all__ = (
     "ProtocolError",
     "RemoteProtocolError",
     "Settings",
+    "TLSError",
     "WrongThreadError",
     "__version__",
 )

@@ -16,12 +16,21 @@ A subclass may also define a seed-named callback (``def gotData(self, conn, data
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 if TYPE_CHECKING:
     from ._types import Metadata
 
-__all__ = ("ALIASES", "Alias", "ClientAliases", "ConnectionAliases", "HostAliases")
+__all__ = (
+    "ALIASES",
+    "Alias",
+    "ClientAliases",
+    "ConnectionAliases",
+    "HostAliases",
+    "SeedClientTLS",
+    "SeedServerTLS",
+    "seed_tls_options",
+)
 
 
 class Alias:
@@ -117,6 +126,45 @@ class ClientAliases(_SeedNames):
     def waitForConnection(self, timeout: float | None = None) -> bool:
         """Seed name of :meth:`wait_for_connection`."""
         return self.wait_for_connection(timeout)
+
+
+class SeedClientTLS(TypedDict, total=False):
+    """The seed's keyword names for TLS in ``Client.connect()``."""
+
+    useSSL: bool
+    sslCert: str
+
+
+class SeedServerTLS(SeedClientTLS, total=False):
+    """The seed's keyword names for TLS in ``Host.start()``."""
+
+    sslKey: str
+
+
+_SEED_TLS_NAMES = {"useSSL": "use_ssl", "sslCert": "ssl_cert", "sslKey": "ssl_key"}
+
+
+def seed_tls_options(
+    seed_options: SeedClientTLS | SeedServerTLS,
+    use_ssl: bool,
+    ssl_cert: str | None,
+    ssl_key: str | None = None,
+) -> tuple[bool, str | None, str | None]:
+    """Merge the seed's ``useSSL``/``sslCert``/``sslKey`` into their PEP 8 names.
+
+    Raises:
+        TypeError: an unknown keyword, or both spellings of one option.
+    """
+    values: dict[str, Any] = {"use_ssl": use_ssl, "ssl_cert": ssl_cert, "ssl_key": ssl_key}
+    defaults: dict[str, Any] = {"use_ssl": False, "ssl_cert": None, "ssl_key": None}
+    for seed_name, value in seed_options.items():
+        name = _SEED_TLS_NAMES.get(seed_name)
+        if name is None:
+            raise TypeError(f"unexpected keyword argument {seed_name!r}")
+        if values[name] != defaults[name]:
+            raise TypeError(f"give {name!r} or {seed_name!r}, not both")
+        values[name] = value
+    return bool(values["use_ssl"]), values["ssl_cert"], values["ssl_key"]
 
 
 #: Every alias: (class kind, seed name, PEP 8 name, "attribute" or "method").

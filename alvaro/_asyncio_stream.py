@@ -148,6 +148,8 @@ class AsyncioTransport:
 
     __slots__ = ("_protocol", "_transport", "local_host", "local_port", "peer_host", "peer_port")
 
+    tls = None  # a plaintext connection
+
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol

@@ -39,6 +39,8 @@ class CloseCode(enum.IntEnum):
     """The peer did not answer in time (handshake, close or keepalive)."""
     SLOW_CONSUMER = 4001
     """The peer did not read what was sent to it in time."""
+    TLS_REQUIRED = 4002
+    """The host accepts only TLS connections and the client connected in plaintext."""
 
     @classmethod
     def can_send(cls, code: int) -> bool:

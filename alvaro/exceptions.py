@@ -4,6 +4,7 @@
 
     AlvaroError
     ├── ConnectError (also OSError)        could not connect, or the opening handshake failed
+    │   └── TLSError                       TLS could not be set up; .kind tells why
     ├── ConnectionClosed                   the connection is closed; .code, .reason, .by_peer
     │   ├── ConnectionClosedOK             it was closed in order (NORMAL or GOING_AWAY)
     │   └── ConnectionClosedError          it was broken or closed because of an error
@@ -42,6 +43,7 @@ __all__ = (
     "OutboxFull",
     "ProtocolError",
     "RemoteProtocolError",
+    "TLSError",
     "WrongThreadError",
 )
 
@@ -56,6 +58,45 @@ class ConnectError(AlvaroError, OSError):
     The underlying error (``ConnectionRefusedError``, ``socket.gaierror``, a protocol error in the
     handshake, ...) is kept as ``__cause__``.
     """
+
+
+class TLSError(ConnectError):
+    """TLS could not be set up: a certificate was refused, or one side does not speak TLS.
+
+    Raised by ``connect()`` (and by the helpers of :mod:`alvaro.tls` for unreadable files). There
+    is never a fallback to plaintext. The :mod:`ssl` error, when there is one, is kept as
+    ``__cause__``.
+
+    Attributes:
+        kind: what went wrong, one of the ``TLSError.*`` constants below, so that a program can
+            tell the cases apart without parsing the message.
+    """
+
+    UNTRUSTED = "untrusted"
+    """The peer's certificate was not issued by a trusted CA (or is self-signed)."""
+    HOSTNAME_MISMATCH = "hostname_mismatch"
+    """The server's certificate is for another name or address than the one connected to."""
+    EXPIRED = "expired"
+    """The peer's certificate has expired (or is not valid yet)."""
+    PLAINTEXT_PEER = "plaintext_peer"
+    """This side asked for TLS and the peer answered in plaintext."""
+    TLS_REQUIRED = "tls_required"
+    """This side connected in plaintext to a host that accepts only TLS."""
+    CERTIFICATE_REQUIRED = "certificate_required"
+    """The host requires a client certificate and none (or none it trusts) was presented."""
+    PROTOCOL_VERSION = "protocol_version"
+    """The two sides share no TLS version (alvaro requires TLS 1.2 or later)."""
+    CONFIGURATION = "configuration"
+    """A certificate, key or CA file is missing or unreadable, or the options contradict."""
+    HANDSHAKE = "handshake"
+    """Any other handshake failure; the message and ``__cause__`` have the details."""
+
+    def __init__(self, message: str, kind: str = HANDSHAKE) -> None:
+        super().__init__(message)
+        self.kind: str = kind
+
+    def __reduce__(self) -> tuple[type[TLSError], tuple[str, str]]:
+        return (type(self), (str(self), self.kind))
 
 
 class ConnectionClosed(AlvaroError):

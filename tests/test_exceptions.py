@@ -22,12 +22,14 @@ from alvaro.exceptions import (
     OutboxFull,
     ProtocolError,
     RemoteProtocolError,
+    TLSError,
     WrongThreadError,
 )
 
 #: (class, its alvaro parent, the builtin it also derives from or None), as drawn in the docstring.
 HIERARCHY = [
     (ConnectError, AlvaroError, OSError),
+    (TLSError, ConnectError, OSError),
     (ConnectionClosed, AlvaroError, None),
     (ConnectionClosedOK, ConnectionClosed, None),
     (ConnectionClosedError, ConnectionClosed, None),
@@ -192,7 +194,8 @@ def test_message_too_large() -> None:
         (4999, "APPLICATION"),
         (999, "UNKNOWN"),
         (1004, "UNKNOWN"),
-        (4002, "UNKNOWN"),
+        (4002, "TLS_REQUIRED"),
+        (4003, "UNKNOWN"),
         (4099, "UNKNOWN"),
         (5000, "UNKNOWN"),
         (0, "UNKNOWN"),
@@ -208,3 +211,18 @@ def test_close_codes_are_ints() -> None:
     assert isinstance(CloseCode.PROTOCOL_ERROR, int)
     for code in CloseCode:
         assert CloseCode.describe(int(code)) == code.name
+
+
+def test_tls_error_carries_its_kind_through_pickle() -> None:
+    import pickle
+
+    error = TLSError("the certificate has expired", TLSError.EXPIRED)
+    assert error.kind == "expired"
+    assert str(error) == "the certificate has expired"
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is TLSError
+    assert (copy.kind, str(copy)) == ("expired", "the certificate has expired")
+    # An except clause for connection failures catches TLS failures too.
+    with pytest.raises(ConnectError):
+        raise error
+    assert TLSError("unclassified").kind == TLSError.HANDSHAKE

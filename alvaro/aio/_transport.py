@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._asyncio_stream import AsyncioTransport
+    from ._tls import TLSTransport
 
 __all__ = ("AnyioTransport", "Listener", "Transport", "listen", "open_transport")
 
@@ -67,6 +68,8 @@ class AnyioTransport:
         "peer_host",
         "peer_port",
     )
+
+    tls = None  # a plaintext connection
 
     def __init__(self, stream: anyio.abc.SocketStream, *, trio: bool) -> None:
         self._stream = stream
@@ -137,8 +140,9 @@ class AnyioTransport:
                 await anyio.aclose_forcefully(self._stream)
 
 
-#: What the connection code talks to: anyio's stream on trio, asyncio's own on asyncio.
-Transport: TypeAlias = "AnyioTransport | AsyncioTransport"
+#: What the connection code talks to: anyio's stream on trio, asyncio's own on asyncio, and TLS
+#: over either.
+Transport: TypeAlias = "AnyioTransport | AsyncioTransport | TLSTransport"
 
 
 def _broken(doing: str, exc: BaseException) -> ConnectionClosedError:

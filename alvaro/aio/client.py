@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,8 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from .._aliases import ClientAliases
+from .. import tls
+from .._aliases import ClientAliases, SeedClientTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings
@@ -20,10 +22,12 @@ from ..exceptions import (
     ConnectionClosed,
     LocalProtocolError,
     RemoteProtocolError,
+    TLSError,
     WrongThreadError,
 )
 from ._loop import LoopHandle
-from ._transport import open_transport
+from ._tls import start_tls
+from ._transport import Transport, open_transport
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
@@ -61,6 +65,10 @@ class Client(ClientAliases):
             message = await client.receive()
 
     Args:
+        ssl_context: connect with TLS, using this context; build one with
+            :func:`alvaro.tls.client_context` (a private CA, the system's CAs, a client
+            certificate). ``None`` (the default) connects in plaintext, unless :meth:`connect`
+            is given ``use_ssl=True``.
         logger: where to log; the ``alvaro.client`` logger by default.
         options: limits and timeouts, the fields of :class:`~alvaro.Settings`, as for
             :class:`Host`.
@@ -69,9 +77,13 @@ class Client(ClientAliases):
     def __init__(
         self,
         *,
+        ssl_context: ssl.SSLContext | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
+        self.ssl_context = ssl_context
         self.settings = Settings(**options)
         self.logger = logger if logger is not None else logging.getLogger("alvaro.client")
         self._connection: Connection | None = None
@@ -133,7 +145,11 @@ class Client(ClientAliases):
         host: str,
         port: int,
         *,
+        use_ssl: bool = False,
+        ssl_cert: str | None = None,
+        server_hostname: str | None = None,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+        **seed_options: Unpack[SeedClientTLS],
     ) -> None:
         """Connect to a host and run the connection until it ends.
 
@@ -142,7 +158,20 @@ class Client(ClientAliases):
         use :func:`alvaro.aio.connect`, ``await task_group.start(client.connect, host, port)``
         (which returns once connected), or run this in its own task or thread.
 
+        Args:
+            host, port: where the host listens.
+            use_ssl: connect with TLS, trusting the CA certificate(s) in the PEM file
+                ``ssl_cert``, or the system's CAs when ``ssl_cert`` is ``None``. The original
+                library's ``useSSL`` and ``sslCert`` spellings work too. Same as
+                ``ssl_context=alvaro.tls.client_context(ssl_cert)`` on the constructor.
+            server_hostname: the name the host's certificate must carry, when it differs from
+                ``host`` (for example when connecting by IP address to a certificate for a
+                name). The name is always checked.
+
         Raises:
+            TLSError: TLS could not be set up; its ``kind`` says why (untrusted CA, name
+                mismatch, expired certificate, a plaintext host, ...). Never falls back to
+                plaintext.
             ConnectError: the host could not be reached, refused the connection, or failed the
                 handshake (for example because it is not an alvaro host).
             TimeoutError: connecting took longer than ``open_timeout``.
@@ -150,19 +179,26 @@ class Client(ClientAliases):
         """
         if self._connecting:
             raise RuntimeError("this Client is already connected or connecting")
+        context = self._tls_context(*seed_tls_options(seed_options, use_ssl, ssl_cert))
         self._connecting = True
         self._connected.clear()
         self._loop = LoopHandle()
         self._finished = anyio.Event()
         try:
+            # One clock for connecting, the TLS handshake and the alvaro handshake together.
+            deadline = anyio.current_time() + self.settings.open_timeout
             transport = await open_transport(
                 host, port, timeout=self.settings.open_timeout, trio=self._loop.is_trio
             )
+            if context is not None:
+                transport = await self._secure(
+                    transport, context, server_hostname or host, deadline
+                )
             conn = Connection(transport, role="client", settings=self.settings, logger=self.logger)
             try:
-                await conn._open()
+                await conn._open(deadline)
             except (RemoteProtocolError, ConnectionClosed) as exc:
-                raise ConnectError(f"the handshake with {host}:{port} failed: {exc}") from exc
+                raise _handshake_error(exc, host, port) from exc
             except TimeoutError:
                 raise TimeoutError(
                     f"the handshake with {host}:{port} took longer than "
@@ -188,6 +224,41 @@ class Client(ClientAliases):
         finally:
             self._connecting = False
             self._finished.set()
+
+    def _tls_context(
+        self, use_ssl: bool, ssl_cert: str | None, _key: str | None
+    ) -> ssl.SSLContext | None:
+        if not use_ssl:
+            if ssl_cert is not None:
+                # The original library silently connected in plaintext here; refuse instead.
+                raise TLSError(
+                    "ssl_cert= was given without use_ssl=True; pass use_ssl=True to connect "
+                    "with TLS",
+                    TLSError.CONFIGURATION,
+                )
+            return self.ssl_context
+        if self.ssl_context is not None:
+            raise TLSError(
+                "give either ssl_context= to Client() or use_ssl=True to connect(), not both",
+                TLSError.CONFIGURATION,
+            )
+        return tls.client_context(ssl_cert)
+
+    async def _secure(
+        self, transport: Transport, context: ssl.SSLContext, hostname: str, deadline: float
+    ) -> Transport:
+        try:
+            with anyio.fail_at(deadline):
+                return await start_tls(transport, context, server_side=False, hostname=hostname)
+        except TimeoutError:
+            await transport.aclose(0)
+            raise TimeoutError(
+                f"the TLS handshake with {transport.peer_host}:{transport.peer_port} took longer "
+                f"than {self.settings.open_timeout:g} s"
+            ) from None
+        except BaseException:
+            await transport.aclose(0)
+            raise
 
     async def _opened(self) -> None:
         try:
@@ -295,6 +366,25 @@ async def connect(host: str, port: int, **options: Any) -> AsyncIterator[Client]
             finally:
                 with anyio.CancelScope(shield=True):
                     await client.aclose()
+
+
+def _handshake_error(
+    exc: RemoteProtocolError | ConnectionClosed, host: str, port: int
+) -> ConnectError:
+    """The error connect() raises when the alvaro handshake fails."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, TLSError):
+            # TLS 1.3 reports a refused client certificate only at the first read.
+            return cause
+        cause = cause.__cause__
+    if isinstance(exc, ConnectionClosed) and exc.code == CloseCode.TLS_REQUIRED:
+        return TLSError(
+            f"{host}:{port} accepts only TLS connections; connect with use_ssl=True or "
+            "ssl_context=alvaro.tls.client_context(...)",
+            TLSError.TLS_REQUIRED,
+        )
+    return ConnectError(f"the handshake with {host}:{port} failed: {exc}")
 
 
 def _event_loop_running_here() -> bool:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from .._settings import Settings
     from .._types import Metadata
+    from ..tls import TLSInfo
     from ._transport import Transport
 
 __all__ = ("Connection", "State")
@@ -265,6 +266,13 @@ class Connection(ConnectionAliases):
         """The largest message the peer accepts, from its handshake."""
         assert self._peer is not None
         return self._peer.max_message_size
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """What TLS negotiated (version, cipher, the peer's certificate), or ``None`` on a
+        plaintext connection. Set before ``new_client``/``made_connection`` run, so a host can
+        decide from the client's certificate whether to accept it."""
+        return self._transport.tls
 
     def __repr__(self) -> str:
         return f"<Connection {self.addr}:{self.port} {self._state.value}>"
@@ -596,8 +604,9 @@ class Connection(ConnectionAliases):
 
     # --- Life cycle (called by Host and Client) ------------------------------------------------
 
-    async def _open(self) -> None:
-        """Run the opening handshake.
+    async def _open(self, deadline: float | None = None) -> None:
+        """Run the opening handshake, by ``deadline`` (``anyio.current_time()`` clock) if given,
+        else within ``open_timeout``.
 
         Raises:
             RemoteProtocolError: the peer is not an alvaro peer, or broke the handshake.
@@ -609,7 +618,9 @@ class Connection(ConnectionAliases):
         settings = self._settings
         decoder = self._decoder
         try:
-            with anyio.fail_after(settings.open_timeout):
+            if deadline is None:
+                deadline = anyio.current_time() + settings.open_timeout
+            with anyio.fail_at(deadline):
                 hello = encode_hello(
                     self._role,
                     max_message_size=settings.max_message_size,

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
-from .._aliases import HostAliases
+from .. import tls
+from .._aliases import HostAliases, SeedServerTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings
-from ..exceptions import ConnectionClosed, RemoteProtocolError
+from .._throttle import LogThrottle
+from ..exceptions import ConnectionClosed, RemoteProtocolError, TLSError
 from ._loop import LoopHandle
+from ._tls import start_tls
 from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, Transport, listen
 from .connection import Connection, call_callback
 
@@ -46,6 +50,9 @@ class Host(HostAliases):
         addr: the address to listen on; ``"localhost"`` or ``"127.0.0.1"`` stay on this machine,
             ``"0.0.0.0"`` or ``"::"`` accept from the network.
         port: the TCP port; 0 picks a free one (read it from :attr:`port` once started).
+        ssl_context: accept only TLS connections, with this context; build one with
+            :func:`alvaro.tls.server_context` (which also sets up mutual TLS). ``None`` (the
+            default) accepts plaintext connections only. See also :meth:`start`'s ``use_ssl``.
         logger: where to log; the ``alvaro.host`` logger by default.
         options: limits and timeouts, the fields of :class:`~alvaro.Settings`:
             ``max_message_size`` (1 MiB), ``max_metadata_size`` (64 KiB), ``max_queue`` (16),
@@ -65,11 +72,15 @@ class Host(HostAliases):
         addr: str = "127.0.0.1",
         port: int = 0,
         *,
+        ssl_context: ssl.SSLContext | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
         self.addr = addr
         self.port = port
+        self.ssl_context = ssl_context
         self._bind_port = port  # what to bind on each start; port 0 picks a new free port
         self.settings = Settings(**options)
         self.logger = logger if logger is not None else logging.getLogger("alvaro.host")
@@ -82,6 +93,8 @@ class Host(HostAliases):
         self._listening = False
         self._task_group: anyio.abc.TaskGroup | None = None
         self._accept_error_logged = 0.0
+        self._tls_failures = LogThrottle()
+        self._serving_tls: ssl.SSLContext | None = None  # the context of the current run
 
     # --- Callbacks: override in a subclass or assign on the instance ---------------------------
 
@@ -136,7 +149,13 @@ class Host(HostAliases):
     # --- Running -------------------------------------------------------------------------------
 
     async def start(
-        self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+        self,
+        *,
+        use_ssl: bool = False,
+        ssl_cert: str | None = None,
+        ssl_key: str | None = None,
+        task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+        **seed_options: Unpack[SeedServerTLS],
     ) -> None:
         """Listen and serve clients until :meth:`stop` is called, then shut down gracefully.
 
@@ -146,12 +165,34 @@ class Host(HostAliases):
         Shutting down stops accepting, closes every client with code GOING_AWAY after what was
         queued for it, and drops clients that do not answer within ``close_timeout``.
 
+        Args:
+            use_ssl: accept only TLS connections, with the certificate ``ssl_cert`` and the key
+                ``ssl_key`` (PEM files). The original library's ``useSSL``, ``sslCert`` and
+                ``sslKey`` spellings work too. Same as ``ssl_context=alvaro.tls.server_context(
+                ssl_cert, ssl_key)`` on the constructor.
+
         Raises:
             OSError: the address could not be listened on (in use, not local, ...).
+            TLSError: ``use_ssl`` without a certificate, or an unreadable certificate or key.
             RuntimeError: the host is already running.
         """
         if self._stop_event is not None:
             raise RuntimeError("this Host is already running")
+        use_ssl, ssl_cert, ssl_key = seed_tls_options(seed_options, use_ssl, ssl_cert, ssl_key)
+        if use_ssl:
+            if self.ssl_context is not None:
+                raise TLSError(
+                    "give either ssl_context= to Host() or use_ssl=True to start(), not both",
+                    TLSError.CONFIGURATION,
+                )
+            if ssl_cert is None:
+                raise TLSError(
+                    "use_ssl=True needs ssl_cert= (and ssl_key= unless the key is in that file)",
+                    TLSError.CONFIGURATION,
+                )
+            self._serving_tls = tls.server_context(ssl_cert, ssl_key)
+        else:
+            self._serving_tls = self.ssl_context
         self._stop_event = anyio.Event()
         self._stopped = anyio.Event()
         self._stopping = False
@@ -280,13 +321,50 @@ class Host(HostAliases):
                 continue
             handlers.start_soon(self._handle, transport)
 
+    async def _secure(self, transport: Transport, deadline: float) -> Transport | None:
+        """Run the TLS handshake by ``deadline``; on failure log (rate-limited), close, and
+        return ``None``."""
+        assert self._serving_tls is not None
+        try:
+            with anyio.fail_at(deadline):
+                return await start_tls(transport, self._serving_tls, server_side=True)
+        except (TLSError, TimeoutError, ConnectionClosed, Exception) as exc:
+            allowed, suppressed = self._tls_failures.allow()
+            if allowed:
+                more = f" ({suppressed} more not logged)" if suppressed else ""
+                if isinstance(exc, TimeoutError):
+                    what = "timed out"
+                elif isinstance(exc, (TLSError, ConnectionClosed)):
+                    what = f"failed: {exc}"
+                else:  # a context that cannot serve (for example, a client's context)
+                    what = f"failed with an unexpected error: {exc!r}"
+                self.logger.warning(
+                    "TLS handshake with %s:%s %s%s",
+                    transport.peer_host,
+                    transport.peer_port,
+                    what,
+                    more,
+                )
+            await transport.aclose(0)
+            return None
+        except BaseException:
+            await transport.aclose(0)
+            raise
+
     async def _handle(self, transport: Transport) -> None:
         """Run one connection from handshake to close; never raises except cancellation."""
+        # One clock for the TLS and the alvaro handshakes together.
+        deadline = anyio.current_time() + self.settings.open_timeout
+        if self._serving_tls is not None:
+            secured = await self._secure(transport, deadline)
+            if secured is None:
+                return
+            transport = secured
         conn = Connection(transport, role="host", settings=self.settings, logger=self.logger)
         self._connections.add(conn)
         try:
             try:
-                await conn._open()
+                await conn._open(deadline)
             except (RemoteProtocolError, ConnectionClosed, TimeoutError) as exc:
                 self.logger.info("handshake with %s:%s failed: %s", conn.addr, conn.port, exc)
                 return

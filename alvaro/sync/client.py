@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import aio
-from .._aliases import ClientAliases
+from .._aliases import ClientAliases, SeedClientTLS
 from .._close_codes import CloseCode
 from ..exceptions import LocalProtocolError
 from ..protocol import Message
@@ -17,6 +18,7 @@ from .connection import Connection
 
 if TYPE_CHECKING:
     import logging
+    import ssl
     from collections.abc import Callable, Iterator
     from concurrent.futures import Future
     from types import TracebackType
@@ -56,12 +58,14 @@ class Client(ClientAliases):
     def __init__(
         self,
         *,
+        ssl_context: ssl.SSLContext | None = None,
         backend: Backend = "asyncio",
         dispatch: Callable[[Callable[[], None]], object] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
         self._aio = aio.Client(
+            ssl_context=ssl_context,
             logger=logger,
             **options,
         )
@@ -120,11 +124,24 @@ class Client(ClientAliases):
 
     # --- Connecting ----------------------------------------------------------------------------
 
-    def connect(self, host: str, port: int) -> None:
+    def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        use_ssl: bool = False,
+        ssl_cert: str | None = None,
+        server_hostname: str | None = None,
+        **seed_options: Unpack[SeedClientTLS],
+    ) -> None:
         """Connect to a host; returns once connected, while the connection lives on in the
         background.
 
+        ``use_ssl``, ``ssl_cert`` (or the original ``useSSL``, ``sslCert``) and
+        ``server_hostname`` connect with TLS, as in :meth:`alvaro.aio.Client.connect`.
+
         Raises:
+            TLSError: TLS could not be set up; ``kind`` says why. Never falls back to plaintext.
             ConnectError: the host could not be reached, refused, or failed the handshake.
             TimeoutError: connecting took longer than ``open_timeout``.
             RuntimeError: the client is already connected.
@@ -136,9 +153,16 @@ class Client(ClientAliases):
         portal = self._runner.acquire()
         self._runner.dispatcher.bound()
         try:
-            self._task, _ = portal.start_task(
-                self._aio.connect, host, port, name=f"alvaro client to {host}:{port}"
+            connect = functools.partial(
+                self._aio.connect,
+                host,
+                port,
+                use_ssl=use_ssl,
+                ssl_cert=ssl_cert,
+                server_hostname=server_hostname,
+                **seed_options,
             )
+            self._task, _ = portal.start_task(connect, name=f"alvaro client to {host}:{port}")
         except BaseException:
             self._runner.release(None)
             raise

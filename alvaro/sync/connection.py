@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .._types import Metadata
     from ..aio import Connection as AsyncConnection, State
     from ..protocol import Message
+    from ..tls import TLSInfo
 
 __all__ = ("Connection",)
 
@@ -77,6 +78,11 @@ class Connection(ConnectionAliases):
     def closed_by_peer(self) -> bool | None:
         """``True`` if the peer or the network ended the connection, ``False`` if this side did."""
         return self._aio.closed_by_peer
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """What TLS negotiated and the peer's certificate; ``None`` on a plaintext connection."""
+        return self._aio.tls
 
     @property
     def peer_max_message_size(self) -> int:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
 from .. import aio
-from .._aliases import HostAliases
+from .._aliases import HostAliases, SeedServerTLS
 from .._close_codes import CloseCode
 from ..protocol import Message
 from ._base import Runner, user_callback
@@ -15,6 +16,7 @@ from .connection import Connection
 
 if TYPE_CHECKING:
     import logging
+    import ssl
     from collections.abc import Callable
     from concurrent.futures import Future
     from types import TracebackType
@@ -42,6 +44,8 @@ class Host(HostAliases):
 
     Args:
         addr, port: where to listen; port 0 picks a free port (read :attr:`port` after start).
+        ssl_context: accept only TLS connections, with this context
+            (:func:`alvaro.tls.server_context`); see also :meth:`start`'s ``use_ssl``.
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
         dispatch: a function that runs a zero-argument callable where you want callbacks to run.
         logger, options: as for :class:`alvaro.aio.Host`.
@@ -58,6 +62,7 @@ class Host(HostAliases):
         addr: str = "127.0.0.1",
         port: int = 0,
         *,
+        ssl_context: ssl.SSLContext | None = None,
         backend: Backend = "asyncio",
         dispatch: Callable[[Callable[[], None]], object] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
@@ -66,6 +71,7 @@ class Host(HostAliases):
         self._aio = aio.Host(
             addr,
             port,
+            ssl_context=ssl_context,
             logger=logger,
             **options,
         )
@@ -143,11 +149,23 @@ class Host(HostAliases):
 
     # --- Running -------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(
+        self,
+        *,
+        use_ssl: bool = False,
+        ssl_cert: str | None = None,
+        ssl_key: str | None = None,
+        **seed_options: Unpack[SeedServerTLS],
+    ) -> None:
         """Start listening; returns once listening, while the host serves in the background.
+
+        ``use_ssl``, ``ssl_cert`` and ``ssl_key`` (or the original ``useSSL``, ``sslCert``,
+        ``sslKey``) serve TLS with a certificate and key from PEM files, as in
+        :meth:`alvaro.aio.Host.start`.
 
         Raises:
             OSError: the address could not be listened on (in use, not local, ...).
+            TLSError: ``use_ssl`` without a certificate, or an unreadable certificate or key.
             RuntimeError: the host is already running.
             WrongThreadError: called on the event-loop thread.
         """
@@ -157,8 +175,15 @@ class Host(HostAliases):
         portal = self._runner.acquire()
         self._runner.dispatcher.bound()
         try:
+            start = functools.partial(
+                self._aio.start,
+                use_ssl=use_ssl,
+                ssl_cert=ssl_cert,
+                ssl_key=ssl_key,
+                **seed_options,
+            )
             self._task, _ = portal.start_task(
-                self._aio.start, name=f"alvaro host on {self._aio.addr}:{self._aio.port}"
+                start, name=f"alvaro host on {self._aio.addr}:{self._aio.port}"
             )
         except BaseException:
             self._runner.release(None)
