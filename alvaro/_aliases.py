@@ -27,6 +27,7 @@ __all__ = (
     "ClientAliases",
     "ConnectionAliases",
     "HostAliases",
+    "KEYWORD_METHODS",
     "SeedClientTLS",
     "SeedServerTLS",
     "seed_tls_options",
@@ -167,7 +168,8 @@ def seed_tls_options(
     return bool(values["use_ssl"]), values["ssl_cert"], values["ssl_key"]
 
 
-#: Every alias: (class kind, seed name, PEP 8 name, "attribute" or "method").
+#: Every alias: (class kind, seed name, PEP 8 name, "attribute", "method" or "keyword"). Keyword
+#: aliases are arguments of the method named in KEYWORD_METHODS.
 ALIASES: tuple[tuple[str, str, str, str], ...] = (
     ("host", "newClient", "new_client", "attribute"),
     ("host", "lostClient", "lost_client", "attribute"),
@@ -179,4 +181,12 @@ ALIASES: tuple[tuple[str, str, str, str], ...] = (
     ("client", "sendData", "send_data", "method"),
     ("client", "waitForConnection", "wait_for_connection", "method"),
     ("connection", "sendData", "send_data", "method"),
+    ("host", "useSSL", "use_ssl", "keyword"),
+    ("host", "sslCert", "ssl_cert", "keyword"),
+    ("host", "sslKey", "ssl_key", "keyword"),
+    ("client", "useSSL", "use_ssl", "keyword"),
+    ("client", "sslCert", "ssl_cert", "keyword"),
 )
+
+#: The method that takes each kind's keyword aliases.
+KEYWORD_METHODS = {"host": "start", "client": "connect"}

@@ -17,11 +17,12 @@ import pytest
 import alvaro
 import alvaro.aio
 from alvaro import CloseCode
-from alvaro._aliases import ALIASES
+from alvaro._aliases import ALIASES, KEYWORD_METHODS, SeedClientTLS, SeedServerTLS, seed_tls_options
 from tests.helpers import WAIT
 
 ATTRIBUTE_ROWS = [row for row in ALIASES if row[3] == "attribute"]
 METHOD_ROWS = [row for row in ALIASES if row[3] == "method"]
+KEYWORD_ROWS = [row for row in ALIASES if row[3] == "keyword"]
 SEED_NAMES = {row[1] for row in ALIASES}
 
 #: For each seed method: the call made with the seed's spelling, and the arguments the PEP 8
@@ -65,8 +66,10 @@ def test_table_is_well_formed() -> None:
     kinds = {"host": alvaro.Host, "client": alvaro.Client, "connection": alvaro.aio.Connection}
     for kind, seed, target, how in ALIASES:
         assert kind in kinds
-        assert how in ("attribute", "method")
+        assert how in ("attribute", "method", "keyword")
         assert seed != target
+        if how == "keyword":
+            continue  # checked by test_keyword_alias
         assert hasattr(kinds[kind], seed), f"{kind} has no {seed}"
         assert hasattr(kinds[kind], target), f"{kind} has no {target}"
     assert len(set(ALIASES)) == len(ALIASES)
@@ -335,3 +338,31 @@ async def test_seed_callbacks_on_a_live_connection(build: Any) -> None:
         ("lostClient", CloseCode.NORMAL, True),
     ]
     assert sorted(rec.events, key=repr) == sorted(expected, key=repr)
+
+
+@pytest.mark.parametrize("row", KEYWORD_ROWS, ids=row_id)
+@pytest.mark.parametrize("api", ["aio", "sync"])
+def test_keyword_alias(row: tuple[str, str, str, str], api: str) -> None:
+    # The seed's keyword is accepted (typed) next to the PEP 8 parameter of the same method.
+    kind, seed, target, _ = row
+    module = alvaro.aio if api == "aio" else importlib.import_module("alvaro.sync")
+    cls = module.Host if kind == "host" else module.Client
+    method = getattr(cls, KEYWORD_METHODS[kind])
+    assert target in inspect.signature(method).parameters
+    seed_names = SeedServerTLS if kind == "host" else SeedClientTLS
+    assert seed in seed_names.__annotations__
+
+
+def test_seed_tls_keywords_map_onto_pep8_names() -> None:
+    assert seed_tls_options(
+        {"useSSL": True, "sslCert": "c.pem", "sslKey": "k.pem"}, False, None
+    ) == (
+        True,
+        "c.pem",
+        "k.pem",
+    )
+    assert seed_tls_options({}, True, "ca.pem") == (True, "ca.pem", None)
+    with pytest.raises(TypeError, match="not both"):
+        seed_tls_options({"useSSL": True}, True, None)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'sslKeys'"):
+        seed_tls_options({"sslKeys": "k.pem"}, False, None)  # type: ignore[typeddict-unknown-key]
