@@ -132,7 +132,19 @@ WORKLOADS: tuple[Workload, ...] = (
         False,
         (BASELINE, "websockets", "alvaro-aio"),
     ),
+    Workload(
+        "idle-tls",
+        "server memory per idle TLS connection",
+        "KiB/conn",
+        False,
+        (BASELINE, "alvaro-aio"),
+    ),
 )
+
+#: Workloads that hold many idle connections and measure the server's memory.
+IDLE_WORKLOADS = ("idle", "idle-tls")
+#: Workloads that run over TLS, with the run's throwaway certificates.
+TLS_WORKLOADS = ("oneway-tls", "idle-tls")
 WORKLOADS_BY_NAME = {workload.name: workload for workload in WORKLOADS}
 
 
@@ -178,16 +190,9 @@ def check_runnable(stack: Stack, workload: Workload, params: Params) -> None:
         if importlib.util.find_spec(module) is None:
             package = {"zmq": "pyzmq"}.get(module, module)
             raise NotRunnable(f"unavailable: {package} is not installed ({INSTALL_HINT})")
-    if workload.name == "oneway-tls":
-        if importlib.util.find_spec("trustme") is None:
-            raise NotRunnable("unavailable: trustme is not installed (it makes the certificates)")
-        if stack.module == "stack_alvaro":
-            import stack_alvaro
-
-            reason = stack_alvaro.tls_unavailable()
-            if reason is not None:
-                raise NotRunnable(f"unavailable: {reason}")
-    if workload.name == "idle":
+    if workload.name in TLS_WORKLOADS and importlib.util.find_spec("trustme") is None:
+        raise NotRunnable("unavailable: trustme is not installed (it makes the certificates)")
+    if workload.name in IDLE_WORKLOADS:
         if not Path("/proc/self/status").exists():
             raise NotRunnable("unavailable: reading the server's RSS needs /proc (Linux)")
         import resource
@@ -253,7 +258,7 @@ def child_main(
     try:
         if params["pin"]:
             pin_to_one_cpu()
-        if workload == "idle":
+        if workload in IDLE_WORKLOADS:
             raise_nofile(nofile_needed(params["connections"]))
         module = importlib.import_module(module_name)
         if role == "server":
@@ -457,7 +462,7 @@ def measure(stack: Stack, workload: Workload, params: Params, timeout: float) ->
         address = _wait(server, deadline, (), "the server to listen", timeout)
         client = _start(stack, "client", workload.name, params, address)
         children.append(client)
-        if workload.name == "idle":
+        if workload.name in IDLE_WORKLOADS:
             after = _wait(server, deadline, (client,), "the connections to open", timeout)
             if after["connections"] != params["connections"]:
                 raise MeasurementError(
@@ -487,7 +492,7 @@ def figures(workload: Workload, params: Params, raw: dict[str, Any]) -> dict[str
         samples = sorted(raw["samples_ns"])
         p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
         return {"value": statistics.median(samples) / 1000, "p99": p99 / 1000}
-    if workload.name == "idle":
+    if workload.name in IDLE_WORKLOADS:
         grown = raw["rss_after_kib"] - raw["rss_before_kib"]
         return {"value": grown / raw["connections"]}
     raise ValueError(f"unknown workload {workload.name!r}")

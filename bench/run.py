@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from harness import (
     BASELINE,
     STACKS,
+    TLS_WORKLOADS,
     WORKLOADS,
     MeasurementError,
     NotRunnable,
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="alvaro-bench-tls-") as scratch:
         tls_needed = any(
-            key[0] == "oneway-tls" and entry["status"] == "pending"
+            key[0] in TLS_WORKLOADS and entry["status"] == "pending"
             for key, entry in entries.items()
         )
         tls = make_tls_files(Path(scratch)) if tls_needed else None
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 these: Params = {
                     **params,
                     "pin": params["pin"] and workload.name == "roundtrip",
-                    "tls": tls if workload.name == "oneway-tls" else None,
+                    "tls": tls if workload.name in TLS_WORKLOADS else None,
                 }
                 for stack in rotated(pending, run):
                     _measure_once(

@@ -30,6 +30,7 @@ from common import (
 
 import alvaro
 import alvaro.sync
+import alvaro.tls
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,24 +43,17 @@ if TYPE_CHECKING:
 REPLY_TIMEOUT = 600.0
 
 
-def tls_unavailable() -> str | None:
-    """Why alvaro cannot run the TLS workload yet, or ``None`` once it can.
-
-    THE place to plug TLS in: once alvaro has TLS, return ``None`` here and pass the run's
-    certificates in :func:`_tls_options` below; the one-way code then runs over TLS unchanged.
-    """
-    return "alvaro has no TLS yet"
-
-
 def _tls_options(params: Params, *, server: bool) -> dict[str, Any]:
-    """Host or Client keyword arguments that turn TLS on for the TLS workload (else none).
+    """Host or Client keyword arguments that turn TLS on for the TLS workloads (else none).
 
-    Build them from ``params["tls"]``: ``"server"`` is the host's PEM key and certificate chain,
-    ``"ca"`` the certificate the client trusts, as in ``stack_asyncio_streams``.
+    ``params["tls"]["server"]`` is the host's PEM key and certificate chain, ``"ca"`` the
+    certificate the client trusts, as in ``stack_asyncio_streams``.
     """
     if params["tls"] is None:
         return {}
-    raise NotImplementedError(tls_unavailable())
+    if server:
+        return {"ssl_context": alvaro.tls.server_context(params["tls"]["server"])}
+    return {"ssl_context": alvaro.tls.client_context(params["tls"]["ca"])}
 
 
 def _options(workload: str, params: Params, *, server: bool) -> dict[str, Any]:
@@ -114,12 +108,13 @@ async def _serve_aio(workload: str, params: Params, report: Report) -> None:
 
     if workload == "roundtrip":
         host.got_data = echo  # type: ignore[method-assign]
-    elif workload == "idle":
+    elif workload in ("idle", "idle-tls"):
         host.new_client = new_client  # type: ignore[method-assign]
     else:
         host.got_data = count  # type: ignore[method-assign]
     async with host:
-        report({"port": host.port, "rss_before_kib": rss_kib() if workload == "idle" else None})
+        idle = workload in ("idle", "idle-tls")
+        report({"port": host.port, "rss_before_kib": rss_kib() if idle else None})
         await anyio.sleep_forever()
 
 
@@ -162,8 +157,10 @@ def run_client(
 
 
 async def _client_aio(workload: str, params: Params, port: int, report: Report) -> dict[str, Any]:
-    if workload == "idle":
-        return await _open_idle(params["connections"], port, report)
+    if workload in ("idle", "idle-tls"):
+        return await _open_idle(
+            params["connections"], port, report, _options(workload, params, server=False)
+        )
     options = _options(workload, params, server=False)
     async with alvaro.aio.connect("127.0.0.1", port, **options) as client:
         if workload in ("oneway", "oneway-tls"):
@@ -229,7 +226,9 @@ def _client_sync(workload: str, params: Params, port: int) -> dict[str, Any]:
         raise ValueError(f"unknown workload {workload!r}")
 
 
-async def _open_idle(count: int, port: int, report: Report) -> dict[str, Any]:
+async def _open_idle(
+    count: int, port: int, report: Report, options: dict[str, Any]
+) -> dict[str, Any]:
     # A bounded number of handshakes in flight at once, so the listen backlog never overflows.
     limiter = anyio.CapacityLimiter(64)
     opened = 0
@@ -239,7 +238,7 @@ async def _open_idle(count: int, port: int, report: Report) -> dict[str, Any]:
         async def open_one() -> None:
             nonlocal opened
             async with limiter:
-                await tasks.start(alvaro.aio.Client().connect, "127.0.0.1", port)
+                await tasks.start(alvaro.aio.Client(**options).connect, "127.0.0.1", port)
             opened += 1
             if opened == count:
                 all_open.set()

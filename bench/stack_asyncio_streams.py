@@ -82,7 +82,7 @@ async def _serve(workload: str, params: Params, report: Report) -> None:
                     message = json.loads(await _read_frame(reader))
                     writer.write(json_frame(message["data"], message["metadata"]))
                     await writer.drain()
-            elif workload == "idle":
+            elif workload in ("idle", "idle-tls"):
                 idle_count += 1
                 if idle_count == params["connections"]:
                     report({"rss_after_kib": rss_kib(), "connections": idle_count})
@@ -96,7 +96,8 @@ async def _serve(workload: str, params: Params, report: Report) -> None:
         handle, "127.0.0.1", 0, ssl=server_ssl_context(params), backlog=4096
     )
     port = server.sockets[0].getsockname()[1]
-    report({"port": port, "rss_before_kib": rss_kib() if workload == "idle" else None})
+    idle = workload in ("idle", "idle-tls")
+    report({"port": port, "rss_before_kib": rss_kib() if idle else None})
     async with server:
         await server.serve_forever()
 
@@ -109,8 +110,8 @@ def run_client(
 
 
 async def _client(workload: str, params: Params, port: int, report: Report) -> dict[str, Any]:
-    if workload == "idle":
-        return await _open_idle(params["connections"], port, report)
+    if workload in ("idle", "idle-tls"):
+        return await _open_idle(params["connections"], port, report, client_ssl_context(params))
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", port, ssl=client_ssl_context(params)
     )
@@ -154,14 +155,16 @@ async def _client(workload: str, params: Params, port: int, report: Report) -> d
         writer.close()
 
 
-async def _open_idle(count: int, port: int, report: Report) -> dict[str, Any]:
+async def _open_idle(
+    count: int, port: int, report: Report, context: ssl.SSLContext | None
+) -> dict[str, Any]:
     # A bounded number of connections in flight at once, so the listen backlog never overflows.
     gate = asyncio.Semaphore(64)
     writers: list[asyncio.StreamWriter] = []
 
     async def open_one() -> None:
         async with gate:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
             writers.append(writer)
 
     await asyncio.gather(*(open_one() for _ in range(count)))

@@ -149,8 +149,8 @@ class TLSTransport:
 
     The TLS state machine is :class:`ssl.SSLObject` over two :class:`ssl.MemoryBIO` buffers: what
     the socket delivers is written into one, what :mod:`ssl` produces is read from the other and
-    sent. The reader task and the writer task share the object; sends go through one lock so that
-    TLS records leave in the order :mod:`ssl` produced them.
+    sent. The reader task and the writer task share the object; one sends at a time, so that TLS
+    records leave in the order :mod:`ssl` produced them.
 
     Attributes:
         peer_host, peer_port, local_host, local_port: the TCP addresses.
@@ -161,7 +161,8 @@ class TLSTransport:
         "_incoming",
         "_inner",
         "_outgoing",
-        "_send_lock",
+        "_send_done",
+        "_sending",
         "_ssl",
         "local_host",
         "local_port",
@@ -187,7 +188,8 @@ class TLSTransport:
         self._ssl = context.wrap_bio(
             self._incoming, self._outgoing, server_side=server_side, server_hostname=hostname
         )
-        self._send_lock = anyio.Lock()
+        self._sending = False  # a task is in _flush's send; others wait for _send_done
+        self._send_done: anyio.Event | None = None  # made on first contention only
         self.peer_host: str = inner.peer_host
         self.peer_port: int = inner.peer_port
         self.local_host: str = inner.local_host
@@ -222,12 +224,25 @@ class TLSTransport:
         )
 
     async def _flush(self) -> None:
-        """Send what :mod:`ssl` has produced, in order."""
-        if self._outgoing.pending:
-            async with self._send_lock:
-                data = self._outgoing.read()
-                if data:
-                    await self._inner.send(data)
+        """Send what :mod:`ssl` has produced, in order.
+
+        The reader and the writer task may both flush; one sends at a time, so records leave in
+        the order they were produced (and trio never sees two concurrent sends).
+        """
+        while self._outgoing.pending:
+            if self._sending:
+                if self._send_done is None:
+                    self._send_done = anyio.Event()
+                await self._send_done.wait()
+                continue
+            self._sending = True
+            try:
+                await self._inner.send(self._outgoing.read())
+            finally:
+                self._sending = False
+                done, self._send_done = self._send_done, None
+                if done is not None:
+                    done.set()
 
     async def _fill(self) -> None:
         """Give :mod:`ssl` the next bytes from the socket (or the end of the stream)."""
