@@ -1266,3 +1266,107 @@ def test_without_orjson_the_standard_library_decodes(monkeypatch: pytest.MonkeyP
     decoder = opened()
     decoder.receive_data(encode_message({"x": [1, 2.5, None]}, {"k": "v"}))
     assert decoder.events() == [Message({"x": [1, 2.5, None]}, {"k": "v"})]
+
+
+# --- Large frames: collected in a buffer of their own, which a transport may read into -----------
+
+LARGE = protocol.LARGE_FRAME
+
+
+def large_frame(size: int = LARGE, meta: bytes = b'{"k":1}') -> tuple[bytes, bytes]:
+    """A raw-bytes DATA frame whose body is ``size`` bytes, and its payload."""
+    payload = bytes(range(256)) * ((size - 4 - len(meta)) // 256 + 1)
+    payload = payload[: size - 4 - len(meta)]
+    return data_frame(payload, meta, flags=Encoding.BYTES), payload
+
+
+def test_large_frame_fed_in_chunks_is_one_intact_message() -> None:
+    decoder = opened(max_message_size=4 * LARGE)
+    raw, payload = large_frame()
+    chunk = 10_000
+    for start in range(0, len(raw), chunk):
+        decoder.receive_data(raw[start : start + chunk])
+        assert decoder.buffered == min(start + chunk, len(raw)) % len(raw)
+    assert decoder.events() == [Message(payload, {"k": 1})]
+    assert decoder.body_target() is None
+
+
+def test_large_frame_buffer_only_after_a_quarter_of_the_body() -> None:
+    # A peer that announces a large frame and stalls must not make the receiver allocate it.
+    decoder = opened(max_message_size=4 * LARGE)
+    raw, _ = large_frame()
+    header_and_less = raw[: 6 + LARGE // 4 - 1]
+    decoder.receive_data(header_and_less)
+    assert decoder.body_target() is None
+    decoder.receive_data(raw[len(header_and_less) : len(header_and_less) + 1])
+    target = decoder.body_target()
+    assert target is not None
+    assert len(target) == LARGE - LARGE // 4
+
+
+def test_large_frame_read_straight_into_the_target_then_more_frames() -> None:
+    decoder = opened(max_message_size=4 * LARGE)
+    raw, payload = large_frame()
+    quarter = 6 + LARGE // 2
+    decoder.receive_data(raw[:quarter])
+    rest = memoryview(raw)[quarter:]
+    while (target := decoder.body_target()) is not None:
+        taken = min(len(target), 70_000)
+        target[:taken] = rest[:taken]
+        rest = rest[taken:]
+        decoder.body_received(taken)
+    assert not rest
+    # The bytes after the frame, in the same chunk as its end, are parsed too.
+    decoder.receive_data(data_frame(b"[1]"))
+    assert decoder.events() == [Message(payload, {"k": 1}), Message([1], {})]
+
+
+def test_large_frame_end_and_next_frame_in_one_chunk() -> None:
+    decoder = opened(max_message_size=4 * LARGE)
+    raw, payload = large_frame()
+    half = len(raw) // 2
+    decoder.receive_data(raw[:half])
+    decoder.receive_data(raw[half:] + data_frame(b'"next"'))
+    assert decoder.events() == [Message(payload, {"k": 1}), Message("next", {})]
+    assert decoder.buffered == 0
+
+
+def test_body_received_must_match_the_target() -> None:
+    decoder = opened(max_message_size=4 * LARGE)
+    with pytest.raises(ValueError, match="body_target"):
+        decoder.body_received(1)  # no large frame is being collected
+    raw, _ = large_frame()
+    decoder.receive_data(raw[: len(raw) // 2])
+    target = decoder.body_target()
+    assert target is not None
+    with pytest.raises(ValueError, match="body_target"):
+        decoder.body_received(len(target) + 1)
+    with pytest.raises(ValueError, match="body_target"):
+        decoder.body_received(-1)
+
+
+def test_large_frame_with_oversized_metadata_fails_before_allocating() -> None:
+    decoder = opened(max_message_size=4 * LARGE, max_metadata_size=100)
+    raw = data_frame(bytes(LARGE), b"", flags=Encoding.BYTES, meta_length=LARGE // 2)
+    error = expect_error(decoder, raw[: 6 + (LARGE + 4) // 4], CloseCode.MESSAGE_TOO_BIG)
+    assert "metadata" in str(error)
+    assert decoder.body_target() is None
+
+
+@pytest.mark.parametrize("through_target", [False, True], ids=["receive_data", "body_received"])
+def test_large_frame_with_bad_json_fails_when_complete(through_target: bool) -> None:
+    decoder = opened(max_message_size=4 * LARGE)
+    raw = data_frame(b"[" * (LARGE - 4), flags=Encoding.JSON)
+    decoder.receive_data(raw[: len(raw) // 2])
+    rest = raw[len(raw) // 2 :]
+    with pytest.raises(RemoteProtocolError) as info:
+        if through_target:
+            target = decoder.body_target()
+            assert target is not None
+            target[:] = rest
+            decoder.body_received(len(rest))
+        else:
+            decoder.receive_data(rest)
+    assert info.value.code == CloseCode.INVALID_DATA
+    with pytest.raises(RemoteProtocolError, match="already"):
+        decoder.receive_data(b"x")
