@@ -86,6 +86,14 @@ class Client(ClientAliases):
         self.ssl_context = ssl_context
         self.settings = Settings(**options)
         self.logger = logger if logger is not None else logging.getLogger("alvaro.client")
+        if ssl_context is not None and (
+            ssl_context.verify_mode == ssl.CERT_NONE or not ssl_context.check_hostname
+        ):
+            # A context of the user's own making; alvaro's helpers never turn verification off.
+            self.logger.warning(
+                "this client's ssl_context does not verify the host's certificate and name: "
+                "anyone between the client and the host can read and change the traffic"
+            )
         self._connection: Connection | None = None
         self._connecting = False
         # A threading.Event, so that wait_for_connection() works from any thread without polling.
