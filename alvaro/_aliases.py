@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 if TYPE_CHECKING:
-    from ._types import Metadata
+    from ._types import Metadata, StrPath
 
 __all__ = (
     "ALIASES",
@@ -133,13 +133,13 @@ class SeedClientTLS(TypedDict, total=False):
     """The seed's keyword names for TLS in ``Client.connect()``."""
 
     useSSL: bool
-    sslCert: str
+    sslCert: StrPath
 
 
 class SeedServerTLS(SeedClientTLS, total=False):
     """The seed's keyword names for TLS in ``Host.start()``."""
 
-    sslKey: str
+    sslKey: StrPath
 
 
 _SEED_TLS_NAMES = {"useSSL": "use_ssl", "sslCert": "ssl_cert", "sslKey": "ssl_key"}
@@ -148,9 +148,9 @@ _SEED_TLS_NAMES = {"useSSL": "use_ssl", "sslCert": "ssl_cert", "sslKey": "ssl_ke
 def seed_tls_options(
     seed_options: SeedClientTLS | SeedServerTLS,
     use_ssl: bool,
-    ssl_cert: str | None,
-    ssl_key: str | None = None,
-) -> tuple[bool, str | None, str | None]:
+    ssl_cert: StrPath | None,
+    ssl_key: StrPath | None = None,
+) -> tuple[bool, StrPath | None, StrPath | None]:
     """Merge the seed's ``useSSL``/``sslCert``/``sslKey`` into their PEP 8 names.
 
     Raises:

@@ -10,8 +10,9 @@ __all__ = ("LogThrottle",)
 class LogThrottle:
     """Lets at most ``burst`` messages through per ``interval`` seconds and counts the rest.
 
-    A peer that fails its handshake a thousand times a second must not fill the host's log; the
-    first few failures are logged in full, then one line per interval says how many were not.
+    A peer that fails its handshake a thousand times a second must not fill the host's log: the
+    first ``burst`` failures of each interval are logged, the rest only counted, and the next
+    message logged says how many were left out.
     """
 
     __slots__ = ("_burst", "_interval", "_logged", "_suppressed", "_window_start")

@@ -1,13 +1,14 @@
-"""Type aliases shared by the public API: what a message's data and metadata may hold."""
+"""Type aliases shared by the public API: what a message's data and metadata may hold, paths."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Awaitable
 
-__all__ = ("JSONValue", "Metadata", "MaybeAwaitable")
+__all__ = ("JSONValue", "MaybeAwaitable", "Metadata", "StrPath")
 
 #: Anything the JSON encoder accepts: None, bool, int, float, str, lists (or tuples) and dicts of
 #: those. A recursive alias would make every user annotation harder to satisfy, so values inside
@@ -18,6 +19,9 @@ JSONValue: TypeAlias = (
 
 #: The metadata sent with every message: a JSON object with string keys.
 Metadata: TypeAlias = dict[str, Any]
+
+#: A file path: a string or a path object (``pathlib.Path``).
+StrPath: TypeAlias = "str | os.PathLike[str]"
 
 #: What a user callback returns: callbacks may be plain functions or ``async def``.
 MaybeAwaitable: TypeAlias = "Awaitable[None] | None"

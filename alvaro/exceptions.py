@@ -81,7 +81,8 @@ class TLSError(ConnectError):
     PLAINTEXT_PEER = "plaintext_peer"
     """This side asked for TLS and the peer answered in plaintext."""
     TLS_REQUIRED = "tls_required"
-    """This side connected in plaintext to a host that accepts only TLS."""
+    """TLS was required and the peer spoke plaintext: raised to a client that connected in
+    plaintext to a TLS-only host; in a host's log, a client that did not start TLS."""
     CERTIFICATE_REQUIRED = "certificate_required"
     """The host requires a client certificate and none (or none it trusts) was presented."""
     PROTOCOL_VERSION = "protocol_version"

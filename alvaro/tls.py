@@ -17,6 +17,7 @@ A missing or unreadable file raises :class:`~alvaro.TLSError` with ``kind == "co
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import ssl
 from typing import TYPE_CHECKING, Any
@@ -24,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 from .exceptions import TLSError
 
 if TYPE_CHECKING:
+    from ._types import StrPath
+
+if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ("TLSInfo", "client_context", "server_context")
-
-StrPath = str | os.PathLike[str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +56,25 @@ class TLSInfo:
         cert = self.peer_certificate
         if not cert:
             return ()
-        names = [value for key, value in cert.get("subjectAltName", ()) if key in _NAME_KEYS]
+        names = [
+            _normal_address(value) if key == "IP Address" else value
+            for key, value in cert.get("subjectAltName", ())
+            if key in _NAME_KEYS
+        ]
         for rdn in cert.get("subject", ()):
             names.extend(value for key, value in rdn if key == "commonName")
         return tuple(dict.fromkeys(names))  # in order, without repeats
 
 
 _NAME_KEYS = frozenset({"DNS", "IP Address"})
+
+
+def _normal_address(text: str) -> str:
+    # ssl writes IPv6 addresses in full ("0:0:0:0:0:0:0:1"); give the usual short form ("::1").
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return text
 
 
 def server_context(

@@ -131,6 +131,16 @@ def classify_ssl_error(
                 "the server refused this client's certificate, or requires one "
                 "(alvaro.tls.client_context(certfile=...))",
             )
+    elif (
+        isinstance(exc, ssl.SSLError)
+        and reason == "SSLV3_ALERT_HANDSHAKE_FAILURE"
+        and not server_side
+    ):
+        kind, text = (
+            TLSError.HANDSHAKE,
+            "the server refused the handshake (under TLS 1.2 this is also how a host that "
+            "requires a client certificate refuses a client without one)",
+        )
     elif isinstance(exc, ssl.SSLError):
         kind, text = TLSError.HANDSHAKE, "the TLS handshake failed"
     else:

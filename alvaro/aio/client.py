@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 import threading
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .._settings import SettingsOptions
-    from .._types import MaybeAwaitable, Metadata
+    from .._types import MaybeAwaitable, Metadata, StrPath
     from ..protocol import Message
 
 __all__ = ("Client", "connect")
@@ -83,6 +84,12 @@ class Client(ClientAliases):
     ) -> None:
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
+        if ssl_context is not None and ssl_context.protocol == ssl.PROTOCOL_TLS_SERVER:
+            raise TLSError(
+                "ssl_context is a server context and cannot connect; build the client's with "
+                "alvaro.tls.client_context()",
+                TLSError.CONFIGURATION,
+            )
         self.ssl_context = ssl_context
         self.settings = Settings(**options)
         self.logger = logger if logger is not None else logging.getLogger("alvaro.client")
@@ -154,7 +161,7 @@ class Client(ClientAliases):
         port: int,
         *,
         use_ssl: bool = False,
-        ssl_cert: str | None = None,
+        ssl_cert: StrPath | None = None,
         server_hostname: str | None = None,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
         **seed_options: Unpack[SeedClientTLS],
@@ -187,6 +194,8 @@ class Client(ClientAliases):
         """
         if self._connecting:
             raise RuntimeError("this Client is already connected or connecting")
+        if "sslKey" in seed_options:
+            raise TypeError("a client takes no sslKey: its sslCert is the CA file it trusts")
         context = self._tls_context(*seed_tls_options(seed_options, use_ssl, ssl_cert))
         self._connecting = True
         self._connected.clear()
@@ -234,7 +243,7 @@ class Client(ClientAliases):
             self._finished.set()
 
     def _tls_context(
-        self, use_ssl: bool, ssl_cert: str | None, _key: str | None
+        self, use_ssl: bool, ssl_cert: StrPath | None, _key: StrPath | None
     ) -> ssl.SSLContext | None:
         if not use_ssl:
             if ssl_cert is not None:
@@ -354,12 +363,21 @@ class Client(ClientAliases):
 
 
 @asynccontextmanager
-async def connect(host: str, port: int, **options: Any) -> AsyncIterator[Client]:
+async def connect(
+    host: str,
+    port: int,
+    *,
+    use_ssl: bool = False,
+    ssl_cert: StrPath | None = None,
+    server_hostname: str | None = None,
+    **options: Any,
+) -> AsyncIterator[Client]:
     """Connect to a host for the duration of an ``async with`` block.
 
     The connection runs in the background; on leaving the block it is closed gracefully (code
-    NORMAL) and the block waits for the close to finish. ``options`` are :class:`Client`'s keyword
-    arguments.
+    NORMAL) and the block waits for the close to finish. ``use_ssl``, ``ssl_cert`` and
+    ``server_hostname`` are :meth:`Client.connect`'s; ``options`` are :class:`Client`'s keyword
+    arguments (``ssl_context=``, settings).
 
     Raises:
         ConnectError: the host could not be reached or failed the handshake.
@@ -368,7 +386,16 @@ async def connect(host: str, port: int, **options: Any) -> AsyncIterator[Client]
     client = Client(**options)
     with unwrap_group():
         async with anyio.create_task_group() as tasks:
-            await tasks.start(client.connect, host, port)
+            await tasks.start(
+                functools.partial(
+                    client.connect,
+                    host,
+                    port,
+                    use_ssl=use_ssl,
+                    ssl_cert=ssl_cert,
+                    server_hostname=server_hostname,
+                )
+            )
             try:
                 yield client
             finally:

@@ -718,7 +718,11 @@ class Connection(ConnectionAliases):
             self._state = State.CLOSED
             self._reader_done = True
             self._wake_receiver()
-            await self._transport.aclose(self._settings.close_timeout)
+            # The close as a whole, TLS's close_notify included, ends by the close deadline.
+            timeout = self._settings.close_timeout
+            if self._close_deadline < math.inf:
+                timeout = min(timeout, max(0.0, self._close_deadline - anyio.current_time()))
+            await self._transport.aclose(timeout)
             self._closed.set()
 
     async def _read_loop(

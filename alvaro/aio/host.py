@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
     from .._settings import SettingsOptions
-    from .._types import MaybeAwaitable, Metadata
+    from .._types import MaybeAwaitable, Metadata, StrPath
 
 __all__ = ("Host",)
 
@@ -78,6 +78,12 @@ class Host(HostAliases):
     ) -> None:
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
+        if ssl_context is not None and ssl_context.protocol == ssl.PROTOCOL_TLS_CLIENT:
+            raise TLSError(
+                "ssl_context is a client context and cannot serve; build the host's with "
+                "alvaro.tls.server_context()",
+                TLSError.CONFIGURATION,
+            )
         self.addr = addr
         self.port = port
         self.ssl_context = ssl_context
@@ -152,8 +158,8 @@ class Host(HostAliases):
         self,
         *,
         use_ssl: bool = False,
-        ssl_cert: str | None = None,
-        ssl_key: str | None = None,
+        ssl_cert: StrPath | None = None,
+        ssl_key: StrPath | None = None,
         task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
         **seed_options: Unpack[SeedServerTLS],
     ) -> None:

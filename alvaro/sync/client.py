@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
     from .._settings import SettingsOptions
-    from .._types import Metadata
+    from .._types import Metadata, StrPath
 
 __all__ = ("Client", "connect")
 
@@ -130,7 +130,7 @@ class Client(ClientAliases):
         port: int,
         *,
         use_ssl: bool = False,
-        ssl_cert: str | None = None,
+        ssl_cert: StrPath | None = None,
         server_hostname: str | None = None,
         **seed_options: Unpack[SeedClientTLS],
     ) -> None:
@@ -290,17 +290,26 @@ class Client(ClientAliases):
 
 
 @contextmanager
-def connect(host: str, port: int, **options: Any) -> Iterator[Client]:
+def connect(
+    host: str,
+    port: int,
+    *,
+    use_ssl: bool = False,
+    ssl_cert: StrPath | None = None,
+    server_hostname: str | None = None,
+    **options: Any,
+) -> Iterator[Client]:
     """Connect to a host for the duration of a ``with`` block, then close gracefully.
 
-    ``options`` are :class:`Client`'s keyword arguments.
+    ``use_ssl``, ``ssl_cert`` and ``server_hostname`` are :meth:`Client.connect`'s; ``options``
+    are :class:`Client`'s keyword arguments (``ssl_context=``, ``backend=``, settings).
 
     Raises:
         ConnectError: the host could not be reached or failed the handshake.
         TimeoutError: connecting took longer than ``open_timeout``.
     """
     client = Client(**options)
-    client.connect(host, port)
+    client.connect(host, port, use_ssl=use_ssl, ssl_cert=ssl_cert, server_hostname=server_hostname)
     try:
         yield client
     finally:

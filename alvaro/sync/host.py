@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
     from .._settings import SettingsOptions
-    from .._types import Metadata
+    from .._types import Metadata, StrPath
 
 __all__ = ("Host",)
 
@@ -153,8 +153,8 @@ class Host(HostAliases):
         self,
         *,
         use_ssl: bool = False,
-        ssl_cert: str | None = None,
-        ssl_key: str | None = None,
+        ssl_cert: StrPath | None = None,
+        ssl_key: StrPath | None = None,
         **seed_options: Unpack[SeedServerTLS],
     ) -> None:
         """Start listening; returns once listening, while the host serves in the background.
