@@ -148,9 +148,12 @@ def write_tls_files(
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    # Created with owner-only permissions from the start, not chmod-ed afterwards.
+    # A new file is created owner-only (no moment of wider access); an existing one, whose mode
+    # os.open leaves as it was, is made owner-only before the key is written into it.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as file:
+        if hasattr(os, "fchmod"):  # not on Windows, where the mode bits mean little
+            os.fchmod(fd, 0o600)
         file.write(data)
 
 

@@ -1359,13 +1359,14 @@ def test_large_frame_with_bad_json_fails_when_complete(through_target: bool) -> 
     raw = data_frame(b"[" * (LARGE - 4), flags=Encoding.JSON)
     decoder.receive_data(raw[: len(raw) // 2])
     rest = raw[len(raw) // 2 :]
-    with pytest.raises(RemoteProtocolError) as info:
-        if through_target:
-            target = decoder.body_target()
-            assert target is not None
-            target[:] = rest
+    if through_target:
+        target = decoder.body_target()
+        assert target is not None
+        target[:] = rest
+        with pytest.raises(RemoteProtocolError) as info:
             decoder.body_received(len(rest))
-        else:
+    else:
+        with pytest.raises(RemoteProtocolError) as info:
             decoder.receive_data(rest)
     assert info.value.code == CloseCode.INVALID_DATA
     with pytest.raises(RemoteProtocolError, match="already"):

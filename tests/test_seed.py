@@ -3,31 +3,41 @@
 Each program in ``tests/seed_programs/`` is the README's code, with only the ``Alvaro.Host`` typo
 fixed. The tests copy it to a temporary directory with the hard-coded port 8888 replaced by a free
 port, run it with ``python -u``, and check what it prints and what a client sees.
+
+The "Using SSL" program (``ssl_server.py``) also hard-codes a host name and certificate paths: its
+copy gets ``localhost`` for ``hostname.com`` and, for the two paths, the files ``alvaro certs``
+writes.
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 import anyio
 import pytest
 
 import alvaro
-from alvaro import CloseCode
+from alvaro import CloseCode, TLSError
 from tests.helpers import WAIT, free_port, python_process, wait_for_port
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
 SEED_PROGRAMS = Path(__file__).parent / "seed_programs"
 
 BACKENDS = [pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")]
 
 NEW_CONNECTION = ("New connection from 127.0.0.1", "New connection from ::1")
+
+#: What the "Using SSL" program hard-codes besides the port: a host name and two PEM files.
+SSL_HOSTNAME = '"hostname.com"'
+SSL_CERT = '"path/to/cert.crt"'
+SSL_KEY = '"path/to/key.key"'
 
 
 class Program:
@@ -102,16 +112,29 @@ class Program:
                     stream.close()
 
 
+class RunSeed(Protocol):
+    def __call__(
+        self, name: str, port: int, replacements: Mapping[str, str] | None = None, /
+    ) -> Program: ...
+
+
 @pytest.fixture
-def run_seed(tmp_path: Path) -> Iterator[Callable[[str, int], Program]]:
-    """Start seed programs on a given port; every one is stopped at the end of the test."""
+def run_seed(tmp_path: Path) -> Iterator[RunSeed]:
+    """Start seed programs on a given port; every one is stopped at the end of the test.
+
+    ``replacements`` are further substitutions in the copy, each of text that occurs once.
+    """
     programs: list[Program] = []
 
-    def run(name: str, port: int) -> Program:
+    def run(name: str, port: int, replacements: Mapping[str, str] | None = None, /) -> Program:
         source = (SEED_PROGRAMS / name).read_text()
         assert source.count("8888") == 1, f"{name} should hard-code port 8888 once"
+        source = source.replace("8888", str(port))
+        for old, new in (replacements or {}).items():
+            assert source.count(old) == 1, f"{name} should contain {old} once"
+            source = source.replace(old, new)
         script = tmp_path / name
-        script.write_text(source.replace("8888", str(port)))
+        script.write_text(source)
         program = Program(script)
         programs.append(program)
         return program
@@ -123,9 +146,13 @@ def run_seed(tmp_path: Path) -> Iterator[Callable[[str, int], Program]]:
             program.stop()
 
 
-def start_server(run_seed: Callable[[str, int], Program], name: str) -> tuple[Program, int]:
+def start_server(
+    run_seed: RunSeed,
+    name: str,
+    replacements: Mapping[str, str] | None = None,
+) -> tuple[Program, int]:
     port = free_port()
-    server = run_seed(name, port)
+    server = run_seed(name, port, replacements)
     try:
         wait_for_port(port)
     except AssertionError:
@@ -145,17 +172,22 @@ def test_seed_programs_are_the_readme_code() -> None:
         "basic_client.py",
         "builtin_functions.py",
         "metadata_server.py",
+        "ssl_server.py",
     }
-    for name in names:
+    for name in names - {"ssl_server.py"}:
         source = (SEED_PROGRAMS / name).read_text()
         assert "Alvaro." not in source
         assert source.count('"localhost", 8888') == 1
+    # "Using SSL" names a host and certificate files of its own, which its test substitutes.
+    source = (SEED_PROGRAMS / "ssl_server.py").read_text()
+    assert "Alvaro." not in source
+    assert "localhost" not in source
+    assert source.count(f"{SSL_HOSTNAME}, 8888") == 1
+    assert source.count(f"useSSL=True, sslCert={SSL_CERT}, sslKey={SSL_KEY}") == 1
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_builtin_functions_with_seed_client(
-    run_seed: Callable[[str, int], Program], backend: str
-) -> None:
+def test_builtin_functions_with_seed_client(run_seed: RunSeed, backend: str) -> None:
     server, port = start_server(run_seed, "builtin_functions.py")
 
     # The README's client: connect in a thread, waitForConnection(timeout=6), print "Connected!".
@@ -181,7 +213,7 @@ def test_builtin_functions_with_seed_client(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_metadata_server(run_seed: Callable[[str, int], Program], backend: str) -> None:
+def test_metadata_server(run_seed: RunSeed, backend: str) -> None:
     server, port = start_server(run_seed, "metadata_server.py")
 
     async def talk() -> tuple[alvaro.Message, int | None]:
@@ -207,7 +239,7 @@ def test_metadata_server(run_seed: Callable[[str, int], Program], backend: str) 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_basic_server_handshake(run_seed: Callable[[str, int], Program], backend: str) -> None:
+def test_basic_server_handshake(run_seed: RunSeed, backend: str) -> None:
     server, port = start_server(run_seed, "basic_server.py")
 
     async def visit() -> tuple[bool, int | None, bool | None]:
@@ -228,3 +260,81 @@ def test_basic_server_handshake(run_seed: Callable[[str, int], Program], backend
     # The minimal server prints nothing, and a clean visit logs no warning or error.
     assert server.stdout == []
     assert server.stderr == []
+
+
+# --- "Using SSL" ---
+
+
+@pytest.fixture(scope="module")
+def seed_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The files ``alvaro certs`` writes, made as a user makes them: ``python -m alvaro certs``."""
+    folder = tmp_path_factory.mktemp("seed-tls") / "certs"
+    result = subprocess.run(
+        [sys.executable, "-m", "alvaro", "certs", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=3 * WAIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def start_ssl_server(run_seed: RunSeed, certs: Path) -> tuple[Program, int]:
+    """The README's SSL server on localhost, with the certificate and key ``alvaro certs`` wrote."""
+    return start_server(
+        run_seed,
+        "ssl_server.py",
+        {
+            SSL_HOSTNAME: '"localhost"',
+            SSL_CERT: f'"{(certs / "server.pem").as_posix()}"',
+            SSL_KEY: f'"{(certs / "server.key").as_posix()}"',
+        },
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ssl_server(run_seed: RunSeed, seed_certs: Path, backend: str) -> None:
+    server, port = start_ssl_server(run_seed, seed_certs)
+    ca = str(seed_certs / "ca.pem")
+
+    async def visit() -> tuple[bool, alvaro.aio.Connection | None]:
+        # The client side of the README's style: use_ssl=True, ssl_cert=<the CA to trust>.
+        with anyio.fail_after(WAIT):
+            async with alvaro.aio.connect("localhost", port, use_ssl=True, ssl_cert=ca) as client:
+                opened = client.connected
+                # The seed server has no callbacks: the message waits in its queue.
+                await client.send({"hello": "over TLS"}, metadata={"from": "seed test"})
+        return opened, client.connection
+
+    for _ in range(2):  # the server keeps serving after a client leaves
+        opened, connection = anyio.run(visit, backend=backend)
+        assert opened
+        assert connection is not None
+        info = connection.tls
+        assert info is not None
+        assert info.version in {"TLSv1.2", "TLSv1.3"}
+        assert info.cipher
+        assert "localhost" in info.peer_names  # the certificate alvaro certs made, verified
+        assert connection.close_code == CloseCode.NORMAL
+        assert connection.closed_by_peer is False
+
+    assert server.process.poll() is None
+    server.stop()
+    assert server.stdout == []
+    assert server.stderr == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ssl_server_refuses_plaintext(run_seed: RunSeed, seed_certs: Path, backend: str) -> None:
+    server, port = start_ssl_server(run_seed, seed_certs)
+
+    async def plaintext_visit() -> None:
+        with anyio.fail_after(WAIT):
+            async with alvaro.aio.connect("localhost", port):
+                pass
+
+    with pytest.raises(TLSError) as error:
+        anyio.run(plaintext_visit, backend=backend)
+    assert error.value.kind == TLSError.TLS_REQUIRED
+    assert server.process.poll() is None  # one plaintext client does not stop the server
