@@ -30,7 +30,7 @@ from ..tls import TLSInfo
 if TYPE_CHECKING:
     from ._transport import Transport
 
-__all__ = ("TLSTransport", "classify_ssl_error", "start_tls")
+__all__ = ("TLSTransport", "check_context", "classify_ssl_error", "start_tls")
 
 # One record carries at most 16 KiB of plaintext; ssl allocates the full request on each read.
 _READ_SIZE = 64 * 1024
@@ -73,6 +73,29 @@ _CERTIFICATE_REFUSED = frozenset(
 )
 _EXPIRED_CODES = frozenset({9, 10})  # X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED
 _NAME_CODES = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def check_context(context: object, *, server_side: bool) -> ssl.SSLContext | None:
+    """Check an ``ssl_context=`` argument: ``None`` or a context made for this side.
+
+    Raises:
+        TypeError: not an :class:`ssl.SSLContext`.
+        TLSError: a context made for the other side (kind CONFIGURATION).
+    """
+    if context is None:
+        return None
+    if not isinstance(context, ssl.SSLContext):
+        raise TypeError(f"ssl_context must be an ssl.SSLContext, not {context!r}")
+    wrong, role, helper = (
+        (ssl.PROTOCOL_TLS_CLIENT, "a client context and cannot serve", "server_context")
+        if server_side
+        else (ssl.PROTOCOL_TLS_SERVER, "a server context and cannot connect", "client_context")
+    )
+    if context.protocol == wrong:
+        raise TLSError(
+            f"ssl_context is {role}; build it with alvaro.tls.{helper}()", TLSError.CONFIGURATION
+        )
+    return context
 
 
 def classify_ssl_error(

@@ -27,7 +27,7 @@ from ..exceptions import (
     WrongThreadError,
 )
 from ._loop import LoopHandle
-from ._tls import start_tls
+from ._tls import check_context, start_tls
 from ._transport import Transport, open_transport
 from .connection import Connection, call_callback
 
@@ -82,15 +82,7 @@ class Client(ClientAliases):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
-        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-            raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
-        if ssl_context is not None and ssl_context.protocol == ssl.PROTOCOL_TLS_SERVER:
-            raise TLSError(
-                "ssl_context is a server context and cannot connect; build the client's with "
-                "alvaro.tls.client_context()",
-                TLSError.CONFIGURATION,
-            )
-        self.ssl_context = ssl_context
+        self.ssl_context = check_context(ssl_context, server_side=False)
         self.settings = Settings(**options)
         self.logger = logger if logger is not None else logging.getLogger("alvaro.client")
         if ssl_context is not None and (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +17,12 @@ from .._settings import Settings
 from .._throttle import LogThrottle
 from ..exceptions import ConnectionClosed, RemoteProtocolError, TLSError
 from ._loop import LoopHandle
-from ._tls import start_tls
+from ._tls import check_context, start_tls
 from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, Transport, listen
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable
     from types import TracebackType
 
@@ -76,17 +76,9 @@ class Host(HostAliases):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
-        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-            raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
-        if ssl_context is not None and ssl_context.protocol == ssl.PROTOCOL_TLS_CLIENT:
-            raise TLSError(
-                "ssl_context is a client context and cannot serve; build the host's with "
-                "alvaro.tls.server_context()",
-                TLSError.CONFIGURATION,
-            )
         self.addr = addr
         self.port = port
-        self.ssl_context = ssl_context
+        self.ssl_context = check_context(ssl_context, server_side=True)
         self._bind_port = port  # what to bind on each start; port 0 picks a new free port
         self.settings = Settings(**options)
         self.logger = logger if logger is not None else logging.getLogger("alvaro.host")
