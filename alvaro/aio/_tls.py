@@ -394,7 +394,7 @@ async def start_tls(
     except (ssl.SSLError, ConnectionClosed) as exc:
         raise classify_ssl_error(
             exc, server_side=server_side, peer=peer, hostname=hostname
-        ) from None
+        ) from exc
     return transport
 
 

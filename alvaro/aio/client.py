@@ -207,7 +207,9 @@ class Client(ClientAliases):
             try:
                 await conn._open(deadline)
             except (RemoteProtocolError, ConnectionClosed) as exc:
-                raise _handshake_error(exc, host, port) from exc
+                error = _handshake_error(exc, host, port)
+                # A TLSError found in the chain keeps its own cause, the ssl error.
+                raise error from (error.__cause__ if error.__cause__ is not None else exc)
             except TimeoutError:
                 raise TimeoutError(
                     f"the handshake with {host}:{port} took longer than "

@@ -61,6 +61,8 @@ __all__ = ("Connection", "State")
 _STREAM_PAUSE = 0.0005
 # Messages closer together than this after a direct write are batched by the writer; see _enqueue.
 _DIRECT_WRITE_GAP = 0.00005
+# How long a connection that failed its opening handshake waits for the peer's TLS close_notify.
+_TLS_ABORT_GRACE = 0.25
 
 
 class State(enum.Enum):
@@ -675,7 +677,12 @@ class Connection(ConnectionAliases):
                 except ConnectionClosed:
                     pass
         self._state = State.CLOSED
-        await self._transport.aclose(self._settings.close_timeout)
+        timeout = self._settings.close_timeout
+        if self._transport.tls is not None:
+            # The connection never opened: send close_notify, but do not wait long for the
+            # peer's, or a failed handshake would take open_timeout plus close_timeout.
+            timeout = min(timeout, _TLS_ABORT_GRACE)
+        await self._transport.aclose(timeout)
 
     async def _serve(
         self,
