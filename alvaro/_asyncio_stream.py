@@ -65,10 +65,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self._loop = loop
         self._scratch = _scratch(loop)
         self.transport: asyncio.Transport | None = None
-        self.chunks: deque[bytes | memoryview] = deque()
-        # Where receive_into() wants the next bytes to go, and how many have arrived there.
-        self.target: memoryview | None = None
-        self.target_filled = 0
+        self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.reading_paused = False
         self.eof = False
@@ -84,21 +81,10 @@ class _Protocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)
 
-    def get_buffer(self, sizehint: int) -> bytearray | memoryview:
-        target = self.target
-        if target is not None:
-            return target[self.target_filled :]
+    def get_buffer(self, sizehint: int) -> bytearray:
         return self._scratch
 
     def buffer_updated(self, nbytes: int) -> None:
-        target = self.target
-        if target is not None:
-            # Straight into the reader's buffer: no copy, and no wake-up until it is full.
-            self.target_filled += nbytes
-            if self.target_filled == len(target):
-                self.target = None
-                self._wake_reader()
-            return
         with memoryview(self._scratch) as view:
             self.chunks.append(view[:nbytes].tobytes())
         self.buffered += nbytes
@@ -170,7 +156,7 @@ class AsyncioTransport:
         self.peer_host, self.peer_port = _split(transport.get_extra_info("peername"))
         self.local_host, self.local_port = _split(transport.get_extra_info("sockname"))
 
-    async def receive(self) -> bytes | memoryview:
+    async def receive(self) -> bytes:
         """Return the next bytes from the peer, or ``b""`` once the peer has closed its side.
 
         Raises:
@@ -187,53 +173,11 @@ class AsyncioTransport:
             await protocol.wait_readable()
         # One chunk at a time: joining them would copy every byte once more.
         data = protocol.chunks.popleft()
-        self._consumed(len(data))
-        return data
-
-    async def receive_into(self, target: memoryview) -> int:
-        """Fill ``target`` with the next bytes from the peer; return how many (0 at the end).
-
-        Used for the body of a large message: the socket writes straight into the message's
-        buffer, which saves two copies of every byte over :meth:`receive`. Returns when
-        ``target`` is full, or earlier with what was already buffered.
-
-        Raises:
-            ConnectionClosedError: the connection broke.
-        """
-        protocol = self._protocol
-        while True:
-            if protocol.chunks:
-                chunk = protocol.chunks.popleft()
-                taken = min(len(chunk), len(target))
-                with memoryview(chunk) as view:
-                    target[:taken] = view[:taken]
-                if taken < len(chunk):
-                    protocol.chunks.appendleft(memoryview(chunk)[taken:])
-                self._consumed(taken)
-                return taken
-            if protocol.lost:
-                if protocol.lost_error is not None:
-                    raise _lost("receiving", protocol.lost_error)
-                return 0
-            if protocol.eof:
-                return 0
-            protocol.target = target
-            protocol.target_filled = 0
-            try:
-                await protocol.wait_readable()
-            finally:
-                filled = protocol.target_filled
-                protocol.target = None
-                protocol.target_filled = 0
-            if filled:
-                return filled
-
-    def _consumed(self, nbytes: int) -> None:
-        protocol = self._protocol
-        protocol.buffered -= nbytes
+        protocol.buffered -= len(data)
         if protocol.reading_paused and protocol.buffered <= _READ_HIGH // 2:
             protocol.reading_paused = False
             self._transport.resume_reading()
+        return data
 
     def send_now(self, data: bytes) -> int:
         """Hand ``data`` to asyncio at once if nothing is buffered; return how much was taken.

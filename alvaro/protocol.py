@@ -93,11 +93,6 @@ _HEADER: Final = struct.Struct("!IBB")  # body length, frame type, flags
 _HEADER_SIZE: Final = _HEADER.size
 _DATA_HEADER: Final = struct.Struct("!IBBI")  # header, then the DATA body's metadata length
 _META_LENGTH: Final = struct.Struct("!I")
-
-# A DATA frame at least this long is collected in a buffer of its own, allocated once its header
-# and a quarter of its body have arrived (so a peer that announces a large frame and stalls holds
-# at most four times what it sent). The transport may then read straight into that buffer.
-LARGE_FRAME: Final = 256 * 1024
 _CLOSE_CODE: Final = struct.Struct("!H")
 
 Role: TypeAlias = Literal["host", "client"]
@@ -464,10 +459,6 @@ class Decoder:
             raise ValueError(f"the decoder does not implement these features: {unknown}")
         self._buffer = bytearray()
         self._pos = 0
-        # A large DATA frame being collected: its body buffer, bytes filled, and flags.
-        self._large: bytearray | None = None
-        self._large_filled = 0
-        self._large_flags = 0
         self._events: list[Event] = []
         self._phase = _Phase.PREAMBLE
         self._peer_version = 0
@@ -476,46 +467,7 @@ class Decoder:
     @property
     def buffered(self) -> int:
         """How many received bytes belong to a frame that is not complete yet."""
-        if self._large is not None:  # the header was parsed, the body is being collected
-            return _HEADER_SIZE + self._large_filled
         return len(self._buffer) - self._pos
-
-    def body_target(self) -> memoryview | None:
-        """Where the rest of a large frame's body goes, for a transport that can read into it.
-
-        Returns a writable view of the missing part of the frame being collected, or ``None``
-        when no large frame is waiting for its body. After writing ``n`` bytes at the start of
-        the view, call :meth:`body_received` with ``n``; it parses the frame once complete.
-        """
-        large = self._large
-        if large is None:
-            return None
-        return memoryview(large)[self._large_filled :]
-
-    def body_received(self, nbytes: int) -> None:
-        """Account for ``nbytes`` written into the view :meth:`body_target` returned.
-
-        Raises:
-            RemoteProtocolError: the completed frame breaks the protocol.
-        """
-        large = self._large
-        if large is None or not 0 <= nbytes <= len(large) - self._large_filled:
-            raise ValueError("body_received() does not match the view body_target() returned")
-        self._large_filled += nbytes
-        if self._large_filled == len(large):
-            self._finish_large()
-
-    def _finish_large(self) -> None:
-        large = self._large
-        assert large is not None
-        self._large = None
-        self._large_filled = 0
-        try:
-            with memoryview(large) as view:
-                self._events.append(self._message(view, 0, len(large), self._large_flags))
-        except RemoteProtocolError:
-            self._phase = _Phase.FAILED
-            raise
 
     @property
     def handshake_complete(self) -> bool:
@@ -547,17 +499,6 @@ class Decoder:
         if not data or self._phase is _Phase.CLOSED:
             # Nothing may follow CLOSE; whatever does is dropped, never buffered.
             return
-        large = self._large
-        if large is not None:
-            take = min(len(data), len(large) - self._large_filled)
-            large[self._large_filled : self._large_filled + take] = data[:take]
-            self._large_filled += take
-            if self._large_filled < len(large):
-                return
-            self._finish_large()
-            data = memoryview(data)[take:]
-            if not data:
-                return
         self._buffer += data
         try:
             if self._phase is _Phase.PREAMBLE:
@@ -613,9 +554,6 @@ class Decoder:
                             raise RemoteProtocolError(f"DATA frame with invalid flags {flags:#04x}")
                         start = pos + _HEADER_SIZE
                         if end - start < length:
-                            if length >= LARGE_FRAME and end - start >= length // 4:
-                                self._collect_large(view[start:end], length, flags)
-                                pos = end
                             break
                         pos = start + length
                         events.append(self._message(view, start, length, flags))
@@ -629,21 +567,6 @@ class Decoder:
             finally:
                 # After CLOSE the rest of the buffer is dropped (docs/protocol.md, section 5).
                 self._pos = end if self._phase is _Phase.CLOSED else pos
-
-    def _collect_large(self, head: memoryview, length: int, flags: int) -> None:
-        # Checked now, before allocating: a quarter of the body is here, so its first four bytes
-        # (the metadata length) are.
-        (meta_size,) = _META_LENGTH.unpack_from(head, 0)
-        if meta_size > self.max_metadata_size:
-            raise RemoteProtocolError(
-                f"metadata of {meta_size} bytes is over the limit of "
-                f"{self.max_metadata_size} bytes",
-                CloseCode.MESSAGE_TOO_BIG,
-            )
-        large = self._large = bytearray(length)
-        large[: len(head)] = head
-        self._large_filled = len(head)
-        self._large_flags = flags
 
     def _message(self, view: memoryview, start: int, length: int, flags: int) -> Message:
         if length < 4:

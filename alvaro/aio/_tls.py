@@ -404,7 +404,7 @@ async def _first_bytes(inner: Transport, peer: str) -> bytes:
     A plaintext alvaro client starts with the alvaro preamble: it is answered, in plaintext, with
     a CLOSE that says TLS is required, so its user reads why instead of a bare disconnect.
     """
-    first = bytes(await inner.receive())  # small: the start of a handshake
+    first = await inner.receive()
     if not first:
         raise TLSError(
             f"TLS with {peer} failed: the client closed the connection before the TLS handshake",

@@ -21,7 +21,6 @@ import anyio
 import anyio.lowlevel
 
 from .._aliases import ConnectionAliases
-from .._asyncio_stream import AsyncioTransport
 from .._close_codes import CloseCode
 from ..exceptions import (
     ConcurrencyError,
@@ -779,21 +778,8 @@ class Connection(ConnectionAliases):
                 )
                 self._fail(error.code, str(error))
                 return
-            target = decoder.body_target()
             try:
-                if target is not None and type(transport) is AsyncioTransport:
-                    # The rest of a large message: let the socket write straight into it.
-                    received = await transport.receive_into(target)
-                    if received:
-                        try:
-                            decoder.body_received(received)
-                        except RemoteProtocolError as exc:
-                            error = exc
-                        events = decoder.events()
-                        continue
-                    chunk: bytes | memoryview = b""
-                else:
-                    chunk = await transport.receive()
+                chunk = await transport.receive()
             except ConnectionClosedError as exc:
                 self._lose(exc.reason, exc.__cause__)
                 return

@@ -83,7 +83,7 @@ async def test_send_now_writes_directly_on_plain_tcp_under_trio_only(
     assert written == (5 if anyio_backend_name == "trio" else 0)
 
 
-# --- Large messages: read straight into the message's buffer on asyncio ------------------------
+# --- Large messages --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("use_tls", [False, True], ids=["plain", "tls"])
@@ -92,15 +92,12 @@ async def test_large_and_small_messages_interleaved_arrive_intact_and_in_order(
     alvaro_server_ssl_context: ssl.SSLContext,
     alvaro_client_ssl_context: ssl.SSLContext,
 ) -> None:
-    # Bodies of at least LARGE_FRAME bytes take another path through the decoder (and, on
-    # asyncio over plain TCP, through the transport's receive_into()); the bytes around them
-    # must still be parsed in order.
-    from alvaro import protocol
+    # Messages of megabytes arrive over many reads; the small ones around them must still be
+    # parsed whole and in order, in plaintext and through TLS records.
     from alvaro.aio import Host, connect
 
     size = 3 * 1024 * 1024
     blobs = [bytes([n]) * size + bytes(range(256)) * n for n in range(1, 5)]
-    assert all(len(blob) >= protocol.LARGE_FRAME for blob in blobs)
     host_options = {"ssl_context": alvaro_server_ssl_context} if use_tls else {}
     client_options = {"ssl_context": alvaro_client_ssl_context} if use_tls else {}
     received: list[tuple[object, dict[str, object]]] = []
@@ -127,37 +124,3 @@ async def test_large_and_small_messages_interleaved_arrive_intact_and_in_order(
         for index, blob in enumerate(blobs)
         for item in ((blob, {"index": index}), ({"after": index}, {}))
     ]
-
-
-def test_receive_into_keeps_what_does_not_fit() -> None:
-    # Bytes already buffered that are longer than the target: the rest stays for the next read,
-    # in order; at the end of the stream receive_into() returns 0. (The asyncio-native transport
-    # exists on asyncio only, so this runs there alone.)
-    from alvaro import _asyncio_stream
-
-    async def scenario() -> None:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        raw = listener.listeners[0].extra(anyio.abc.SocketAttribute.raw_socket)
-        with anyio.fail_after(WAIT):
-            async with listener:
-                accepting = _asyncio_stream.accept(raw)
-                sender = await _asyncio_stream.open_connection("127.0.0.1", port)
-                receiver = await accepting
-                await sender.send(b"0123456789")
-                await sender.aclose(WAIT)
-                for _ in range(1000):  # until all ten bytes and the end have arrived
-                    if receiver._protocol.eof:
-                        break
-                    await anyio.sleep(0.01)
-                target = bytearray(4)
-                assert await receiver.receive_into(memoryview(target)) == 4
-                assert target == b"0123"
-                rest = b""
-                while chunk := await receiver.receive():
-                    rest += bytes(chunk)
-                assert rest == b"456789"
-                assert await receiver.receive_into(memoryview(bytearray(4))) == 0
-                await receiver.aclose(WAIT)
-
-    anyio.run(scenario, backend="asyncio")
