@@ -26,6 +26,10 @@ class Settings:
             bytes are waiting to be sent.
         open_timeout: seconds allowed for connecting and the opening handshake.
         close_timeout: seconds allowed for the closing handshake before the connection is dropped.
+        ping_interval: seconds between keepalive pings while the connection is open; ``None``
+            sends none.
+        ping_timeout: seconds a ping may wait for its answer before the peer is taken for dead
+            and the connection is dropped (close code TIMEOUT); ``None`` waits without limit.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -35,6 +39,8 @@ class Settings:
     outbox_limit: int = 8 * 1024 * 1024
     open_timeout: float = 10.0
     close_timeout: float = 10.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "max_metadata_size", "max_queue", "write_limit"):
@@ -53,6 +59,19 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        for name in ("ping_interval", "ping_timeout"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ValueError(
+                    f"{name} must be a positive number of seconds or None, not {value!r}"
+                )
 
 
 class SettingsOptions(TypedDict, total=False):
@@ -69,3 +88,5 @@ class SettingsOptions(TypedDict, total=False):
     outbox_limit: int
     open_timeout: float
     close_timeout: float
+    ping_interval: float | None
+    ping_timeout: float | None

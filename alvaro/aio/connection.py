@@ -37,10 +37,12 @@ from ..protocol import (
     Hello,
     Message,
     Ping,
+    Pong,
     Role,
     encode_close,
     encode_hello,
     encode_message,
+    encode_ping,
     encode_pong,
 )
 from ._loop import LoopHandle
@@ -143,12 +145,15 @@ class Connection(ConnectionAliases):
         "_inbox",
         "_inbox_waiter",
         "_last_direct_write",
+        "_latency",
         "_lock",
         "_logger",
         "_loop",
         "_outbox",
         "_peer",
         "_pending_bytes",
+        "_ping_payload",
+        "_pong_waiter",
         "_read_scope",
         "_reader_done",
         "_receiving",
@@ -212,6 +217,10 @@ class Connection(ConnectionAliases):
         self._receiving = False
         self._reader_done = False
         self._close_deadline = math.inf
+        # Keepalive: the payload of the ping waiting for its PONG, and the last round trip.
+        self._ping_payload: bytes | None = None
+        self._pong_waiter: anyio.Event | None = None
+        self._latency: float | None = None
         self._read_scope: anyio.CancelScope | None = None
         # Created on the loop by _open().
         self._loop: LoopHandle
@@ -268,6 +277,12 @@ class Connection(ConnectionAliases):
         """The largest message the peer accepts, from its handshake."""
         assert self._peer is not None
         return self._peer.max_message_size
+
+    @property
+    def latency(self) -> float | None:
+        """The round trip of the last keepalive ping, in seconds; ``None`` before the first
+        answer (or with ``ping_interval=None``)."""
+        return self._latency
 
     @property
     def tls(self) -> TLSInfo | None:
@@ -587,15 +602,53 @@ class Connection(ConnectionAliases):
         self._discarding = True
         self._queue_close(code, reason, by_peer=False)
 
-    def _lose(self, reason: str, cause: BaseException | None = None) -> None:
+    def _lose(
+        self, reason: str, cause: BaseException | None = None, code: int = CloseCode.ABNORMAL
+    ) -> None:
         """Record that the connection was lost without a closing handshake."""
         with self._lock:
             if self._close_info is None:
-                self._close_info = (CloseCode.ABNORMAL, reason, True)
+                self._close_info = (code, reason, True)
                 self._close_cause = cause
             self._send_closed = True
         if self._read_scope is not None:
             self._read_scope.cancel()
+
+    async def _keepalive(self, interval: float, timeout: float | None) -> None:
+        """Ping every ``interval`` seconds; drop the connection if an answer takes too long."""
+        sequence = 0
+        while True:
+            await anyio.sleep(interval)
+            if self._state is not State.OPEN or self._send_closed:
+                return
+            sequence += 1
+            payload = sequence.to_bytes(8, "big")
+            waiter = self._pong_waiter = anyio.Event()
+            self._ping_payload = payload
+            sent_at = anyio.current_time()
+            try:
+                self._enqueue(encode_ping(payload), limit=None)
+            except ConnectionClosed:
+                return
+            with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                await waiter.wait()
+            if scope.cancelled_caught:
+                # A dead peer, or a half-open connection: nothing more will come. Close at once,
+                # without waiting for buffered bytes that the peer will never take.
+                self._close_deadline = anyio.current_time()
+                self._lose(
+                    f"the peer did not answer a keepalive ping within {timeout:g} s",
+                    code=CloseCode.TIMEOUT,
+                )
+                return
+            self._latency = anyio.current_time() - sent_at
+
+    def _got_pong(self, payload: bytes) -> None:
+        # A PONG answers the ping whose payload it echoes; unsolicited ones are ignored.
+        waiter = self._pong_waiter
+        if waiter is not None and payload == self._ping_payload:
+            self._pong_waiter = None
+            waiter.set()
 
     def _closed_error(self) -> ConnectionClosed:
         code, reason, by_peer = self._close_info or (CloseCode.ABNORMAL, "closed", True)
@@ -697,6 +750,9 @@ class Connection(ConnectionAliases):
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._write_loop)
+                settings = self._settings
+                if settings.ping_interval is not None:
+                    tasks.start_soon(self._keepalive, settings.ping_interval, settings.ping_timeout)
                 await on_open()
                 with anyio.CancelScope(deadline=self._close_deadline) as scope:
                     self._read_scope = scope
@@ -771,7 +827,8 @@ class Connection(ConnectionAliases):
                             await self._before_echo()
                     self._peer_closed(event)
                     return
-                # PONG: keepalive is not implemented yet, so an unsolicited PONG is ignored.
+                elif type(event) is Pong:
+                    self._got_pong(event.payload)
             if error is not None:
                 self._logger.warning(
                     "closing the connection to %s:%s: %s", self.addr, self.port, error

@@ -80,6 +80,11 @@ class Connection(ConnectionAliases):
         return self._aio.closed_by_peer
 
     @property
+    def latency(self) -> float | None:
+        """The round trip of the last keepalive ping, in seconds, or ``None`` before one."""
+        return self._aio.latency
+
+    @property
     def tls(self) -> TLSInfo | None:
         """What TLS negotiated and the peer's certificate; ``None`` on a plaintext connection."""
         return self._aio.tls
