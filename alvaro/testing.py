@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .aio import Client, Host, connect
+from .tls import new_client_context, new_server_context
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -69,9 +70,7 @@ def server_context(
 
     ``client_ca`` turns on mutual TLS: clients must present a certificate issued by it.
     """
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.num_tickets = 0  # see alvaro.tls.server_context
+    context = new_server_context()
     ca.issue_cert(*names).configure_cert(context)
     if client_ca is not None:
         client_ca.configure_trust(context)
@@ -84,8 +83,7 @@ def client_context(ca: trustme.CA, *, client_name: str | None = None) -> ssl.SSL
 
     ``client_name`` adds a client certificate from ``ca`` for that name, for mutual TLS.
     """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context = new_client_context()
     ca.configure_trust(context)
     if client_name is not None:
         ca.issue_cert(client_name).configure_cert(context)

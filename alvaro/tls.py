@@ -30,7 +30,13 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("TLSInfo", "client_context", "server_context")
+__all__ = (
+    "TLSInfo",
+    "client_context",
+    "new_client_context",
+    "new_server_context",
+    "server_context",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,12 +106,7 @@ def server_context(
     Raises:
         TLSError: a file is missing or unreadable, or the key does not match the certificate.
     """
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    # alvaro clients never resume sessions, so tickets would be wasted bytes; sending none also
-    # avoids an OpenSSL bug where a client closing right after the handshake can hang the server
-    # while it writes tickets (openssl#7967).
-    context.num_tickets = 0
+    context = new_server_context()
     _load(
         "certificate and key",
         lambda: context.load_cert_chain(certfile, keyfile, password),
@@ -137,10 +138,7 @@ def client_context(
     Raises:
         TLSError: a file is missing or unreadable.
     """
-    # PROTOCOL_TLS_CLIENT verifies the certificate and the host name; they cannot be turned off
-    # here, only by building a context of one's own.
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context = new_client_context()
     if cafile is None:
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     else:
@@ -154,6 +152,27 @@ def client_context(
             certfile,
             keyfile,
         )
+    return context
+
+
+def new_server_context() -> ssl.SSLContext:
+    """alvaro's defaults for a host, with no certificate loaded yet (also used by
+    :mod:`alvaro.testing`, so that tests run with the same settings as production)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # alvaro clients never resume sessions, so tickets would be wasted bytes; sending none also
+    # avoids an OpenSSL bug where a client closing right after the handshake can hang the server
+    # while it writes tickets (openssl#7967).
+    context.num_tickets = 0
+    return context
+
+
+def new_client_context() -> ssl.SSLContext:
+    """alvaro's defaults for a client, trusting no CA yet."""
+    # PROTOCOL_TLS_CLIENT verifies the certificate and the host name; they cannot be turned off
+    # here, only by building a context of one's own.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 

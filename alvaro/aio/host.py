@@ -326,7 +326,7 @@ class Host(HostAliases):
         try:
             with anyio.fail_at(deadline):
                 return await start_tls(transport, self._serving_tls, server_side=True)
-        except (TLSError, TimeoutError, ConnectionClosed, Exception) as exc:
+        except Exception as exc:
             allowed, suppressed = self._tls_failures.allow()
             if allowed:
                 more = f" ({suppressed} more not logged)" if suppressed else ""
