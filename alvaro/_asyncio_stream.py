@@ -191,7 +191,7 @@ class AsyncioTransport:
         self._transport.write(data)
         return len(data)
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | memoryview) -> None:
         """Send ``data``; returns once asyncio's write buffer is below its high-water mark.
 
         Raises:

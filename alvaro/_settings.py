@@ -21,6 +21,8 @@ class Settings:
         max_metadata_size: the largest encoded metadata accepted from the peer, in bytes.
         max_queue: how many received messages wait for ``receive()`` before reading stops, which
             pushes back on the sender through TCP.
+        max_queue_bytes: how many bytes of received messages wait for ``receive()`` before
+            reading stops, whatever their number; bounds the queue's memory to this plus one read.
         write_limit: ``await send()`` waits while more than this many bytes are waiting to be sent.
         outbox_limit: ``send_data()`` raises :class:`~alvaro.OutboxFull` while more than this many
             bytes are waiting to be sent.
@@ -30,20 +32,38 @@ class Settings:
             sends none.
         ping_timeout: seconds a ping may wait for its answer before the peer is taken for dead
             and the connection is dropped (close code TIMEOUT); ``None`` waits without limit.
+            Bytes arriving meanwhile (a large message on a slow link) prove the peer alive and
+            extend the wait.
+        frame_timeout: seconds a frame may take to arrive once its first byte has; a peer that
+            trickles a frame slower than that is dropped (close code TIMEOUT). ``None`` waits
+            without limit.
+        write_timeout: seconds the peer may leave sent bytes untaken (its receive window full,
+            so nothing goes out) before it is dropped as a slow consumer (close code
+            SLOW_CONSUMER); ``await send()`` waiting for room then raises
+            :class:`~alvaro.ConnectionClosedError`. ``None`` waits without limit.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE
     max_queue: int = 16
+    max_queue_bytes: int = 4 * 1024 * 1024
     write_limit: int = 64 * 1024
     outbox_limit: int = 8 * 1024 * 1024
     open_timeout: float = 10.0
     close_timeout: float = 10.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
+    frame_timeout: float | None = 30.0
+    write_timeout: float | None = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("max_message_size", "max_metadata_size", "max_queue", "write_limit"):
+        for name in (
+            "max_message_size",
+            "max_metadata_size",
+            "max_queue",
+            "max_queue_bytes",
+            "write_limit",
+        ):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -59,7 +79,7 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-        for name in ("ping_interval", "ping_timeout"):
+        for name in ("ping_interval", "ping_timeout", "frame_timeout", "write_timeout"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -84,9 +104,12 @@ class SettingsOptions(TypedDict, total=False):
     max_message_size: int
     max_metadata_size: int
     max_queue: int
+    max_queue_bytes: int
     write_limit: int
     outbox_limit: int
     open_timeout: float
     close_timeout: float
     ping_interval: float | None
     ping_timeout: float | None
+    frame_timeout: float | None
+    write_timeout: float | None

@@ -324,7 +324,7 @@ class TLSTransport:
         """Never writes directly: every byte must go through the encryption. Returns 0."""
         return 0
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | memoryview) -> None:
         """Encrypt and send ``data``.
 
         Raises:

@@ -12,7 +12,7 @@ import errno
 import logging
 import math
 import socket
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 import anyio
 import anyio.abc
@@ -113,14 +113,16 @@ class AnyioTransport:
         except OSError:  # BlockingIOError, or a broken connection that send() will report
             return 0
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | memoryview) -> None:
         """Send all of ``data``; returns once the operating system has taken it.
 
         Raises:
             ConnectionClosedError: the connection broke or was closed.
         """
         try:
-            await self._stream.send(data)
+            # anyio's socket streams take any bytes-like object (they write through a
+            # memoryview); the annotation says bytes only.
+            await self._stream.send(cast("bytes", data))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise _broken("sending", exc) from exc
 

@@ -64,6 +64,9 @@ _STREAM_PAUSE = 0.0005
 _DIRECT_WRITE_GAP = 0.00005
 # How long a connection that failed its opening handshake waits for the peer's TLS close_notify.
 _TLS_ABORT_GRACE = 0.25
+# write_timeout applies to each piece of this size: a peer that takes nothing for that long is
+# stuck, while a large batch on a slow but steady link may take longer as a whole.
+_WRITE_PIECE = 1024 * 1024
 
 
 class State(enum.Enum):
@@ -143,6 +146,8 @@ class Connection(ConnectionAliases):
         "_early_error",
         "_early_events",
         "_inbox",
+        "_inbox_bytes",
+        "_inbox_sizes",
         "_inbox_waiter",
         "_last_direct_write",
         "_latency",
@@ -156,6 +161,7 @@ class Connection(ConnectionAliases):
         "_pong_waiter",
         "_read_scope",
         "_reader_done",
+        "_reads",
         "_receiving",
         "_role",
         "_room",
@@ -211,6 +217,10 @@ class Connection(ConnectionAliases):
         self._before_echo: Callable[[], Awaitable[None]] | None = None
         # Receive side, used by the loop thread only.
         self._inbox: deque[Message] = deque()
+        # What each queued message took on the wire (shared out per read), and their sum.
+        self._inbox_sizes: deque[int] = deque()
+        self._inbox_bytes = 0
+        self._reads = 0  # counts reads for the keepalive: any byte proves the peer alive
         self._inbox_waiter: anyio.Event | None = None
         self._room_waiter: anyio.Event | None = None
         self._drained: anyio.Event | None = None
@@ -408,11 +418,37 @@ class Connection(ConnectionAliases):
         else:
             self._loop.call_soon(self._wake_writer)
 
+    async def _send_in_time(self, data: bytes, timeout: float) -> bool:
+        """Send ``data``, each piece of it within ``timeout``; ``False`` if the peer stopped
+        taking bytes for that long."""
+        transport = self._transport
+        if len(data) <= _WRITE_PIECE:
+            with anyio.move_on_after(timeout):
+                await transport.send(data)
+                return True
+            return False
+        # In pieces, each with its own deadline: the timeout is on taking no bytes at all, and a
+        # large batch on a slow but steady link may take longer than that as a whole.
+        with memoryview(data) as view:
+            for start in range(0, len(data), _WRITE_PIECE):
+                with anyio.move_on_after(timeout):
+                    await transport.send(view[start : start + _WRITE_PIECE])
+                    continue
+                return False
+        return True
+
+    def _drop_slow_consumer(self, timeout: float) -> None:
+        reason = f"the peer took nothing of what was sent to it for {timeout:g} s"
+        self._logger.warning("dropping %s:%s as a slow consumer: %s", self.addr, self.port, reason)
+        self._close_deadline = anyio.current_time()
+        self._lose(reason, code=CloseCode.SLOW_CONSUMER, by_peer=False)
+
     def _wake_writer(self) -> None:
         self._writer_wake.set()
 
     async def _write_loop(self) -> None:
         transport = self._transport
+        write_timeout = self._settings.write_timeout
         batch_floor = self._settings.write_limit // 4
         streaming = False  # the last loop wrote, rather than woke from idle
         try:
@@ -438,7 +474,11 @@ class Connection(ConnectionAliases):
                     continue
                 streaming = True
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
-                await transport.send(data)
+                if write_timeout is None:
+                    await transport.send(data)
+                elif not await self._send_in_time(data, write_timeout):
+                    self._drop_slow_consumer(write_timeout)
+                    return
                 with self._lock:
                     self._pending_bytes -= len(data)
                     if self._blocked_senders and self._room is not None:
@@ -495,10 +535,17 @@ class Connection(ConnectionAliases):
             finally:
                 self._receiving = False
         message = self._inbox.popleft()
-        if self._room_waiter is not None and len(self._inbox) < self._settings.max_queue:
+        self._inbox_bytes -= self._inbox_sizes.popleft()
+        if self._room_waiter is not None and not self._queue_full():
             self._room_waiter.set()
             self._room_waiter = None
         return message
+
+    def _queue_full(self) -> bool:
+        settings = self._settings
+        return (
+            len(self._inbox) >= settings.max_queue or self._inbox_bytes >= settings.max_queue_bytes
+        )
 
     async def _wait_for_message(self) -> None:
         while not self._inbox:
@@ -526,11 +573,13 @@ class Connection(ConnectionAliases):
             self._inbox_waiter.set()
             self._inbox_waiter = None
 
-    async def _queue_message(self, message: Message) -> None:
+    async def _queue_message(self, message: Message, size: int) -> None:
         self._inbox.append(message)
+        self._inbox_sizes.append(size)
+        self._inbox_bytes += size
         self._wake_receiver()
         # Stop reading while the application is behind: TCP then pushes back on the sender.
-        while len(self._inbox) >= self._settings.max_queue:
+        while self._queue_full():
             room = self._room_waiter = anyio.Event()
             await room.wait()
 
@@ -603,12 +652,17 @@ class Connection(ConnectionAliases):
         self._queue_close(code, reason, by_peer=False)
 
     def _lose(
-        self, reason: str, cause: BaseException | None = None, code: int = CloseCode.ABNORMAL
+        self,
+        reason: str,
+        cause: BaseException | None = None,
+        code: int = CloseCode.ABNORMAL,
+        *,
+        by_peer: bool = True,
     ) -> None:
         """Record that the connection was lost without a closing handshake."""
         with self._lock:
             if self._close_info is None:
-                self._close_info = (code, reason, True)
+                self._close_info = (code, reason, by_peer)
                 self._close_cause = cause
             self._send_closed = True
         if self._read_scope is not None:
@@ -630,8 +684,14 @@ class Connection(ConnectionAliases):
                 self._enqueue(encode_ping(payload), limit=None)
             except ConnectionClosed:
                 return
-            with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-                await waiter.wait()
+            while True:
+                reads = self._reads
+                with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                    await waiter.wait()
+                # Bytes that came meanwhile prove the peer alive: its PONG is queued behind
+                # them, as behind a large message on a slow link. Keep waiting.
+                if not scope.cancelled_caught or self._reads == reads:
+                    break
             if scope.cancelled_caught:
                 # A dead peer, or a half-open connection: nothing more will come. Close at once,
                 # without waiting for buffered bytes that the peer will never take.
@@ -795,6 +855,10 @@ class Connection(ConnectionAliases):
         events = self._early_events
         self._early_events = []
         error = self._early_error
+        frame_timeout = self._settings.frame_timeout
+        # When the frame now partly buffered started, at the latest (anyio clock); see below.
+        partial_since: float | None = None
+        share = 0  # the wire bytes of the last read shared out over its messages
         while True:
             for event in events:
                 if type(event) is Message:
@@ -802,7 +866,7 @@ class Connection(ConnectionAliases):
                         continue
                     handler = handler_lookup()
                     if handler is None:
-                        await self._queue_message(event)
+                        await self._queue_message(event, share)
                         continue
                     try:
                         result = handler(event.data, event.metadata)
@@ -836,19 +900,43 @@ class Connection(ConnectionAliases):
                 self._fail(error.code, str(error))
                 return
             try:
-                chunk = await transport.receive()
+                if partial_since is None or frame_timeout is None:
+                    chunk: bytes | None = await transport.receive()
+                else:
+                    # A frame has begun: the rest of it must come within frame_timeout, or a
+                    # peer could hold a buffer open forever by trickling a byte at a time.
+                    chunk = None
+                    with anyio.move_on_at(partial_since + frame_timeout):
+                        chunk = await transport.receive()
             except ConnectionClosedError as exc:
                 self._lose(exc.reason, exc.__cause__)
+                return
+            if chunk is None:
+                reason = f"a frame took more than {frame_timeout:g} s to arrive"
+                self._logger.warning(
+                    "closing the connection to %s:%s: %s", self.addr, self.port, reason
+                )
+                self._fail(CloseCode.TIMEOUT, reason)
                 return
             if not chunk:
                 partial = " in the middle of a frame" if decoder.buffered else ""
                 self._lose(f"the peer closed the connection without a CLOSE frame{partial}")
                 return
+            self._reads += 1
+            before = decoder.buffered
             try:
                 decoder.receive_data(chunk)
             except RemoteProtocolError as exc:
                 error = exc  # deliver the frames before the bad one first
             events = decoder.events()
+            if events:
+                share = (before + len(chunk) - decoder.buffered) // len(events)
+            # Restart the frame clock whenever a frame completes: a steady stream whose reads
+            # always end inside some frame is making progress, not trickling.
+            if not decoder.buffered:
+                partial_since = None
+            elif events or partial_since is None:
+                partial_since = anyio.current_time()
 
     def _peer_closed(self, event: Close) -> None:
         with self._lock:

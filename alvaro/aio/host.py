@@ -15,7 +15,8 @@ from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings
 from .._throttle import LogThrottle
-from ..exceptions import ConnectionClosed, RemoteProtocolError, TLSError
+from ..exceptions import ConnectionClosed, ConnectionClosedError, RemoteProtocolError, TLSError
+from ..protocol import PREAMBLE, encode_close
 from ._loop import LoopHandle
 from ._tls import check_context, start_tls
 from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, Transport, listen
@@ -34,6 +35,15 @@ if TYPE_CHECKING:
 __all__ = ("Host",)
 
 _MISSING: Any = object()
+
+#: File descriptors kept free for everything but client connections (logs, files, the listener).
+FD_RESERVE = 64
+# How long a refused connection is held open after its CLOSE, reading and discarding what the
+# client sends: closing a socket with unread data resets it, which could destroy the CLOSE
+# before the client reads it.
+_REFUSE_LINGER = 1.0
+# At most this many refused connections linger at once; the rest are closed at once.
+_MAX_LINGERING = 64
 
 
 class Host(HostAliases):
@@ -54,11 +64,19 @@ class Host(HostAliases):
             :func:`alvaro.tls.server_context` (which also sets up mutual TLS). ``None`` (the
             default) accepts plaintext connections only. See also :meth:`start`'s ``use_ssl``.
         logger: where to log; the ``alvaro.host`` logger by default.
+        max_connections: the most connections served at once (open or still in their
+            handshakes), and never more than the process's file-descriptor limit allows
+            (``RLIMIT_NOFILE`` minus 64). Connections over the limit are closed at once with
+            code TRY_AGAIN_LATER, before any TLS handshake.
+        max_unauthenticated_per_address: the most connections from one IP address that may be
+            in their handshakes at once; more are refused the same way. Bounds what one
+            address can hold by connecting and then saying nothing (slowloris).
         options: limits and timeouts, the fields of :class:`~alvaro.Settings`:
             ``max_message_size`` (1 MiB), ``max_metadata_size`` (64 KiB), ``max_queue`` (16),
-            ``write_limit`` (64 KiB), ``outbox_limit`` (8 MiB), ``open_timeout`` (10 s),
-            ``close_timeout`` (10 s). An unknown name raises ``TypeError``, a bad value
-            ``ValueError``.
+            ``max_queue_bytes`` (4 MiB), ``write_limit`` (64 KiB), ``outbox_limit`` (8 MiB),
+            ``open_timeout`` (10 s), ``close_timeout`` (10 s), ``ping_interval`` (20 s),
+            ``ping_timeout`` (20 s), ``frame_timeout`` (30 s), ``write_timeout`` (10 s). An
+            unknown name raises ``TypeError``, a bad value ``ValueError``.
 
     Example::
 
@@ -74,15 +92,24 @@ class Host(HostAliases):
         *,
         ssl_context: ssl.SSLContext | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        max_connections: int = 1024,
+        max_unauthenticated_per_address: int = 16,
         **options: Unpack[SettingsOptions],
     ) -> None:
+        for name, value in (
+            ("max_connections", max_connections),
+            ("max_unauthenticated_per_address", max_unauthenticated_per_address),
+        ):
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        self.max_connections = max_connections
+        self.max_unauthenticated_per_address = max_unauthenticated_per_address
         self.addr = addr
         self.port = port
         self.ssl_context = check_context(ssl_context, server_side=True)
         self._bind_port = port  # what to bind on each start; port 0 picks a new free port
         self.settings = Settings(**options)
         self.logger = logger if logger is not None else logging.getLogger("alvaro.host")
-        self._connections: set[Connection] = set()
         self._clients: dict[Connection, None] = {}  # insertion-ordered set of open clients
         self._loop: LoopHandle | None = None
         self._stop_event: anyio.Event | None = None
@@ -92,6 +119,11 @@ class Host(HostAliases):
         self._task_group: anyio.abc.TaskGroup | None = None
         self._accept_error_logged = 0.0
         self._tls_failures = LogThrottle()
+        self._refusals = LogThrottle()
+        self._connection_limit = max_connections  # lowered to the fd budget at start()
+        self._active = 0  # connections accepted and not yet finished
+        self._lingering = 0  # refused connections being closed
+        self._unauthenticated: dict[str, int] = {}  # per address, accepted but not yet open
         self._serving_tls: ssl.SSLContext | None = None  # the context of the current run
 
     # --- Callbacks: override in a subclass or assign on the instance ---------------------------
@@ -195,6 +227,7 @@ class Host(HostAliases):
         self._stopped = anyio.Event()
         self._stopping = False
         self._loop = LoopHandle()
+        self._connection_limit = self._fd_budget()
         try:
             listener = await listen(self.addr, self._bind_port, trio=self._loop.is_trio)
         except BaseException:
@@ -317,7 +350,77 @@ class Host(HostAliases):
                     self.logger.warning("cannot accept connections: %s; retrying", exc)
                 await anyio.sleep(0.1)
                 continue
-            handlers.start_soon(self._handle, transport)
+            refusal = self._admit(transport.peer_host)
+            if refusal is None:
+                handlers.start_soon(self._handle, transport)
+            else:
+                handlers.start_soon(self._refuse, transport, refusal)
+
+    def _fd_budget(self) -> int:
+        """max_connections, lowered if the file-descriptor limit would run out first."""
+        try:
+            import resource
+        except ImportError:  # pragma: no cover - not on Windows
+            return self.max_connections
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or soft - FD_RESERVE >= self.max_connections:
+            return self.max_connections
+        budget = max(1, soft - FD_RESERVE)
+        self.logger.warning(
+            "serving at most %d connections, not max_connections=%d: the file-descriptor limit "
+            "is %d (raise it with 'ulimit -n')",
+            budget,
+            self.max_connections,
+            soft,
+        )
+        return budget
+
+    def _admit(self, address: str) -> str | None:
+        """Count a new connection in, or return why it is refused."""
+        if self._active >= self._connection_limit:
+            return f"too many connections (the host serves at most {self._connection_limit})"
+        pending = self._unauthenticated.get(address, 0)
+        if pending >= self.max_unauthenticated_per_address:
+            return (
+                f"too many connections from {address} in their handshakes "
+                f"(at most {self.max_unauthenticated_per_address})"
+            )
+        self._active += 1
+        self._unauthenticated[address] = pending + 1
+        return None
+
+    def _authenticated(self, address: str) -> None:
+        """A connection from ``address`` has finished its handshakes (or failed them)."""
+        left = self._unauthenticated[address] - 1
+        if left:
+            self._unauthenticated[address] = left
+        else:
+            del self._unauthenticated[address]
+
+    async def _refuse(self, transport: Transport, reason: str) -> None:
+        """Turn a connection away with TRY_AGAIN_LATER; bounded by _REFUSE_LINGER."""
+        allowed, suppressed = self._refusals.allow()
+        if allowed:
+            more = f" ({suppressed} more not logged)" if suppressed else ""
+            self.logger.warning(
+                "refused %s:%s: %s%s", transport.peer_host, transport.peer_port, reason, more
+            )
+        # Before TLS nothing can be said to a TLS client: it sees the connection close. In a
+        # flood, refused connections are not held open either, or they would use up the
+        # file descriptors the limit is there to save.
+        linger = self._serving_tls is None and self._lingering < _MAX_LINGERING
+        self._lingering += linger
+        try:
+            if linger:
+                transport.send_now(PREAMBLE + encode_close(CloseCode.TRY_AGAIN_LATER, reason))
+                with anyio.move_on_after(_REFUSE_LINGER):
+                    while await transport.receive():
+                        pass
+        except ConnectionClosedError:
+            pass
+        finally:
+            self._lingering -= linger
+            await transport.aclose(0)
 
     async def _secure(self, transport: Transport, deadline: float) -> Transport | None:
         """Run the TLS handshake by ``deadline``; on failure log (rate-limited), close, and
@@ -350,42 +453,57 @@ class Host(HostAliases):
             raise
 
     async def _handle(self, transport: Transport) -> None:
-        """Run one connection from handshake to close; never raises except cancellation."""
-        # One clock for the TLS and the alvaro handshakes together.
-        deadline = anyio.current_time() + self.settings.open_timeout
-        if self._serving_tls is not None:
-            secured = await self._secure(transport, deadline)
-            if secured is None:
-                return
-            transport = secured
-        conn = Connection(transport, role="host", settings=self.settings, logger=self.logger)
-        self._connections.add(conn)
+        """Run one connection from handshake to close; never raises except cancellation.
+
+        The connection was counted in by :meth:`_admit`; this counts it out.
+        """
+        address = transport.peer_host
+        counted_as_unauthenticated = True
         try:
+            # One clock for the TLS and the alvaro handshakes together.
+            deadline = anyio.current_time() + self.settings.open_timeout
+            if self._serving_tls is not None:
+                secured = await self._secure(transport, deadline)
+                if secured is None:
+                    return
+                transport = secured
+            conn = Connection(transport, role="host", settings=self.settings, logger=self.logger)
             try:
                 await conn._open(deadline)
             except (RemoteProtocolError, ConnectionClosed, TimeoutError) as exc:
                 self.logger.info("handshake with %s:%s failed: %s", conn.addr, conn.port, exc)
                 return
-            if self._stopping:
-                await conn._abort(CloseCode.GOING_AWAY, "the host is shutting down")
-                return
-            self._clients[conn] = None
-            try:
-                await conn._serve(lambda: self._opened(conn), self._message_handler_lookup(conn))
-            finally:
-                self._clients.pop(conn, None)
-                with (
-                    anyio.CancelScope(shield=True),
-                    anyio.move_on_after(self.settings.close_timeout),
-                ):
-                    try:
-                        await call_callback(self.lost_client, conn)
-                    except Exception:
-                        self.logger.exception("lost_client raised for %r", conn)
+            counted_as_unauthenticated = False
+            self._authenticated(address)
+            await self._run(conn)
         except Exception:
-            self.logger.exception("internal error while serving %r", conn)
+            # A bug in alvaro: it must cost this connection only, never the host.
+            self.logger.exception(
+                "internal error while serving %s:%s", address, transport.peer_port
+            )
         finally:
-            self._connections.discard(conn)
+            self._active -= 1
+            if counted_as_unauthenticated:
+                self._authenticated(address)
+
+    async def _run(self, conn: Connection) -> None:
+        """Serve an opened connection until it closes, then report it lost."""
+        if self._stopping:
+            await conn._abort(CloseCode.GOING_AWAY, "the host is shutting down")
+            return
+        self._clients[conn] = None
+        try:
+            await conn._serve(lambda: self._opened(conn), self._message_handler_lookup(conn))
+        finally:
+            self._clients.pop(conn, None)
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(self.settings.close_timeout),
+            ):
+                try:
+                    await call_callback(self.lost_client, conn)
+                except Exception:
+                    self.logger.exception("lost_client raised for %r", conn)
 
     async def _opened(self, conn: Connection) -> None:
         try:

@@ -48,7 +48,8 @@ class Host(HostAliases):
             (:func:`alvaro.tls.server_context`); see also :meth:`start`'s ``use_ssl``.
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
         dispatch: a function that runs a zero-argument callable where you want callbacks to run.
-        logger, options: as for :class:`alvaro.aio.Host`.
+        logger, max_connections, max_unauthenticated_per_address, options: as for
+            :class:`alvaro.aio.Host`.
 
     Example::
 
@@ -66,6 +67,8 @@ class Host(HostAliases):
         backend: Backend = "asyncio",
         dispatch: Callable[[Callable[[], None]], object] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        max_connections: int = 1024,
+        max_unauthenticated_per_address: int = 16,
         **options: Unpack[SettingsOptions],
     ) -> None:
         self._aio = aio.Host(
@@ -73,6 +76,8 @@ class Host(HostAliases):
             port,
             ssl_context=ssl_context,
             logger=logger,
+            max_connections=max_connections,
+            max_unauthenticated_per_address=max_unauthenticated_per_address,
             **options,
         )
         self.logger = self._aio.logger  # the aio object applies the default logger
