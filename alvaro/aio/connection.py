@@ -171,6 +171,7 @@ class Connection(ConnectionAliases):
         "_state",
         "_thread_sent",
         "_transport",
+        "_unsent",
         "_writer_done",
         "_writer_idle",
         "_writer_wake",
@@ -211,6 +212,7 @@ class Connection(ConnectionAliases):
         self._close_queued = False
         self._close_info: tuple[int, str, bool] | None = None
         self._close_cause: BaseException | None = None  # the network error that ended it
+        self._unsent = 0
         self._discarding = False  # after an application failure, deliver no more messages
         # Awaited (within close_timeout) before answering the peer's CLOSE; alvaro.sync uses it
         # to let callbacks that run behind the loop reply first.
@@ -287,6 +289,14 @@ class Connection(ConnectionAliases):
         """The largest message the peer accepts, from its handshake."""
         assert self._peer is not None
         return self._peer.max_message_size
+
+    @property
+    def unsent(self) -> int:
+        """How many queued messages were never fully handed to the network because the
+        connection closed first (a broken connection, a slow consumer, a close that timed
+        out); 0 while the connection is open and after a clean close. Keepalive frames may
+        be among them. They are also logged as a WARNING."""
+        return self._unsent
 
     @property
     def latency(self) -> float | None:
@@ -451,6 +461,7 @@ class Connection(ConnectionAliases):
         write_timeout = self._settings.write_timeout
         batch_floor = self._settings.write_limit // 4
         streaming = False  # the last loop wrote, rather than woke from idle
+        in_flight = 0  # messages in the write under way
         try:
             while True:
                 if streaming and self._thread_sent and self._pending_bytes < batch_floor:
@@ -474,11 +485,13 @@ class Connection(ConnectionAliases):
                     continue
                 streaming = True
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
+                in_flight = len(frames) - closing
                 if write_timeout is None:
                     await transport.send(data)
                 elif not await self._send_in_time(data, write_timeout):
                     self._drop_slow_consumer(write_timeout)
                     return
+                in_flight = 0
                 with self._lock:
                     self._pending_bytes -= len(data)
                     if self._blocked_senders and self._room is not None:
@@ -493,7 +506,7 @@ class Connection(ConnectionAliases):
         finally:
             with self._lock:
                 self._send_closed = True
-                unsent = len(self._outbox)
+                unsent = self._unsent = len(self._outbox) + in_flight
                 if self._room is not None:
                     self._room.notify_all()
             if unsent:

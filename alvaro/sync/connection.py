@@ -85,6 +85,11 @@ class Connection(ConnectionAliases):
         return self._aio.latency
 
     @property
+    def unsent(self) -> int:
+        """How many queued messages were never sent because the connection closed first."""
+        return self._aio.unsent
+
+    @property
     def tls(self) -> TLSInfo | None:
         """What TLS negotiated and the peer's certificate; ``None`` on a plaintext connection."""
         return self._aio.tls

@@ -215,7 +215,9 @@ class Host(HostAliases):
 
     def stop(self) -> None:
         """Shut down: stop accepting, close every client (GOING_AWAY) after what was queued for
-        it, and wait until that is done. Safe from any thread and from inside callbacks;
+        it, wait until that is done, and let go of the loop thread (as :meth:`close`), so a
+        script that ends with ``stop()`` exits. Returns within ``2 * close_timeout + 1``
+        seconds, whatever the clients do. Safe from any thread and from inside callbacks;
         idempotent. On the event-loop thread it only asks for the shutdown, without waiting.
         """
         # Whoever would make room for waiting messages may be this very thread.
@@ -226,8 +228,11 @@ class Host(HostAliases):
             facade._inbox.unblock()
         self._aio.stop()
         task = self._task
-        if task is not None and self._runner.loop.thread_id != threading.get_ident():
+        if self._runner.loop.thread_id == threading.get_ident():
+            return
+        if task is not None:
             task.exception(timeout=self._shutdown_bound())
+        self._runner.release(self._shutdown_bound())
 
     def close(self) -> None:
         """Stop the host, run the callbacks already scheduled, and let go of the loop thread.
