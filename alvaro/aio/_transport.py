@@ -212,7 +212,16 @@ class Listener:
             anyio.ClosedResourceError: the listener was closed.
         """
         if self._trio:
-            return AnyioTransport(await listener.accept(), trio=True)
+            try:
+                return AnyioTransport(await listener.accept(), trio=True)
+            except anyio.BrokenResourceError as exc:
+                # anyio's trio listener wraps accept()'s OSError (EMFILE among them): give it
+                # back as itself, so that running out of descriptors is retried, not taken for
+                # a listener that is gone.
+                cause = exc.__cause__
+                if isinstance(cause, OSError) and cause.errno in ACCEPT_CAPACITY_ERRNOS:
+                    raise cause from None
+                raise
         # On asyncio, accept the socket ourselves and give it alvaro's own transport.
         raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
         return await _asyncio_stream.accept(raw)

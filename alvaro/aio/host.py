@@ -42,8 +42,9 @@ FD_RESERVE = 64
 # client sends: closing a socket with unread data resets it, which could destroy the CLOSE
 # before the client reads it.
 _REFUSE_LINGER = 1.0
-# At most this many refused connections linger at once; the rest are closed at once.
-_MAX_LINGERING = 64
+# At most this many refused connections linger at once; the rest are closed at once. They use
+# descriptors from FD_RESERVE, so they take only part of it.
+_MAX_LINGERING = FD_RESERVE // 4
 
 
 class Host(HostAliases):
