@@ -1,0 +1,1 @@
+"""Scripts that tests/test_process_faults.py runs as processes of their own."""
