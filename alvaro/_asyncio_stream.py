@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -27,7 +28,6 @@ from ._close_codes import CloseCode
 from .exceptions import ConnectionClosedError
 
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Awaitable
 
 __all__ = ("AsyncioTransport", "accept", "open_connection")
@@ -263,6 +263,10 @@ async def accept(listening: socket.socket) -> AsyncioTransport:
     loop = asyncio.get_running_loop()
     sock, _ = await loop.sock_accept(listening)
     try:
+        # asyncio turns Nagle's algorithm off only for the sockets it connects or accepts itself:
+        # left on, a burst of small replies waits for the peer's delayed ACK (40 ms on Linux).
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport, protocol = await loop.connect_accepted_socket(lambda: _Protocol(loop), sock)
     except BaseException:
         sock.close()

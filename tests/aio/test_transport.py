@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 import anyio
@@ -124,3 +125,40 @@ async def test_large_and_small_messages_interleaved_arrive_intact_and_in_order(
         for index, blob in enumerate(blobs)
         for item in ((blob, {"index": index}), ({"after": index}, {}))
     ]
+
+
+def _raw_socket(transport: object) -> socket.socket:
+    """The socket beneath one of alvaro's plaintext transports."""
+    asyncio_transport = getattr(transport, "_transport", None)
+    if asyncio_transport is not None:
+        return asyncio_transport.get_extra_info("socket")  # type: ignore[no-any-return]
+    direct = getattr(transport, "_direct", None)
+    assert isinstance(direct, socket.socket)
+    return direct
+
+
+async def test_accepted_and_connected_sockets_send_small_writes_at_once() -> None:
+    """Nagle's algorithm is off on both ends: a burst of small replies must not wait for the
+    peer's delayed ACK (which cost every reply burst of an asyncio host 40 ms)."""
+    from alvaro.aio._loop import LoopHandle
+    from alvaro.aio._transport import listen, open_transport
+
+    trio = LoopHandle().is_trio
+    listener = await listen("127.0.0.1", 0, trio=trio)
+    try:
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tasks:
+                accepted: list[object] = []
+
+                async def accept() -> None:
+                    accepted.append(await listener.accept(listener.sockets[0]))
+
+                tasks.start_soon(accept)
+                client = await open_transport("127.0.0.1", listener.port, timeout=WAIT, trio=trio)
+        (server,) = accepted
+        for transport in (server, client):
+            sock = _raw_socket(transport)
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            await transport.aclose()  # type: ignore[attr-defined]
+    finally:
+        await listener.aclose()
