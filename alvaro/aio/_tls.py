@@ -191,6 +191,7 @@ class TLSTransport:
     """
 
     __slots__ = (
+        "_decrypted",
         "_incoming",
         "_inner",
         "_outgoing",
@@ -223,6 +224,7 @@ class TLSTransport:
         )
         self._sending = False  # a task is in _flush's send; others wait for _send_done
         self._send_done: anyio.Event | None = None  # made on first contention only
+        self._decrypted = False  # whether application data has arrived yet
         self.peer_host: str = inner.peer_host
         self.peer_port: int = inner.peer_port
         self.local_host: str = inner.local_host
@@ -308,8 +310,19 @@ class TLSTransport:
                     by_peer=True,
                 ) from exc
             except ssl.SSLError as exc:
-                # Also how TLS 1.3 tells a client that its certificate was refused: the
-                # handshake has completed on the client's side; the alert comes at the first read.
+                if self._decrypted:
+                    # Records have been decrypted before: the link is set up right, and a
+                    # record that fails now was damaged or forged on the way (or the peer
+                    # says so of ours, with an alert).
+                    raise ConnectionClosedError(
+                        CloseCode.ABNORMAL,
+                        "TLS error: a record from the peer could not be authenticated; it was "
+                        f"corrupted or tampered with on the way ({exc.reason or exc})",
+                        by_peer=True,
+                    ) from exc
+                # Before any data, this is how TLS 1.3 tells a client that its certificate was
+                # refused: the handshake has completed on the client's side; the alert comes at
+                # the first read.
                 error = classify_ssl_error(
                     exc, server_side=self._ssl.server_side, peer=self._peer()
                 )
@@ -318,6 +331,7 @@ class TLSTransport:
                 ) from error
             if self._outgoing.pending:
                 await self._flush()
+            self._decrypted = True
             return data  # b"" once the peer's close_notify has arrived
 
     def send_now(self, data: bytes) -> int:
