@@ -10,7 +10,6 @@ Usage: python half_open.py BACKEND PING_INTERVAL PING_TIMEOUT
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from typing import Any
@@ -22,7 +21,7 @@ from alvaro.aio import Connection, connect
 
 
 async def main(interval: float, timeout: float) -> None:
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    await anyio.run_process(["ip", "link", "set", "lo", "up"])
     options: dict[str, Any] = {"ping_interval": interval, "ping_timeout": timeout}
     lost: dict[str, Any] = {}
     host_lost = anyio.Event()
@@ -38,7 +37,7 @@ async def main(interval: float, timeout: float) -> None:
             async with connect("127.0.0.1", host.port, **options) as client:
                 client.send_data("before")
                 assert (await client.receive()).data == "before"
-                subprocess.run(["ip", "link", "set", "lo", "down"], check=True)
+                await anyio.run_process(["ip", "link", "set", "lo", "down"])
                 cut = time.monotonic()
                 client.send_data("into the void")
                 try:
