@@ -69,3 +69,23 @@ async def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> No
     with anyio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110 - the state polled here has no event to await
             await anyio.sleep(T / 10)
+
+
+def open_fds(pid: int | str = "self") -> int:
+    """How many file descriptors a process has open (Linux); -1 where that cannot be read."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:  # not Linux
+        return -1
+
+
+def rss_kib(pid: int | str = "self") -> int:
+    """A process's resident memory in KiB (Linux); 0 where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:  # not Linux
+        pass
+    return 0

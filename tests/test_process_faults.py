@@ -38,7 +38,7 @@ import alvaro.sync
 import alvaro.testing
 from alvaro import CloseCode, ConnectionClosed
 
-from .helpers import WAIT, T
+from .helpers import WAIT, T, open_fds, rss_kib
 from .process_peers.streaming_client import message
 
 if TYPE_CHECKING:
@@ -207,18 +207,6 @@ def rng() -> random.Random:
 
 
 # --- /proc --------------------------------------------------------------------------------------
-
-
-def open_fds(pid: int | str = "self") -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kib(pid: int) -> int:
-    """The resident set size of a process, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
 
 
 def cpu_seconds(pid: int) -> float:

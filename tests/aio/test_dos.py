@@ -6,7 +6,6 @@ Each test runs on asyncio and on trio, on loopback addresses only (attackers com
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -19,20 +18,12 @@ from alvaro import CloseCode
 from alvaro.aio import Client, Connection, connect
 from alvaro.protocol import MAX_LIMIT, PREAMBLE, Close, FrameType, encode_hello
 
-from ..helpers import WAIT, T, eventually
+from ..helpers import WAIT, T, eventually, open_fds
 from ..rawpeer import RawPeer, frame_header
 
 pytestmark = pytest.mark.anyio
 
 ATTACKERS = [f"127.0.0.{n}" for n in range(2, 7)]
-
-
-def open_fds() -> int:
-    """File descriptors this process has open (Linux); -1 where that cannot be read."""
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:  # pragma: no cover - not Linux
-        return -1
 
 
 async def raw_client(port: int, local_host: str = "127.0.0.1") -> RawPeer:

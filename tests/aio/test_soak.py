@@ -8,7 +8,6 @@ run with ``python3 -m pytest -m slow tests/aio/test_soak.py``.
 from __future__ import annotations
 
 import logging
-import os
 import random
 from typing import Any
 
@@ -20,31 +19,12 @@ import alvaro
 from alvaro.aio import Connection, connect
 from alvaro.protocol import encode_message
 
-from ..helpers import WAIT, T, eventually
+from ..helpers import WAIT, T, eventually, open_fds, rss_kib
 from ..rawpeer import RawPeer, frame_header
 
 pytestmark = pytest.mark.anyio
 
 OPTIONS: dict[str, Any] = {"open_timeout": 20 * T, "close_timeout": 10 * T}
-
-
-def open_fds() -> int:
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:  # pragma: no cover - not Linux
-        return -1
-
-
-def rss_kib() -> int:
-    """This process's resident memory in KiB (Linux); 0 where that cannot be read."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return 0
 
 
 def echo(conn: Connection, data: Any, metadata: dict[str, Any]) -> None:
