@@ -447,11 +447,15 @@ class Connection(ConnectionAliases):
                 return False
         return True
 
-    def _drop_slow_consumer(self, timeout: float) -> None:
-        reason = f"the peer took nothing of what was sent to it for {timeout:g} s"
+    def _drop_slow_consumer(self, reason: str) -> None:
+        """Drop the connection at once, reported as SLOW_CONSUMER; on the loop thread only."""
         self._logger.warning("dropping %s:%s as a slow consumer: %s", self.addr, self.port, reason)
         self._close_deadline = anyio.current_time()
         self._lose(reason, code=CloseCode.SLOW_CONSUMER, by_peer=False)
+
+    def _evict(self, reason: str) -> None:
+        """Drop a slow consumer from any thread (for a broadcast that found its outbox full)."""
+        self._loop.run_or_schedule(lambda: self._drop_slow_consumer(reason))
 
     def _wake_writer(self) -> None:
         self._writer_wake.set()
@@ -489,7 +493,9 @@ class Connection(ConnectionAliases):
                 if write_timeout is None:
                     await transport.send(data)
                 elif not await self._send_in_time(data, write_timeout):
-                    self._drop_slow_consumer(write_timeout)
+                    self._drop_slow_consumer(
+                        f"the peer took nothing of what was sent to it for {write_timeout:g} s"
+                    )
                     return
                 in_flight = 0
                 with self._lock:

@@ -15,8 +15,15 @@ from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings
 from .._throttle import LogThrottle
-from ..exceptions import ConnectionClosed, ConnectionClosedError, RemoteProtocolError, TLSError
-from ..protocol import PREAMBLE, encode_close
+from ..exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    MessageTooLarge,
+    OutboxFull,
+    RemoteProtocolError,
+    TLSError,
+)
+from ..protocol import _DATA_HEADER, PREAMBLE, encode_close, encode_message
 from ._loop import LoopHandle
 from ._tls import check_context, start_tls
 from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, Transport, listen
@@ -24,7 +31,7 @@ from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from types import TracebackType
 
     from typing_extensions import Self, Unpack
@@ -176,6 +183,79 @@ class Host(HostAliases):
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<Host {self.addr}:{self.port} {state}, {len(self._clients)} client(s)>"
+
+    # --- Sending to many -------------------------------------------------------------------------
+
+    def broadcast(
+        self,
+        data: Any,
+        metadata: Metadata | None = None,
+        *,
+        exclude: Connection | Collection[Connection] | None = None,
+        where: Callable[[Connection], bool] | None = None,
+    ) -> int:
+        """Queue one message for every connected client and return at once; safe from any thread.
+
+        The message is encoded once. A client that is not keeping up does not hold the others
+        back: one whose outbox is already over ``outbox_limit`` is dropped as a slow consumer
+        (close code SLOW_CONSUMER, reported to ``lost_client``, its unsent messages counted in
+        ``conn.unsent``) instead of being waited for, and a client that then takes nothing for
+        ``write_timeout`` is dropped the same way.
+
+        Args:
+            data, metadata: the message, as for :meth:`Connection.send_data`.
+            exclude: a client, or clients, to leave out (often the sender of the message).
+            where: called with each client, on the calling thread; only those for which it
+                returns true get the message.
+
+        Returns:
+            How many clients the message was queued for.
+
+        Raises:
+            EncodeError: ``data`` or ``metadata`` cannot be encoded.
+            MessageTooLarge: the message is over the ``max_message_size`` (or the metadata over
+                the ``max_metadata_size``) of one of the clients it is for; then it is sent to
+                none of them.
+        """
+        frame = encode_message(data, metadata)
+        body, _, _, meta_size = _DATA_HEADER.unpack_from(frame)
+        size = body - 4
+        if exclude is None:
+            excluded: Collection[Connection] = ()
+        elif isinstance(exclude, Connection):
+            excluded = (exclude,)
+        else:
+            excluded = exclude
+        targets = [
+            conn
+            for conn in list(self._clients)  # a copy: clients may come and go meanwhile
+            if conn not in excluded and (where is None or where(conn))
+        ]
+        for conn in targets:
+            peer = conn._peer
+            assert peer is not None  # clients are listed once their handshake is done
+            if size > peer.max_message_size or meta_size > peer.max_metadata_size:
+                raise MessageTooLarge(
+                    f"message of {size} bytes (metadata {meta_size}) is over the limits of "
+                    f"{conn.addr}:{conn.port} ({peer.max_message_size}, metadata "
+                    f"{peer.max_metadata_size}); sent to no one",
+                    size=size,
+                    limit=peer.max_message_size,
+                )
+        limit = self.settings.outbox_limit
+        queued = 0
+        for conn in targets:
+            try:
+                conn._enqueue(frame, limit=limit)
+            except OutboxFull:
+                conn._evict(
+                    f"its outbox was over outbox_limit ({limit} bytes) when a broadcast came"
+                )
+            except ConnectionClosed:
+                pass  # closing meanwhile: lost_client reports it
+            else:
+                queued += 1
+        return queued
 
     # --- Running -------------------------------------------------------------------------------
 

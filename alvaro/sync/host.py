@@ -17,7 +17,7 @@ from .connection import Connection
 if TYPE_CHECKING:
     import logging
     import ssl
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from concurrent.futures import Future
     from types import TracebackType
 
@@ -151,6 +151,37 @@ class Host(HostAliases):
             if facade is None:
                 facade = self._connections[conn] = Connection(conn, self._runner.dispatcher.kick)
             return facade
+
+    # --- Sending to many -------------------------------------------------------------------------
+
+    def broadcast(
+        self,
+        data: Any,
+        metadata: Metadata | None = None,
+        *,
+        exclude: Connection | Collection[Connection] | None = None,
+        where: Callable[[Connection], bool] | None = None,
+    ) -> int:
+        """Queue one message for every connected client and return at once; any thread.
+
+        As :meth:`alvaro.aio.Host.broadcast`: a client whose outbox is full is dropped as a
+        slow consumer instead of holding the others back. ``where`` runs on the calling thread.
+        Returns how many clients the message was queued for.
+        """
+        if exclude is None:
+            excluded: Collection[aio.Connection] = ()
+        elif isinstance(exclude, Connection):
+            excluded = (exclude._aio,)
+        else:
+            excluded = [facade._aio for facade in exclude]
+        keep = None
+        if where is not None:
+            test = where
+
+            def keep(conn: aio.Connection) -> bool:
+                return test(self._connection_for(conn))
+
+        return self._aio.broadcast(data, metadata, exclude=excluded, where=keep)
 
     # --- Running -------------------------------------------------------------------------------
 
