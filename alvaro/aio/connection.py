@@ -145,6 +145,7 @@ class Connection(ConnectionAliases):
         "_drained",
         "_early_error",
         "_early_events",
+        "_frame_deadline",
         "_inbox",
         "_inbox_bytes",
         "_inbox_sizes",
@@ -234,6 +235,8 @@ class Connection(ConnectionAliases):
         self._pong_waiter: anyio.Event | None = None
         self._latency: float | None = None
         self._read_scope: anyio.CancelScope | None = None
+        # When the frame being received must be complete; inf while none is under way.
+        self._frame_deadline = math.inf
         # Created on the loop by _open().
         self._loop: LoopHandle
         self._writer_wake: anyio.Event
@@ -837,7 +840,17 @@ class Connection(ConnectionAliases):
                     self._read_scope = scope
                     await self._read_loop(handler_lookup)
                 self._read_scope = None
-                if scope.cancelled_caught and not self._writer_done.is_set():
+                if (
+                    scope.cancelled_caught
+                    and self._close_info is None
+                    and self._frame_deadline <= anyio.current_time()
+                ):
+                    reason = f"a frame took more than {settings.frame_timeout:g} s to arrive"
+                    self._logger.warning(
+                        "closing the connection to %s:%s: %s", self.addr, self.port, reason
+                    )
+                    self._fail(CloseCode.TIMEOUT, reason)
+                elif scope.cancelled_caught and not self._writer_done.is_set():
                     self._logger.info(
                         "%s:%s did not answer the close within %g s; dropping the connection",
                         self.addr,
@@ -875,10 +888,15 @@ class Connection(ConnectionAliases):
         self._early_events = []
         error = self._early_error
         frame_timeout = self._settings.frame_timeout
-        # When the frame now partly buffered started, at the latest (anyio clock); see below.
-        partial_since: float | None = None
+        scope = self._read_scope
+        assert scope is not None
         share = 0  # the wire bytes of the last read shared out over its messages
         while True:
+            if events and self._frame_deadline < math.inf:
+                # Delivering may wait for the application: the peer's frame clock must not run
+                # meanwhile, nor cancel a callback. Disarmed here, armed again below.
+                self._frame_deadline = math.inf
+                scope.deadline = self._close_deadline
             for event in events:
                 if type(event) is Message:
                     if self._discarding:
@@ -918,24 +936,24 @@ class Connection(ConnectionAliases):
                 )
                 self._fail(error.code, str(error))
                 return
+            if (
+                frame_timeout is not None
+                and decoder.buffered
+                and self._frame_deadline == math.inf
+                and not self._close_queued
+            ):
+                # A frame has begun: the rest of it must come within frame_timeout, or a peer
+                # could hold a buffer open forever by trickling a byte at a time. The clock
+                # restarts whenever a frame completes (the deadline is disarmed above), so a
+                # steady stream whose reads end inside frames is not trickling. The deadline
+                # is set on the read loop's scope rather than a scope per read: a large
+                # message takes hundreds of reads, and a new scope costs more than setting one.
+                self._frame_deadline = anyio.current_time() + frame_timeout
+                scope.deadline = min(self._frame_deadline, self._close_deadline)
             try:
-                if partial_since is None or frame_timeout is None:
-                    chunk: bytes | None = await transport.receive()
-                else:
-                    # A frame has begun: the rest of it must come within frame_timeout, or a
-                    # peer could hold a buffer open forever by trickling a byte at a time.
-                    chunk = None
-                    with anyio.move_on_at(partial_since + frame_timeout):
-                        chunk = await transport.receive()
+                chunk = await transport.receive()
             except ConnectionClosedError as exc:
                 self._lose(exc.reason, exc.__cause__)
-                return
-            if chunk is None:
-                reason = f"a frame took more than {frame_timeout:g} s to arrive"
-                self._logger.warning(
-                    "closing the connection to %s:%s: %s", self.addr, self.port, reason
-                )
-                self._fail(CloseCode.TIMEOUT, reason)
                 return
             if not chunk:
                 partial = " in the middle of a frame" if decoder.buffered else ""
@@ -950,12 +968,6 @@ class Connection(ConnectionAliases):
             events = decoder.events()
             if events:
                 share = (before + len(chunk) - decoder.buffered) // len(events)
-            # Restart the frame clock whenever a frame completes: a steady stream whose reads
-            # always end inside some frame is making progress, not trickling.
-            if not decoder.buffered:
-                partial_since = None
-            elif events or partial_since is None:
-                partial_since = anyio.current_time()
 
     def _peer_closed(self, event: Close) -> None:
         with self._lock:

@@ -103,6 +103,33 @@ async def test_steady_stream_of_small_frames_is_not_a_slow_frame() -> None:
     assert got == ["x" * 50] * 12
 
 
+async def test_a_slow_application_does_not_count_against_the_peers_frame_clock() -> None:
+    """While got_data takes its time, the half frame behind it waits in the buffer: that is the
+    application's delay, not the peer's, and must not close the connection (nor cancel the
+    callback)."""
+    got: list[Any] = []
+    lost = Lost()
+
+    async def slow(conn: Connection, data: Any, metadata: Any) -> None:
+        await anyio.sleep(5 * T)  # longer than frame_timeout
+        got.append(data)
+
+    second = encode_message("second")
+    async with alvaro.aio.Host(frame_timeout=3 * T, **OPTIONS) as host:
+        host.got_data = slow
+        host.lost_client = lost
+        with anyio.fail_after(WAIT):
+            peer = await raw_client(host.port)
+            await peer.handshake()
+            await peer.send(encode_message("first") + second[:5])
+            await anyio.sleep(T)
+            await peer.send(second[5:])
+            await eventually(lambda: len(got) == 2)
+            assert not lost.connections
+            await peer.aclose()
+    assert got == ["first", "second"]
+
+
 async def test_frame_timeout_none_waits_for_a_slow_frame() -> None:
     got: list[Any] = []
     frame = encode_message("slow")
