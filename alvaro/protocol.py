@@ -651,14 +651,15 @@ class Decoder:
         expected: Role = "client" if self.role == "host" else "host"
         if role != expected:
             raise RemoteProtocolError(
-                f"the peer's HELLO says role {role!r}; a {self.role} expects {expected!r}"
+                f"the peer's HELLO says role {_brief(role)}; a {self.role} expects {expected!r}"
             )
         sizes = []
         for name in ("max_message_size", "max_metadata_size"):
             value = fields.get(name)
             if type(value) is not int or not 1 <= value <= MAX_LIMIT:
                 raise RemoteProtocolError(
-                    f"HELLO field {name!r} must be an integer from 1 to {MAX_LIMIT}, not {value!r}",
+                    f"HELLO field {name!r} must be an integer from 1 to {MAX_LIMIT}, "
+                    f"not {_brief(value)}",
                     CloseCode.INVALID_DATA,
                 )
             sizes.append(value)
@@ -668,6 +669,22 @@ class Decoder:
                 "HELLO field 'features' must be a list of strings", CloseCode.INVALID_DATA
             )
         return Hello(self._peer_version, expected, sizes[0], sizes[1], frozenset(features))
+
+
+def _brief(value: object) -> str:
+    """A short description of a value the peer sent, for an error message.
+
+    Never ``repr()`` of a container: one nested a thousand deep (which orjson decodes) would
+    raise RecursionError instead of describing it.
+    """
+    if value is None or isinstance(value, (bool, float)):
+        return repr(value)
+    if isinstance(value, int):
+        text = str(value) if abs(value) < 10**30 else "a very large integer"
+        return text
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:40] + "...")
+    return "an array" if isinstance(value, list) else "an object"
 
 
 _CONTROL_TYPES: Final = frozenset(
