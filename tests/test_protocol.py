@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from alvaro import CloseCode, EncodeError, MessageTooLarge, RemoteProtocolError, protocol
 from alvaro.protocol import (
@@ -37,6 +37,7 @@ from alvaro.protocol import (
     encode_ping,
     encode_pong,
 )
+from tests.hypothesis_profiles import LONG_TIMEOUT, default_settings, long_settings
 
 EVENT_TYPES = (Hello, Message, Ping, Pong, Close)
 RESERVED_TYPES = [
@@ -56,8 +57,15 @@ RESERVED_TYPES = [
 HOST_HELLO = encode_hello("host")
 PEER_HELLO = Hello(VERSION, "host", DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE)
 
-FAST = settings(max_examples=300, deadline=None)
-SLOW = settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The selected Hypothesis profile (tests/hypothesis_profiles.py): in CI, 500 derandomized examples
+# for the round-trip (R01) and malformed-input (R03) properties.
+FAST = default_settings()
+# Costly properties get a share of the profile's examples, to keep the default suite fast:
+# tests/test_protocol_fuzz.py fuzzes the same ground with the whole profile.
+SHARE = default_settings(0.6)
+LIGHT = default_settings(0.35)
+# The long runs, behind the slow marker: python3 -m pytest -m slow
+SLOW = long_settings()
 
 
 # --- Helpers ----------------------------------------------------------------------------------
@@ -192,7 +200,7 @@ def test_messages_round_trip_in_any_segmentation(msgs: list[Message], points: li
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(LONG_TIMEOUT)
 @SLOW
 @given(message_lists, cut_points)
 def test_messages_round_trip_in_any_segmentation_soak(
@@ -201,7 +209,7 @@ def test_messages_round_trip_in_any_segmentation_soak(
     check_round_trip(msgs, points)
 
 
-@FAST
+@LIGHT
 @given(st.lists(messages, min_size=1, max_size=5))
 def test_one_byte_at_a_time_emits_each_event_when_its_last_byte_arrives(
     msgs: list[Message],
@@ -866,7 +874,7 @@ def test_fuzz_arbitrary_bytes_after_handshake(data: bytes, points: list[int], sm
     assert received[:1] == [PEER_HELLO]
 
 
-@FAST
+@LIGHT
 @given(
     st.lists(random_frames | random_data_frames, max_size=10),
     hello_bodies,
@@ -911,7 +919,7 @@ def mutate(stream: bytes, other: bytes, ops: list[tuple[str, int, int, bytes]]) 
     return bytes(data)
 
 
-@FAST
+@SHARE
 @given(
     st.lists(messages, min_size=1, max_size=5),
     st.lists(messages, max_size=3),
@@ -932,7 +940,7 @@ def test_fuzz_mutated_valid_streams(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(LONG_TIMEOUT)
 @SLOW
 @given(
     st.lists(random_frames | random_data_frames, max_size=20),
@@ -1237,7 +1245,7 @@ def decode_outcome(raw: bytes) -> tuple[str, object]:
 
 
 @needs_orjson
-@settings(max_examples=400, deadline=None)
+@SHARE
 @given(raw=json_texts)
 def test_orjson_decoding_gives_the_standard_librarys_result(raw: bytes) -> None:
     with_orjson = decode_outcome(raw)
