@@ -49,6 +49,8 @@ def test_settings_defaults() -> None:
 def test_host_defaults(host_class: type) -> None:
     parameters = inspect.signature(host_class).parameters
     assert {name: parameters[name].default for name in HOST_DEFAULTS} == HOST_DEFAULTS
+    host = host_class()
+    assert {name: getattr(host, name) for name in HOST_DEFAULTS} == HOST_DEFAULTS
 
 
 def test_host_and_client_use_the_settings_defaults() -> None:

@@ -133,6 +133,16 @@ class Host(HostAliases):
         return self._aio.running
 
     @property
+    def max_connections(self) -> int:
+        """The most connections served at once (before lowering to the open-file limit)."""
+        return self._aio.max_connections
+
+    @property
+    def max_unauthenticated_per_address(self) -> int:
+        """The most connections from one address still in their handshakes."""
+        return self._aio.max_unauthenticated_per_address
+
+    @property
     def clients(self) -> list[Connection]:
         """The connected clients, oldest first."""
         return [self._connection_for(conn) for conn in self._aio.clients]
