@@ -23,7 +23,7 @@ from alvaro.protocol import Close, Decoder, Event, FrameType, Hello, Role, encod
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-__all__ = ("RawPeer", "data_frame", "frame_header", "raw_server")
+__all__ = ("RawPeer", "data_frame", "frame_header", "raw_server", "stalled_reader")
 
 E = TypeVar("E", bound=Event)
 
@@ -142,6 +142,16 @@ class RawPeer:
     def closes(self) -> list[Close]:
         """Every CLOSE frame decoded so far."""
         return [event for event in self.events if isinstance(event, Close)]
+
+
+async def stalled_reader(port: int) -> RawPeer:
+    """A raw client of 127.0.0.1:port with a 4 KiB receive buffer that, once its handshake is
+    done, reads nothing more: the slow consumer of backpressure tests."""
+    peer = await RawPeer.connect(port)
+    raw = peer.stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await peer.handshake()
+    return peer
 
 
 @asynccontextmanager

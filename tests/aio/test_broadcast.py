@@ -6,7 +6,6 @@ Each test runs on asyncio and on trio, on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
-import socket
 from typing import Any
 
 import anyio
@@ -19,7 +18,7 @@ from alvaro import CloseCode, ConnectionClosed, EncodeError, MessageTooLarge
 from alvaro.aio import Client, Connection, connect
 
 from ..helpers import WAIT, T, eventually
-from ..rawpeer import RawPeer
+from ..rawpeer import stalled_reader
 
 pytestmark = pytest.mark.anyio
 
@@ -87,14 +86,6 @@ async def test_broadcast_over_one_clients_limit_is_sent_to_no_one() -> None:
                     host.broadcast({1, 2})
                 assert host.broadcast("small") == 2
                 assert (await roomy.receive()).data == "small"
-
-
-async def stalled_reader(port: int) -> RawPeer:
-    peer = RawPeer(await anyio.connect_tcp("127.0.0.1", port), "client")
-    raw = peer.stream.extra(anyio.abc.SocketAttribute.raw_socket)
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    await peer.handshake()
-    return peer
 
 
 async def test_r07b_a_stalled_client_is_dropped_and_the_others_get_every_broadcast() -> None:

@@ -8,7 +8,6 @@ connects and says nothing. The cases follow the reliability cases R02, R06, R07,
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from typing import Any
 
@@ -24,7 +23,7 @@ from alvaro.aio.host import FD_RESERVE
 from alvaro.protocol import Close, encode_message
 
 from ..helpers import WAIT, T, eventually
-from ..rawpeer import RawPeer, frame_header
+from ..rawpeer import RawPeer, frame_header, stalled_reader
 
 pytestmark = pytest.mark.anyio
 
@@ -177,15 +176,6 @@ async def test_slow_large_frame_is_not_taken_for_a_dead_peer() -> None:
 
 
 # --- write_timeout: slow consumers (R07) -------------------------------------------------------
-
-
-async def stalled_reader(port: int) -> RawPeer:
-    """A raw client with a tiny receive buffer that, after the handshake, reads nothing more."""
-    peer = await raw_client(port)
-    raw = peer.stream.extra(anyio.abc.SocketAttribute.raw_socket)
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    await peer.handshake()
-    return peer
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])

@@ -19,7 +19,7 @@ from alvaro import CloseCode, ConnectError, ConnectionClosed, ConnectionClosedOK
 from alvaro.aio import Client, Connection, connect
 
 from ..helpers import WAIT, T, eventually
-from ..rawpeer import RawPeer
+from ..rawpeer import stalled_reader
 
 pytestmark = pytest.mark.anyio
 
@@ -36,15 +36,6 @@ async def collect(client: Client, into: list[Any], ending: list[BaseException]) 
             into.append((await client.receive()).data)
     except ConnectionClosed as exc:
         ending.append(exc)
-
-
-async def stalled_reader(port: int) -> RawPeer:
-    """A raw client with a small receive buffer that reads nothing after the handshake."""
-    peer = RawPeer(await anyio.connect_tcp("127.0.0.1", port), "client")
-    raw = peer.stream.extra(anyio.abc.SocketAttribute.raw_socket)
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    await peer.handshake()
-    return peer
 
 
 async def test_r23_stop_delivers_what_is_queued_then_going_away_and_is_bounded() -> None:
