@@ -28,8 +28,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import socket
-import struct
 import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -40,6 +38,8 @@ import anyio.abc
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
+
+from .helpers import reset_on_close
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -202,7 +202,7 @@ class ProxyConnection:
             try:
                 if self._reset:
                     for stream in streams:
-                        _linger_zero(stream)
+                        reset_on_close(stream)
                 elif self.ended_by not in ("eof", "proxy_closed"):
                     # An orderly cut: FIN after the bytes already sent, then read until each
                     # side closes too, so that no unread byte turns the close into a reset.
@@ -357,15 +357,6 @@ def _unbuffered_writes(stream: anyio.abc.SocketStream) -> None:
     set_limits = getattr(transport, "set_write_buffer_limits", None)
     if set_limits is not None:
         set_limits(0)
-
-
-def _linger_zero(stream: anyio.abc.SocketStream) -> None:
-    """Make closing ``stream`` send a TCP reset (RST) instead of a FIN."""
-    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
 
 
 async def _finish(stream: anyio.abc.SocketStream) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -89,3 +91,15 @@ def rss_kib(pid: int | str = "self") -> int:
     except OSError:  # not Linux
         pass
     return 0
+
+
+def reset_on_close(stream: anyio.abc.SocketStream) -> None:
+    """Make closing ``stream`` send a TCP reset (RST) instead of a FIN: SO_LINGER on, timeout 0.
+
+    Does nothing if the socket is already gone.
+    """
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass

@@ -20,6 +20,8 @@ import anyio.abc
 from alvaro.exceptions import RemoteProtocolError
 from alvaro.protocol import Close, Decoder, Event, FrameType, Hello, Role, encode_hello
 
+from .helpers import reset_on_close
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -86,8 +88,7 @@ class RawPeer:
 
     async def reset_close(self) -> None:
         """Close with a TCP reset (RST) instead of an orderly FIN: SO_LINGER on, timeout 0."""
-        sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        reset_on_close(self.stream)
         await self.stream.aclose()
 
     async def read_chunk(self) -> bool:

@@ -10,8 +10,6 @@ for things that must happen.
 from __future__ import annotations
 
 import random
-import socket
-import struct
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +18,7 @@ import anyio.abc
 import pytest
 
 from .faultproxy import fault_proxy
-from .helpers import WAIT, T, eventually, free_port
+from .helpers import WAIT, T, eventually, free_port, reset_on_close
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -338,8 +336,7 @@ async def test_reset_from_one_side_is_passed_on_as_a_reset() -> None:
         async with proxied(upstream) as (proxy, client):
             await client.send(b"hello")
             assert await read_exactly(client, 5) == b"hello"
-            server_side = upstream.streams[0].extra(anyio.abc.SocketAttribute.raw_socket)
-            server_side.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            reset_on_close(upstream.streams[0])
             await upstream.streams[0].aclose()
             _, ending = await read_to_end(client)
     assert ending == "reset"

@@ -19,7 +19,6 @@ import functools
 import logging
 import socket
 import ssl
-import struct
 import time
 import types
 import warnings
@@ -49,7 +48,7 @@ from alvaro.protocol import (
     encode_message,
 )
 
-from ..helpers import WAIT, T
+from ..helpers import WAIT, T, reset_on_close
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -320,8 +319,7 @@ class RawTLS:
 
     async def reset(self) -> None:
         """Close the socket with a TCP reset (SO_LINGER on, timeout 0), without close_notify."""
-        sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        reset_on_close(self.stream)
         await self.stream.aclose()
 
 
