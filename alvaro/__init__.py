@@ -15,7 +15,9 @@ from ._settings import Settings
 from ._version import __version__
 from .aio import Client, Connection, Host
 from .exceptions import (
+    AccountsFileError,
     AlvaroError,
+    AuthenticationError,
     ConcurrencyError,
     ConnectError,
     ConnectionClosed,
@@ -33,7 +35,9 @@ from .exceptions import (
 from .protocol import Message
 
 __all__ = (
+    "AccountsFileError",
     "AlvaroError",
+    "AuthenticationError",
     "Client",
     "CloseCode",
     "ConcurrencyError",

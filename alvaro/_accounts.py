@@ -34,6 +34,8 @@ import scramp  # type: ignore[import-untyped]
 import scramp.core  # type: ignore[import-untyped]
 import scramp.utils  # type: ignore[import-untyped]
 
+from .exceptions import AccountsFileError
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
@@ -45,9 +47,10 @@ __all__ = (
     "MAX_PASSWORD_BYTES",
     "MECHANISM",
     "Accounts",
-    "AuthInfo",
     "LoginAttempt",
+    "Verifier",
     "address_bucket",
+    "make_verifier",
     "validate_name",
     "validate_password",
 )
@@ -80,13 +83,55 @@ _SECRET_BYTES = 32
 _RECORDED_NAME_CHARS = 128
 
 
-class AuthInfo(NamedTuple):
-    """What a SCRAM server needs to verify one user, in the order scramp's ``auth_fn`` returns."""
+class Verifier(NamedTuple):
+    """What a host stores to check one user's password: the SCRAM-SHA-256 verifier.
+
+    Salt, StoredKey, ServerKey and iteration count (RFC 5802, section 3), in the order scramp's
+    ``auth_fn`` returns them. Neither the password nor anything that can be turned back into it
+    is here; finding the password from a verifier takes a dictionary attack at ``iterations``
+    PBKDF2 rounds per guess.
+    """
 
     salt: bytes
     stored_key: bytes
     server_key: bytes
     iterations: int
+
+    def to_string(self) -> str:
+        """The verifier in RFC 5803's text form, as PostgreSQL stores SCRAM passwords:
+        ``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`` (base64)."""
+        return (
+            f"{MECHANISM}${self.iterations}:{_b64(self.salt)}"
+            f"${_b64(self.stored_key)}:{_b64(self.server_key)}"
+        )
+
+    @classmethod
+    def from_string(cls, text: str) -> Verifier:
+        """Read a verifier written by :meth:`to_string` (or PostgreSQL's ``rolpassword``).
+
+        Raises:
+            ValueError: ``text`` is not a SCRAM-SHA-256 verifier.
+        """
+        try:
+            mechanism, rest = text.split("$", 1)
+            head, keys = rest.split("$", 1)
+            count, salt = head.split(":", 1)
+            stored_key, server_key = keys.split(":", 1)
+            verifier = cls(
+                _unb64(salt), _unb64(stored_key), _unb64(server_key), _check_iterations(int(count))
+            )
+        except (ValueError, TypeError, binascii.Error):
+            verifier = None
+            mechanism = ""
+        if (
+            verifier is None
+            or mechanism != MECHANISM
+            or len(verifier.salt) < 12
+            or len(verifier.stored_key) != _KEY_BYTES
+            or len(verifier.server_key) != _KEY_BYTES
+        ):
+            raise ValueError("not a SCRAM-SHA-256 verifier (SCRAM-SHA-256$i:salt$stored:server)")
+        return verifier
 
 
 class LoginAttempt(NamedTuple):
@@ -212,13 +257,13 @@ def _saslprep(password: str) -> str:
     return prepared
 
 
-def _derive(password: str, iterations: int) -> AuthInfo:
+def _derive(password: str, iterations: int) -> Verifier:
     # Looked up at each call (not bound at import), so that tests can count derivations.
     mechanism = scramp.ScramMechanism(MECHANISM)
     salt, stored_key, server_key, count = mechanism.make_auth_info(
         password, iteration_count=iterations
     )
-    return AuthInfo(bytes(salt), bytes(stored_key), bytes(server_key), int(count))
+    return Verifier(bytes(salt), bytes(stored_key), bytes(server_key), int(count))
 
 
 def _check_iterations(iterations: object) -> int:
@@ -233,6 +278,25 @@ def _check_iterations(iterations: object) -> int:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def make_verifier(password: str, iterations: int = DEFAULT_ITERATIONS) -> Verifier:
+    """Derive the SCRAM-SHA-256 verifier of ``password`` with a new random salt.
+
+    For hosts whose users live elsewhere (see ``Host(authenticator=...)``): store
+    ``make_verifier(password).to_string()`` instead of the password. Takes ``iterations`` rounds
+    of PBKDF2-HMAC-SHA256 (about 0.2 s at the default 600,000): call it from a worker thread in
+    async code.
+
+    Raises:
+        ValueError: the password is empty, longer than 1024 UTF-8 bytes, or has characters
+            SASLprep (RFC 4013) forbids; or ``iterations`` is out of range.
+    """
+    return _derive(validate_password(password), _check_iterations(iterations))
 
 
 class Accounts:
@@ -300,7 +364,7 @@ class Accounts:
         self._clock = clock
         self._now = now
         self._lock = threading.Lock()
-        self._users: dict[str, AuthInfo] = {}
+        self._users: dict[str, Verifier] = {}
         # Keys the fake verifiers of unknown users (see auth_info); saved with the store so that
         # a restart does not change them, which would tell an observer that they are fake.
         self._secret = secrets.token_bytes(_SECRET_BYTES)
@@ -364,7 +428,7 @@ class Accounts:
                 raise KeyError(f"no user {name!r}") from None
         logger.info("user %r removed", name)
 
-    def auth_info(self, name: str) -> AuthInfo:
+    def auth_info(self, name: str) -> Verifier:
         """Return the SCRAM verifier of user ``name``, or a fake one if there is no such user.
 
         The result can be returned as is from scramp's ``auth_fn``. For a name that is not a
@@ -382,7 +446,14 @@ class Accounts:
             secret = self._secret
         return self._fake_info(secret, name)
 
-    def _fake_info(self, secret: bytes, name: str) -> AuthInfo:
+    def fake_verifier(self, name: str) -> Verifier:
+        """The made-up verifier :meth:`auth_info` gives a name that is not a user; for
+        authenticators, so that a name unknown to them looks like any other."""
+        with self._lock:
+            secret = self._secret
+        return self._fake_info(secret, name)
+
+    def _fake_info(self, secret: bytes, name: str) -> Verifier:
         key = name.encode("utf-8", "surrogatepass")
 
         def part(label: bytes) -> bytes:
@@ -392,7 +463,7 @@ class Accounts:
 
         # The keys are random-looking values no password leads to: finding a password whose
         # verifier matches them is as hard as inverting SHA-256.
-        return AuthInfo(
+        return Verifier(
             salt=part(b"salt")[:_SALT_BYTES],
             stored_key=part(b"stored_key")[:_KEY_BYTES],
             server_key=part(b"server_key")[:_KEY_BYTES],
@@ -690,7 +761,7 @@ def _describe_seconds(seconds: float | None) -> str:
 
 class _Parsed(NamedTuple):
     secret: bytes
-    users: dict[str, AuthInfo]
+    users: dict[str, Verifier]
     bans: dict[str, float | None]
     attempts: list[LoginAttempt]
 
@@ -703,7 +774,7 @@ def _parse(path: Path, raw: bytes) -> _Parsed:
     try:
         return _parse_document(raw)
     except _FormatError as exc:
-        raise ValueError(f"{path} is not a valid alvaro accounts file: {exc}") from None
+        raise AccountsFileError(f"{path} is not a valid alvaro accounts file: {exc}") from None
 
 
 def _parse_document(raw: bytes) -> _Parsed:
@@ -757,8 +828,8 @@ def _decode_b64(value: object, what: str, size: int | None = None) -> bytes:
     return data
 
 
-def _parse_users(users: dict[str, Any]) -> dict[str, AuthInfo]:
-    result: dict[str, AuthInfo] = {}
+def _parse_users(users: dict[str, Any]) -> dict[str, Verifier]:
+    result: dict[str, Verifier] = {}
     for name, record in users.items():
         try:
             validate_name(name)
@@ -777,7 +848,7 @@ def _parse_users(users: dict[str, Any]) -> dict[str, AuthInfo]:
         salt = _decode_b64(record.get("salt"), f"the salt of user {name!r}")
         if len(salt) < 12:  # RFC 5802 sets no minimum; scramp refuses shorter salts
             raise _FormatError(f"the salt of user {name!r} is too short")
-        result[name] = AuthInfo(
+        result[name] = Verifier(
             salt=salt,
             stored_key=_decode_b64(
                 record.get("stored_key"), f"the stored_key of user {name!r}", _KEY_BYTES

@@ -27,6 +27,9 @@ class Settings:
         outbox_limit: ``send_data()`` raises :class:`~alvaro.OutboxFull` while more than this many
             bytes are waiting to be sent.
         open_timeout: seconds allowed for connecting and the opening handshake.
+        login_timeout: seconds allowed from connecting until the login has succeeded, on the
+            same clock as ``open_timeout`` (a host that requires login closes connections that
+            take longer with code TIMEOUT; a client gives up with ``TimeoutError``).
         close_timeout: seconds allowed for the closing handshake before the connection is dropped.
         ping_interval: seconds between keepalive pings while the connection is open; ``None``
             sends none.
@@ -50,6 +53,7 @@ class Settings:
     write_limit: int = 64 * 1024
     outbox_limit: int = 8 * 1024 * 1024
     open_timeout: float = 10.0
+    login_timeout: float = 10.0
     close_timeout: float = 10.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
@@ -75,7 +79,7 @@ class Settings:
         for name in ("max_message_size", "max_metadata_size"):
             if getattr(self, name) > MAX_LIMIT:
                 raise ValueError(f"{name} cannot be larger than {MAX_LIMIT} (the protocol's limit)")
-        for name in ("open_timeout", "close_timeout"):
+        for name in ("open_timeout", "login_timeout", "close_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
@@ -108,6 +112,7 @@ class SettingsOptions(TypedDict, total=False):
     write_limit: int
     outbox_limit: int
     open_timeout: float
+    login_timeout: float
     close_timeout: float
     ping_interval: float | None
     ping_timeout: float | None

@@ -4,7 +4,8 @@
 
     AlvaroError
     ├── ConnectError (also OSError)        could not connect, or the opening handshake failed
-    │   └── TLSError                       TLS could not be set up; .kind tells why
+    │   ├── TLSError                       TLS could not be set up; .kind tells why
+    │   └── AuthenticationError            the login failed; .reason tells why
     ├── ConnectionClosed                   the connection is closed; .code, .reason, .by_peer
     │   ├── ConnectionClosedOK             it was closed in order (NORMAL or GOING_AWAY)
     │   └── ConnectionClosedError          it was broken or closed because of an error
@@ -14,6 +15,7 @@
     ├── MessageTooLarge (also ValueError)  a message is over a size limit; .size, .limit
     ├── EncodeError (also TypeError)       data or metadata cannot be encoded as JSON
     ├── OutboxFull                         send_data() found the outbox full
+    ├── AccountsFileError (also ValueError)   a saved accounts file is corrupt or too new
     ├── ConcurrencyError (also RuntimeError)  two tasks receive from one connection at once
     └── WrongThreadError (also RuntimeError)  a blocking call was made on the event-loop thread
 
@@ -31,7 +33,9 @@ from __future__ import annotations
 from ._close_codes import CloseCode
 
 __all__ = (
+    "AccountsFileError",
     "AlvaroError",
+    "AuthenticationError",
     "ConcurrencyError",
     "ConnectError",
     "ConnectionClosed",
@@ -98,6 +102,27 @@ class TLSError(ConnectError):
 
     def __reduce__(self) -> tuple[type[TLSError], tuple[str, str]]:
         return (type(self), (str(self), self.kind))
+
+
+class AuthenticationError(ConnectError):
+    """The login failed, or could not be attempted.
+
+    The host gives the same reason for an unknown user name and a wrong password, so the
+    message cannot tell which names exist. Other reasons: the host requires login and none was
+    given, the address is blocked after too many failed logins, the account must wait after
+    failed logins, the host does not use logins, or the host could not prove that it knows the
+    password (an impostor).
+
+    Attributes:
+        reason: why, in words meant for a person.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[AuthenticationError], tuple[str]]:
+        return (type(self), (self.reason,))
 
 
 class ConnectionClosed(AlvaroError):
@@ -192,6 +217,14 @@ class OutboxFull(AlvaroError):
     """``send_data()`` found the connection's outbox over its limit.
 
     The message was not queued. Wait with ``await send(...)``, which waits for room, or slow down.
+    """
+
+
+class AccountsFileError(AlvaroError, ValueError):
+    """A saved accounts file (users, bans, login history) cannot be read back.
+
+    The message names the file and the problem: not valid JSON, truncated, another format, a
+    bad record, or written by a newer version of alvaro. Nothing is loaded from such a file.
     """
 
 

@@ -14,7 +14,7 @@ Receiving::
         decoder.receive_data(chunk)           # any number of bytes, any segmentation
     except RemoteProtocolError as exc:        # the peer broke the protocol: close with exc.code
         ...
-    for event in decoder.events():            # Hello, Message, Ping, Pong, Close
+    for event in decoder.events():            # Hello, Message, Ping, Pong, Close, Auth*
         ...
 
 When :meth:`Decoder.receive_data` raises, the events parsed before the bad frame are complete and
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ._types import Metadata
 
 __all__ = (
+    "AUTH_MECHANISM",
     "CONTROL_LIMIT",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_METADATA_SIZE",
@@ -52,18 +53,30 @@ __all__ = (
     "PREAMBLE",
     "SUPPORTED_FEATURES",
     "VERSION",
+    "AuthChallenge",
+    "AuthFail",
+    "AuthOk",
+    "AuthResponse",
+    "AuthStart",
     "Close",
     "Decoder",
     "Encoding",
     "Event",
     "FrameType",
     "Hello",
+    "Logout",
     "Message",
     "Ping",
     "Pong",
     "Role",
+    "encode_auth_challenge",
+    "encode_auth_fail",
+    "encode_auth_ok",
+    "encode_auth_response",
+    "encode_auth_start",
     "encode_close",
     "encode_hello",
+    "encode_logout",
     "encode_message",
     "encode_ping",
     "encode_pong",
@@ -84,6 +97,8 @@ CONTROL_LIMIT: Final = 4096
 """Limit on the body of every frame that is not a message (HELLO, PING, PONG, CLOSE)."""
 MAX_CLOSE_REASON: Final = 1024
 """The encoder shortens close reasons to this many UTF-8 bytes."""
+AUTH_MECHANISM: Final = "SCRAM-SHA-256"
+"""The login mechanism of feature ``auth`` (RFC 5802, RFC 7677; no channel binding)."""
 
 MAX_LIMIT: Final = 2**32 - 1 - 4
 """The largest size limit the protocol can state: a u32 body length less a DATA frame's
@@ -130,8 +145,8 @@ class Encoding(enum.IntEnum):
     BYTES = 1
 
 
-SUPPORTED_FEATURES: Final[frozenset[str]] = frozenset()
-"""Optional features this version of the codec implements (none yet; see ``FrameType``)."""
+SUPPORTED_FEATURES: Final[frozenset[str]] = frozenset({"auth"})
+"""Optional features this version of the codec implements (see ``FrameType``)."""
 _FEATURE_OF: Final[dict[int, str]] = {
     FrameType.REQUEST: "request",
     FrameType.REPLY: "request",
@@ -156,6 +171,8 @@ class Hello:
     max_message_size: int
     max_metadata_size: int
     features: frozenset[str] = field(default_factory=frozenset)
+    auth_required: bool = False
+    """Whether the host requires login; only ever true when feature ``auth`` is negotiated."""
 
 
 class Message(NamedTuple):
@@ -192,7 +209,61 @@ class Close:
     reason: str = ""
 
 
-Event: TypeAlias = Hello | Message | Ping | Pong | Close
+@dataclass(frozen=True, slots=True)
+class AuthStart:
+    """A client begins a login (feature ``auth``): the SCRAM client-first-message."""
+
+    mechanism: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthChallenge:
+    """The host's answer to :class:`AuthStart`: the SCRAM server-first-message."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """The client's proof: the SCRAM client-final-message."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOk:
+    """The host accepted the login: the SCRAM server-final-message, and the user's name."""
+
+    message: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFail:
+    """The host refused the login, saying why (the same words for every wrong credential)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Logout:
+    """The client ends its login; the host then closes the connection."""
+
+
+Event: TypeAlias = (
+    Hello
+    | Message
+    | Ping
+    | Pong
+    | Close
+    | AuthStart
+    | AuthChallenge
+    | AuthResponse
+    | AuthOk
+    | AuthFail
+    | Logout
+)
 
 
 # --- JSON -------------------------------------------------------------------------------------
@@ -370,6 +441,7 @@ def encode_hello(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
     features: Iterable[str] = (),
+    auth_required: bool = False,
 ) -> bytes:
     """Encode the preamble and HELLO frame that open a connection.
 
@@ -378,6 +450,7 @@ def encode_hello(
         max_message_size: the largest metadata plus payload this side accepts, in bytes.
         max_metadata_size: the largest encoded metadata this side accepts, in bytes.
         features: names of optional protocol features this side speaks.
+        auth_required: a host that requires login says so (``features`` must list ``auth``).
     """
     for name, value in (
         ("max_message_size", max_message_size),
@@ -385,12 +458,17 @@ def encode_hello(
     ):
         if not 1 <= value <= MAX_LIMIT:
             raise ValueError(f"{name} must be between 1 and {MAX_LIMIT}, not {value}")
-    body = {
+    names = sorted(set(features))
+    body: dict[str, object] = {
         "role": role,
         "max_message_size": max_message_size,
         "max_metadata_size": max_metadata_size,
-        "features": sorted(features),
+        "features": names,
     }
+    if auth_required:
+        if role != "host" or "auth" not in names:
+            raise ValueError("only a host that lists feature 'auth' can require login")
+        body["auth_required"] = True
     return PREAMBLE + _control_frame(FrameType.HELLO, _dumps(body, "HELLO"))
 
 
@@ -415,15 +493,63 @@ def encode_pong(payload: bytes = b"") -> bytes:
     return _control_frame(FrameType.PONG, payload)
 
 
+def _auth_frame(frame_type: FrameType, **fields: str) -> bytes:
+    body = _dumps(fields, frame_type.name)
+    if len(body) > CONTROL_LIMIT:
+        # Only a caller's own over-long strings get here; the peer could not accept the frame.
+        raise ValueError(f"{frame_type.name} body of {len(body)} bytes is over {CONTROL_LIMIT}")
+    return _HEADER.pack(len(body), frame_type, 0) + body
+
+
+def encode_auth_start(message: str, mechanism: str = AUTH_MECHANISM) -> bytes:
+    """Encode AUTH_START (client to host) carrying the SCRAM client-first-message."""
+    return _auth_frame(FrameType.AUTH_START, mechanism=mechanism, message=message)
+
+
+def encode_auth_challenge(message: str) -> bytes:
+    """Encode AUTH_CHALLENGE (host to client) carrying the SCRAM server-first-message."""
+    return _auth_frame(FrameType.AUTH_CHALLENGE, message=message)
+
+
+def encode_auth_response(message: str) -> bytes:
+    """Encode AUTH_RESPONSE (client to host) carrying the SCRAM client-final-message."""
+    return _auth_frame(FrameType.AUTH_RESPONSE, message=message)
+
+
+def encode_auth_ok(message: str, user: str) -> bytes:
+    """Encode AUTH_OK (host to client): the SCRAM server-final-message and the user's name."""
+    return _auth_frame(FrameType.AUTH_OK, message=message, user=user)
+
+
+def encode_auth_fail(reason: str) -> bytes:
+    """Encode AUTH_FAIL (host to client) with a reason a person can read."""
+    return _auth_frame(FrameType.AUTH_FAIL, reason=reason)
+
+
+def encode_logout() -> bytes:
+    """Encode LOGOUT (client to host)."""
+    return _auth_frame(FrameType.LOGOUT)
+
+
 # --- Decoding ---------------------------------------------------------------------------------
 
 
 class _Phase(enum.Enum):
     PREAMBLE = "preamble"
     HELLO = "hello"
+    LOGIN = "login"  # a host that requires login: HELLOs exchanged, no login accepted yet
     OPEN = "open"
     CLOSED = "closed"
     FAILED = "failed"
+
+
+class _Login(enum.Enum):
+    """Where the login exchange is, as seen from the frames received."""
+
+    IDLE = "idle"  # nothing yet (or, on a host, logged out)
+    STARTED = "started"  # host: AUTH_START received; client: AUTH_CHALLENGE received
+    ANSWERED = "answered"  # host: AUTH_RESPONSE received, the verdict is the host's to send
+    DONE = "done"  # client: AUTH_OK received; host: login accepted
 
 
 class Decoder:
@@ -433,8 +559,13 @@ class Decoder:
         role: this side's role; the peer's HELLO must state the other one.
         max_message_size: the largest metadata plus payload accepted in one message, in bytes.
         max_metadata_size: the largest encoded metadata accepted in one message, in bytes.
-        features: optional features negotiated with the peer (a subset of
-            :data:`SUPPORTED_FEATURES`); frames of features not listed here are protocol errors.
+        features: optional features this side offers in its HELLO (a subset of
+            :data:`SUPPORTED_FEATURES`). A feature is negotiated when the peer's HELLO lists it
+            too (:attr:`negotiated`); frames of features not negotiated are protocol errors.
+        login_required: only for a host that offers ``auth``: the client must offer ``auth``
+            too (else POLICY_VIOLATION), and until :meth:`accept_login` is called every DATA
+            frame is refused with POLICY_VIOLATION at its header, before any of its body is
+            kept (``docs/protocol.md``, section 9.8).
 
     The decoder keeps an offset into one buffer and parses every complete frame of each chunk, so
     the cost is linear in the bytes received (a quadratic buffer would be a denial of service).
@@ -447,6 +578,7 @@ class Decoder:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
         features: Iterable[str] = (),
+        login_required: bool = False,
     ) -> None:
         if role not in ("host", "client"):
             raise ValueError(f"role must be 'host' or 'client', not {role!r}")
@@ -457,6 +589,12 @@ class Decoder:
         if not self.features <= SUPPORTED_FEATURES:
             unknown = ", ".join(sorted(self.features - SUPPORTED_FEATURES))
             raise ValueError(f"the decoder does not implement these features: {unknown}")
+        if login_required and (role != "host" or "auth" not in self.features):
+            raise ValueError("login_required needs role 'host' and feature 'auth'")
+        self.login_required = login_required
+        self.negotiated: frozenset[str] = frozenset()
+        """The features both HELLOs list; empty until the peer's HELLO has arrived."""
+        self._login = _Login.IDLE
         self._buffer = bytearray()
         self._pos = 0
         self._events: list[Event] = []
@@ -479,6 +617,21 @@ class Decoder:
     def closed(self) -> bool:
         """Whether the peer's CLOSE has been received (possibly before any HELLO)."""
         return self._phase is _Phase.CLOSED
+
+    @property
+    def logged_in(self) -> bool:
+        """Host: whether :meth:`accept_login` was called (and no LOGOUT came since).
+        Client: whether the host's AUTH_OK has been received."""
+        return self._login is _Login.DONE
+
+    def accept_login(self) -> None:
+        """Tell a host's decoder that the login succeeded (call it as AUTH_OK is sent): from
+        now on DATA frames are accepted, up to ``max_message_size``."""
+        if self.role != "host" or self._login is not _Login.ANSWERED:
+            raise RuntimeError("accept_login() is for a host that has received AUTH_RESPONSE")
+        self._login = _Login.DONE
+        if self._phase is _Phase.LOGIN:
+            self._phase = _Phase.OPEN
 
     def events(self) -> list[Event]:
         """Return the events parsed so far, oldest first, and forget them."""
@@ -604,13 +757,23 @@ class Decoder:
             raise RemoteProtocolError(
                 f"frame type {_type_name(frame_type)} arrived before the peer's HELLO"
             )
+        if frame_type == FrameType.DATA:
+            # Only in the LOGIN phase does DATA come this way (OPEN takes the fast path), so
+            # the gate costs the message path nothing.
+            raise RemoteProtocolError(
+                "a message arrived before the login; this host requires login first",
+                CloseCode.POLICY_VIOLATION,
+            )
         if frame_type in _FEATURE_OF:
             feature = _FEATURE_OF[frame_type]
-            if feature not in self.features:
+            if feature not in self.negotiated:
                 raise RemoteProtocolError(
                     f"frame type {_type_name(frame_type)} needs feature {feature!r}, "
                     "which was not negotiated"
                 )
+            if feature == "auth" and frame_type not in _AUTH_RECEIVED_BY[self.role]:
+                sender = "client" if self.role == "host" else "host"
+                raise RemoteProtocolError(f"{_type_name(frame_type)} is not sent by a {sender}")
         elif frame_type not in _CONTROL_TYPES:
             raise RemoteProtocolError(f"unknown frame type {frame_type:#04x}")
         if flags:
@@ -629,7 +792,7 @@ class Decoder:
             if self._phase is not _Phase.HELLO:
                 raise RemoteProtocolError("the peer sent a second HELLO")
             hello = self._hello(body)
-            self._phase = _Phase.OPEN
+            self._phase = _Phase.LOGIN if self.login_required else _Phase.OPEN
             self._hello_received = True
             return hello
         if frame_type == FrameType.CLOSE:
@@ -640,8 +803,49 @@ class Decoder:
         if frame_type == FrameType.PONG:
             return Pong(body.tobytes())
         # A reserved type passes the header check only once its feature is negotiated, and the
-        # constructor accepts only SUPPORTED_FEATURES, which is empty in this version.
-        raise NotImplementedError(_type_name(frame_type))
+        # only feature this version implements is "auth".
+        return self._auth(frame_type, body)
+
+    def _auth(self, frame_type: int, body: memoryview) -> Event:
+        login = self._login
+        name = _type_name(frame_type)
+        if frame_type == FrameType.LOGOUT:
+            if login is not _Login.DONE:
+                raise RemoteProtocolError("LOGOUT arrived from a client that is not logged in")
+            if len(body):
+                _auth_fields(body, name)
+            # Logged out: DATA is refused again while the host closes the connection.
+            self._login = _Login.IDLE
+            self._phase = _Phase.LOGIN
+            return Logout()
+        fields = _auth_fields(body, name)
+        if frame_type == FrameType.AUTH_START:
+            if login is not _Login.IDLE:
+                raise RemoteProtocolError("AUTH_START arrived after a login had begun")
+            self._login = _Login.STARTED
+            return AuthStart(
+                _auth_string(fields, "mechanism", name), _auth_string(fields, "message", name)
+            )
+        if frame_type == FrameType.AUTH_RESPONSE:
+            if login is not _Login.STARTED:
+                raise RemoteProtocolError("AUTH_RESPONSE arrived without an AUTH_START before it")
+            self._login = _Login.ANSWERED
+            return AuthResponse(_auth_string(fields, "message", name))
+        if frame_type == FrameType.AUTH_CHALLENGE:
+            if login is not _Login.IDLE:
+                raise RemoteProtocolError("AUTH_CHALLENGE arrived out of order")
+            self._login = _Login.STARTED
+            return AuthChallenge(_auth_string(fields, "message", name))
+        if frame_type == FrameType.AUTH_OK:
+            if login is not _Login.STARTED:
+                raise RemoteProtocolError("AUTH_OK arrived without an AUTH_CHALLENGE before it")
+            self._login = _Login.DONE
+            return AuthOk(_auth_string(fields, "message", name), _auth_string(fields, "user", name))
+        # AUTH_FAIL, the only type left that a client receives.
+        if login is _Login.DONE:
+            raise RemoteProtocolError("AUTH_FAIL arrived after AUTH_OK")
+        self._login = _Login.ANSWERED
+        return AuthFail(_auth_string(fields, "reason", name))
 
     def _hello(self, body: memoryview) -> Hello:
         fields = _loads(body, "HELLO")
@@ -668,7 +872,24 @@ class Decoder:
             raise RemoteProtocolError(
                 "HELLO field 'features' must be a list of strings", CloseCode.INVALID_DATA
             )
-        return Hello(self._peer_version, expected, sizes[0], sizes[1], frozenset(features))
+        offered = frozenset(features)
+        self.negotiated = offered & self.features
+        auth_required = False
+        if "auth" in self.negotiated:
+            if self.role == "client":
+                # Version 1 hosts offer login only to require it (docs/protocol.md, 9.8).
+                if fields.get("auth_required") is not True:
+                    raise RemoteProtocolError(
+                        "the host lists feature 'auth' without \"auth_required\": true",
+                        CloseCode.INVALID_DATA,
+                    )
+                auth_required = True
+        elif self.login_required:
+            raise RemoteProtocolError(
+                "this host requires login, and the client does not offer feature 'auth'",
+                CloseCode.POLICY_VIOLATION,
+            )
+        return Hello(self._peer_version, expected, sizes[0], sizes[1], offered, auth_required)
 
 
 def _brief(value: object) -> str:
@@ -690,6 +911,26 @@ def _brief(value: object) -> str:
 _CONTROL_TYPES: Final = frozenset(
     (FrameType.HELLO, FrameType.CLOSE, FrameType.PING, FrameType.PONG)
 )
+_AUTH_RECEIVED_BY: Final[dict[Role, frozenset[int]]] = {
+    "host": frozenset((FrameType.AUTH_START, FrameType.AUTH_RESPONSE, FrameType.LOGOUT)),
+    "client": frozenset((FrameType.AUTH_CHALLENGE, FrameType.AUTH_OK, FrameType.AUTH_FAIL)),
+}
+
+
+def _auth_fields(body: memoryview, name: str) -> dict[str, Any]:
+    fields = _loads(body, name)
+    if not isinstance(fields, dict):
+        raise RemoteProtocolError(f"{name} must be a JSON object", CloseCode.INVALID_DATA)
+    return fields
+
+
+def _auth_string(fields: dict[str, Any], key: str, name: str) -> str:
+    value = fields.get(key)
+    if not isinstance(value, str):
+        raise RemoteProtocolError(
+            f"{name} field {key!r} must be a string, not {_brief(value)}", CloseCode.INVALID_DATA
+        )
+    return value
 
 
 def _close(body: memoryview) -> Close:

@@ -20,7 +20,7 @@ import scramp  # type: ignore[import-untyped]  # scramp ships no type informatio
 from alvaro._accounts import (
     DEFAULT_ITERATIONS,
     Accounts,
-    AuthInfo,
+    Verifier,
     LoginAttempt,
     address_bucket,
 )
@@ -73,7 +73,7 @@ def derivations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def scram_login(info: AuthInfo, username: str, password: str) -> None:
+def scram_login(info: Verifier, username: str, password: str) -> None:
     """Run a whole SCRAM-SHA-256 exchange; raises scramp.ScramException when it fails."""
     server = scramp.ScramMechanism("SCRAM-SHA-256").make_server(lambda _name: info)
     client = scramp.ScramClient(["SCRAM-SHA-256"], username, password)
@@ -83,7 +83,7 @@ def scram_login(info: AuthInfo, username: str, password: str) -> None:
     client.set_server_final(server.get_server_final())
 
 
-def failed_login_error(info: AuthInfo, username: str, password: str) -> str:
+def failed_login_error(info: Verifier, username: str, password: str) -> str:
     """Run the exchange as a host would; return what the host would put into its final message."""
     server = scramp.ScramMechanism("SCRAM-SHA-256").make_server(lambda _name: info)
     client = scramp.ScramClient(["SCRAM-SHA-256"], username, password)
@@ -177,7 +177,7 @@ def test_user_management(accounts: Accounts) -> None:
 def test_stored_info_is_a_scram_verifier(accounts: Accounts) -> None:
     accounts.add_user("alice", PASSWORD)
     info = accounts.auth_info("alice")
-    assert isinstance(info, AuthInfo)
+    assert isinstance(info, Verifier)
     assert info.iterations == FAST
     assert len(info.salt) == 32
     assert len(info.stored_key) == len(info.server_key) == 32

@@ -28,6 +28,7 @@ SETTINGS_DEFAULTS = {
     "write_limit": 64 * KIB,
     "outbox_limit": 8 * MIB,
     "open_timeout": 10.0,
+    "login_timeout": 10.0,
     "close_timeout": 10.0,
     "ping_interval": 20.0,
     "ping_timeout": 20.0,
@@ -80,3 +81,26 @@ def test_max_queue_bytes_is_a_positive_integer() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="max_queue_bytes"):
             Settings(max_queue_bytes=bad)
+
+
+#: The login policy of reliability.md section 9: OWASP's PBKDF2 iteration count, 5 failures in
+#: 30 minutes ban an address for 10 minutes, per-name delays from 1 s doubling to 15 minutes.
+ACCOUNTS_DEFAULTS = {
+    "iterations": 600_000,
+    "max_failures": 5,
+    "failure_window": 1800.0,
+    "ban_duration": 600.0,
+    "delay_base": 1.0,
+    "delay_max": 900.0,
+}
+
+
+def test_login_defaults() -> None:
+    from alvaro.auth import Accounts
+
+    parameters = inspect.signature(Accounts).parameters
+    assert {name: parameters[name].default for name in ACCOUNTS_DEFAULTS} == ACCOUNTS_DEFAULTS
+    host = alvaro.aio.Host()
+    assert host.login_required is False
+    assert host.accounts.iterations == 600_000
+    assert inspect.signature(alvaro.aio.Host).parameters["login_required"].default is False

@@ -10,7 +10,9 @@ import alvaro
 import alvaro.exceptions
 from alvaro import CloseCode
 from alvaro.exceptions import (
+    AccountsFileError,
     AlvaroError,
+    AuthenticationError,
     ConcurrencyError,
     ConnectError,
     ConnectionClosed,
@@ -30,6 +32,8 @@ from alvaro.exceptions import (
 HIERARCHY = [
     (ConnectError, AlvaroError, OSError),
     (TLSError, ConnectError, OSError),
+    (AuthenticationError, ConnectError, OSError),
+    (AccountsFileError, AlvaroError, ValueError),
     (ConnectionClosed, AlvaroError, None),
     (ConnectionClosedOK, ConnectionClosed, None),
     (ConnectionClosedError, ConnectionClosed, None),
@@ -226,3 +230,16 @@ def test_tls_error_carries_its_kind_through_pickle() -> None:
     with pytest.raises(ConnectError):
         raise error
     assert TLSError("unclassified").kind == TLSError.HANDSHAKE
+
+
+def test_authentication_error_carries_its_reason_through_pickle() -> None:
+    import pickle
+
+    error = AuthenticationError("login refused: wrong user name or password")
+    assert error.reason == str(error) == "login refused: wrong user name or password"
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is AuthenticationError
+    assert copy.reason == error.reason
+    # A failed login is a failed connect: code written for ConnectError catches it.
+    with pytest.raises(ConnectError):
+        raise error

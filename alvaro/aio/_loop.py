@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import anyio.lowlevel
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("LoopHandle",)
+__all__ = ("LoopHandle", "LoopLocalLimiter")
 
 
 class LoopHandle:
@@ -61,3 +63,28 @@ class LoopHandle:
             function()
         else:
             self.call_soon(function)
+
+
+class LoopLocalLimiter:
+    """A capacity limiter per running event loop, made on first use in each.
+
+    anyio's limiters belong to the loop they were made in (an asyncio one fails under trio, or
+    under a second ``asyncio.run``), while what they bound here (CPU-heavy key derivations in
+    worker threads) is shared per process; one limiter per loop is the closest fit.
+    """
+
+    __slots__ = ("_limiters", "_total")
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> anyio.CapacityLimiter:
+        """The limiter of the running loop."""
+        native = anyio.lowlevel.current_token().native_token
+        limiter = self._limiters.get(native)
+        if limiter is None:
+            limiter = self._limiters[native] = anyio.CapacityLimiter(self._total)
+        return limiter

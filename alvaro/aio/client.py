@@ -14,11 +14,13 @@ import anyio.abc
 import anyio.lowlevel
 
 from .. import tls
+from .._accounts import validate_name, validate_password
 from .._aliases import ClientAliases, SeedClientTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings
 from ..exceptions import (
+    AuthenticationError,
     ConnectError,
     ConnectionClosed,
     LocalProtocolError,
@@ -26,6 +28,8 @@ from ..exceptions import (
     TLSError,
     WrongThreadError,
 )
+from ..protocol import encode_logout
+from ._login import client_login
 from ._loop import LoopHandle
 from ._tls import check_context, start_tls
 from ._transport import Transport, open_transport
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ("Client", "connect")
 
 _MISSING: Any = object()
+_LOGIN_FEATURES = frozenset({"auth"})
 
 
 class Client(ClientAliases):
@@ -99,6 +104,11 @@ class Client(ClientAliases):
         self._connected = threading.Event()
         self._loop: LoopHandle | None = None
         self._finished: anyio.Event | None = None
+        # Threading events, like _connected: wait_for_login() works from any thread.
+        self._logged_in = threading.Event()
+        self._login_done = threading.Event()  # the last login attempt ended, either way
+        self._login_error: AuthenticationError | None = None
+        self._warned_plain_login = False
 
     # --- Callbacks: override in a subclass or assign on the instance ---------------------------
 
@@ -106,6 +116,14 @@ class Client(ClientAliases):
         """Called once connected (handshake done), before any message is delivered.
 
         Runs in the event loop, in the connection's task; :meth:`send_data` may be used here.
+        """
+        return None
+
+    def logged_in(self) -> MaybeAwaitable:
+        """Called once the login given to :meth:`connect` has succeeded, just before
+        ``made_connection``.
+
+        Runs in the event loop, in the connection's task; :attr:`user` is the user's name.
         """
         return None
 
@@ -139,6 +157,12 @@ class Client(ClientAliases):
             self._connected.is_set() and self._connection is not None and (self._connection.is_open)
         )
 
+    @property
+    def user(self) -> str | None:
+        """The user this client is logged in as, or ``None``."""
+        conn = self._connection
+        return None if conn is None or not self._logged_in.is_set() else conn.user
+
     def __repr__(self) -> str:
         conn = self._connection
         if conn is None:
@@ -155,6 +179,7 @@ class Client(ClientAliases):
         use_ssl: bool = False,
         ssl_cert: StrPath | None = None,
         server_hostname: str | None = None,
+        login: tuple[str, str] | None = None,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
         **seed_options: Unpack[SeedClientTLS],
     ) -> None:
@@ -174,8 +199,20 @@ class Client(ClientAliases):
             server_hostname: the name the host's certificate must carry, when it differs from
                 ``host`` (for example when connecting by IP address to a certificate for a
                 name). The name is always checked.
+            login: ``(user, password)`` for a host that requires login. The password never
+                crosses the network (SCRAM-SHA-256): the client proves it knows it, and checks
+                that the host knows the user's verifier too. Deriving the proof takes a
+                fraction of a second of CPU, in a worker thread. Connecting counts as done
+                (``made_connection``, ``task_status.started()``) only once logged in; all of it
+                within ``login_timeout``.
 
         Raises:
+            AuthenticationError: the login failed; its ``reason`` says why (the same words for
+                an unknown user and a wrong password). Also when the host requires login and
+                none was given, when it does not use logins and one was, and when this address
+                is blocked after too many failed logins.
+            ValueError: ``login`` is not a ``(user, password)`` pair of a valid user name and
+                password (checked before connecting).
             TLSError: TLS could not be set up; its ``kind`` says why (untrusted CA, name
                 mismatch, expired certificate, a plaintext host, ...). Never falls back to
                 plaintext.
@@ -189,8 +226,16 @@ class Client(ClientAliases):
         if "sslKey" in seed_options:
             raise TypeError("a client takes no sslKey: its sslCert is the CA file it trusts")
         context = self._tls_context(*seed_tls_options(seed_options, use_ssl, ssl_cert))
+        if login is not None:
+            if not isinstance(login, tuple) or len(login) != 2:
+                raise ValueError("login must be a (user, password) tuple")
+            validate_name(login[0])
+            validate_password(login[1])
         self._connecting = True
         self._connected.clear()
+        self._logged_in.clear()
+        self._login_done.clear()
+        self._login_error = None
         self._loop = LoopHandle()
         self._finished = anyio.Event()
         try:
@@ -203,7 +248,13 @@ class Client(ClientAliases):
                 transport = await self._secure(
                     transport, context, server_hostname or host, deadline
                 )
-            conn = Connection(transport, role="client", settings=self.settings, logger=self.logger)
+            conn = Connection(
+                transport,
+                role="client",
+                settings=self.settings,
+                logger=self.logger,
+                features=_LOGIN_FEATURES,
+            )
             try:
                 await conn._open(deadline)
             except (RemoteProtocolError, ConnectionClosed) as exc:
@@ -215,6 +266,15 @@ class Client(ClientAliases):
                     f"the handshake with {host}:{port} took longer than "
                     f"{self.settings.open_timeout:g} s"
                 ) from None
+            try:
+                await self._login(
+                    conn, login, host, port, deadline - self.settings.open_timeout, context
+                )
+            except AuthenticationError as exc:
+                self._login_error = exc
+                raise
+            finally:
+                self._login_done.set()
             self._connection = conn
             self._connected.set()
             self.logger.info("connected to %s:%s", host, port)
@@ -235,6 +295,59 @@ class Client(ClientAliases):
         finally:
             self._connecting = False
             self._finished.set()
+
+    async def _login(
+        self,
+        conn: Connection,
+        login: tuple[str, str] | None,
+        host: str,
+        port: int,
+        started: float,
+        context: ssl.SSLContext | None,
+    ) -> None:
+        """Log in if the host requires it, by ``login_timeout`` after ``started``."""
+        peer = conn._peer
+        assert peer is not None
+        if not peer.auth_required:
+            if login is not None:
+                await conn._abort(CloseCode.NORMAL, "this client expected to log in")
+                raise AuthenticationError(
+                    f"{host}:{port} does not use logins (it was not started with "
+                    "login_required=True); connect without login="
+                )
+            return
+        if login is None:
+            await conn._abort(CloseCode.POLICY_VIOLATION, "no login was given to this client")
+            raise AuthenticationError(
+                f"{host}:{port} requires login; connect with login=(user, password)"
+            )
+        if context is None and not self._warned_plain_login:
+            self._warned_plain_login = True
+            self.logger.warning(
+                "logging in to %s:%s without TLS: the password never crosses the network "
+                "(SCRAM), but the user name and every message do, readable and changeable by "
+                "anyone on the path; use TLS",
+                host,
+                port,
+            )
+        try:
+            with anyio.fail_at(started + self.settings.login_timeout):
+                await client_login(conn, *login)
+        except TimeoutError:
+            await conn._abort(CloseCode.TIMEOUT, "the login took too long")
+            raise TimeoutError(
+                f"the login to {host}:{port} took longer than {self.settings.login_timeout:g} s"
+            ) from None
+        except RemoteProtocolError as exc:
+            await conn._abort(exc.code, str(exc))
+            raise ConnectError(f"the login to {host}:{port} failed: {exc}") from exc
+        except ConnectionClosed as exc:
+            await conn._abort(None, "")
+            raise ConnectError(f"the login to {host}:{port} failed: {exc}") from exc
+        except AuthenticationError as exc:
+            raise AuthenticationError(f"{exc.reason} ({host}:{port})") from None
+        self._logged_in.set()
+        self.logger.info("logged in to %s:%s as %s", host, port, conn.user)
 
     def _tls_context(
         self, use_ssl: bool, ssl_cert: StrPath | None, _key: StrPath | None
@@ -273,9 +386,11 @@ class Client(ClientAliases):
 
     async def _opened(self) -> None:
         try:
+            if self._logged_in.is_set():
+                await call_callback(self.logged_in)
             await call_callback(self.made_connection)
         except Exception:
-            self.logger.exception("made_connection raised; closing the connection")
+            self.logger.exception("logged_in or made_connection raised; closing the connection")
             self._require_connection()._fail(CloseCode.INTERNAL_ERROR, "the application failed")
 
     def _message_handler_lookup(self) -> Callable[[], Callable[[Any, Metadata], object] | None]:
@@ -313,6 +428,44 @@ class Client(ClientAliases):
                 "'await task_group.start(client.connect, host, port)'"
             )
         return self._connected.wait(timeout)
+
+    def wait_for_login(self, timeout: float | None = None) -> bool:
+        """Block the calling thread until logged in; return whether it is logged in.
+
+        Like :meth:`wait_for_connection`: for another thread than the event loop's, and
+        ``timeout=0`` only looks. Returns ``False`` when the time runs out.
+
+        Raises:
+            AuthenticationError: the login attempt of the current :meth:`connect` failed.
+            WrongThreadError: called, while not logged in, on the event-loop thread.
+        """
+        if not self._logged_in.is_set() and timeout != 0:
+            if _event_loop_running_here():
+                raise WrongThreadError(
+                    "wait_for_login() blocks, and was called on the event-loop thread; in async "
+                    "code 'await client.connect(..., login=...)' returns once logged in"
+                )
+            self._login_done.wait(timeout)
+        if self._login_error is not None:
+            raise self._login_error
+        return self._logged_in.is_set() and self.connected
+
+    async def logout(self) -> None:
+        """End the login: the host closes the connection (code NORMAL, reason "logged out").
+
+        Waits, at most about ``close_timeout``, until the connection is closed. A new login
+        needs a new :meth:`connect`. Does nothing when not logged in.
+        """
+        conn = self._connection
+        if conn is None or not self._logged_in.is_set() or not conn.is_open:
+            return
+        try:
+            conn._enqueue(encode_logout(), limit=None)
+        except ConnectionClosed:
+            return
+        with anyio.move_on_after(self.settings.close_timeout):
+            await conn.wait_closed()
+        await self.aclose("logged out")
 
     # --- Using the connection ------------------------------------------------------------------
 
@@ -364,16 +517,18 @@ async def connect(
     use_ssl: bool = False,
     ssl_cert: StrPath | None = None,
     server_hostname: str | None = None,
+    login: tuple[str, str] | None = None,
     **options: Any,
 ) -> AsyncIterator[Client]:
     """Connect to a host for the duration of an ``async with`` block.
 
     The connection runs in the background; on leaving the block it is closed gracefully (code
-    NORMAL) and the block waits for the close to finish. ``use_ssl``, ``ssl_cert`` and
-    ``server_hostname`` are :meth:`Client.connect`'s; ``options`` are :class:`Client`'s keyword
-    arguments (``ssl_context=``, settings).
+    NORMAL) and the block waits for the close to finish. ``use_ssl``, ``ssl_cert``,
+    ``server_hostname`` and ``login`` are :meth:`Client.connect`'s; ``options`` are
+    :class:`Client`'s keyword arguments (``ssl_context=``, settings).
 
     Raises:
+        AuthenticationError: the login failed.
         ConnectError: the host could not be reached or failed the handshake.
         TimeoutError: connecting took longer than ``open_timeout``.
     """
@@ -388,6 +543,7 @@ async def connect(
                     use_ssl=use_ssl,
                     ssl_cert=ssl_cert,
                     server_hostname=server_hostname,
+                    login=login,
                 )
             )
             try:
@@ -407,6 +563,9 @@ def _handshake_error(
             # TLS 1.3 reports a refused client certificate only at the first read.
             return cause
         cause = cause.__cause__
+    if isinstance(exc, ConnectionClosed) and exc.code == CloseCode.POLICY_VIOLATION:
+        # Refused before the HELLO: this address is banned after failed logins.
+        return AuthenticationError(f"{host}:{port} refused the connection: {exc.reason}")
     if isinstance(exc, ConnectionClosed) and exc.code == CloseCode.TLS_REQUIRED:
         return TLSError(
             f"{host}:{port} accepts only TLS connections; connect with use_ssl=True or "

@@ -35,6 +35,7 @@ from ..protocol import (
     Decoder,
     Event,
     Hello,
+    Logout,
     Message,
     Ping,
     Pong,
@@ -173,6 +174,7 @@ class Connection(ConnectionAliases):
         "_thread_sent",
         "_transport",
         "_unsent",
+        "_user",
         "_writer_done",
         "_writer_idle",
         "_writer_wake",
@@ -185,6 +187,8 @@ class Connection(ConnectionAliases):
         role: Role,
         settings: Settings,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        features: frozenset[str] = frozenset(),
+        login_required: bool = False,
     ) -> None:
         self._transport = transport
         self._role: Role = role
@@ -194,7 +198,10 @@ class Connection(ConnectionAliases):
             role,
             max_message_size=settings.max_message_size,
             max_metadata_size=settings.max_metadata_size,
+            features=features,
+            login_required=login_required,
         )
+        self._user: str | None = None
         self._state = State.CONNECTING
         self._peer: Hello | None = None
         self._early_events: list[Event] = []
@@ -292,6 +299,14 @@ class Connection(ConnectionAliases):
         """The largest message the peer accepts, from its handshake."""
         assert self._peer is not None
         return self._peer.max_message_size
+
+    @property
+    def user(self) -> str | None:
+        """The name the peer logged in with (on a host that requires login), or ``None``.
+
+        On a host, set before ``logged_in`` and ``new_client`` run; on a client, once the
+        login has succeeded."""
+        return self._user
 
     @property
     def unsent(self) -> int:
@@ -762,6 +777,8 @@ class Connection(ConnectionAliases):
                     self._role,
                     max_message_size=settings.max_message_size,
                     max_metadata_size=settings.max_metadata_size,
+                    features=decoder.features,
+                    auth_required=decoder.login_required,
                 )
                 await self._transport.send(hello)
                 while not (decoder.handshake_complete or decoder.closed):
@@ -801,6 +818,39 @@ class Connection(ConnectionAliases):
         self._peer = first
         self._early_events = events[1:]
         self._state = State.OPEN
+
+    async def _next_handshake_event(self) -> Event:
+        """The next event after the HELLOs, for an exchange that runs before :meth:`_serve`
+        (the login): PINGs are answered here, PONGs dropped; what the exchange does not take
+        stays queued for the read loop. Bound it with a deadline.
+
+        Raises:
+            RemoteProtocolError: the peer broke the protocol.
+            ConnectionClosedError: the connection broke.
+        """
+        decoder = self._decoder
+        while True:
+            while self._early_events:
+                event = self._early_events.pop(0)
+                if type(event) is Ping:
+                    await self._transport.send(encode_pong(event.payload))
+                elif type(event) is not Pong:
+                    return event
+            if self._early_error is not None:
+                error, self._early_error = self._early_error, None
+                raise error
+            chunk = await self._transport.receive()
+            if not chunk:
+                raise ConnectionClosedError(
+                    CloseCode.ABNORMAL,
+                    "the peer closed the connection without a CLOSE frame",
+                    by_peer=True,
+                )
+            try:
+                decoder.receive_data(chunk)
+            except RemoteProtocolError as exc:
+                self._early_error = exc  # after the events that came before it
+            self._early_events.extend(decoder.events())
 
     async def _abort(self, code: int | None, reason: str) -> None:
         """Give up on a connection that never opened: say why if possible, then close."""
@@ -930,6 +980,11 @@ class Connection(ConnectionAliases):
                     return
                 elif type(event) is Pong:
                     self._got_pong(event.payload)
+                elif type(event) is Logout:
+                    # The decoder lets LOGOUT through only on a host, from a logged-in client,
+                    # and refuses messages from then on: the session ends with the connection.
+                    self._logger.info("%s logged out from %s:%s", self._user, self.addr, self.port)
+                    self._queue_close(CloseCode.NORMAL, "logged out", by_peer=True)
             if error is not None:
                 self._logger.warning(
                     "closing the connection to %s:%s: %s", self.addr, self.port, error

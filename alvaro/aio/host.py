@@ -10,6 +10,7 @@ import anyio
 import anyio.abc
 
 from .. import tls
+from .._accounts import Accounts, address_bucket
 from .._aliases import HostAliases, SeedServerTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
@@ -24,7 +25,8 @@ from ..exceptions import (
     TLSError,
 )
 from ..protocol import _DATA_HEADER, PREAMBLE, encode_close, encode_message
-from ._loop import LoopHandle
+from ._login import host_login
+from ._loop import LoopHandle, LoopLocalLimiter
 from ._tls import check_context, start_tls
 from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, Transport, listen
 from .connection import Connection, call_callback
@@ -36,8 +38,10 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self, Unpack
 
+    from .._accounts import LoginAttempt
     from .._settings import SettingsOptions
     from .._types import MaybeAwaitable, Metadata, StrPath
+    from ..auth import Authenticator
 
 __all__ = ("Host",)
 
@@ -52,6 +56,12 @@ _REFUSE_LINGER = 1.0
 # At most this many refused connections linger at once; the rest are closed at once. They use
 # descriptors from FD_RESERVE, so they take only part of it.
 _MAX_LINGERING = FD_RESERVE // 4
+# What a refused banned address is told (the identity of this string marks the refusal).
+_BANNED = "this address is blocked after too many failed logins; try again later"
+_LOGIN_FEATURES = frozenset({"auth"})
+# Key derivations for add_user_async(): one at a time per process, so that a burst of new
+# users does not take every core from the event loop and the other worker threads.
+_add_user_derivations = LoopLocalLimiter(1)
 
 
 class Host(HostAliases):
@@ -77,12 +87,28 @@ class Host(HostAliases):
             (``RLIMIT_NOFILE`` minus 64). Connections over the limit are closed at once with
             code TRY_AGAIN_LATER, before any TLS handshake.
         max_unauthenticated_per_address: the most connections from one IP address that may be
-            in their handshakes at once; more are refused the same way. Bounds what one
-            address can hold by connecting and then saying nothing (slowloris).
+            in their handshakes (and, with ``login_required``, not logged in yet) at once; more
+            are refused the same way. Bounds what one address can hold by connecting and then
+            saying nothing (slowloris).
+        login_required: every client must log in (SCRAM-SHA-256, see ``docs/security.md``)
+            before it reaches any callback: ``logged_in`` and ``new_client`` run only after a
+            successful login, and a client that fails is told so and closed (code
+            POLICY_VIOLATION). Add users with :meth:`add_user`. The original library's
+            ``loginRequired`` spelling works too.
+        accounts: the store of users, bans and login history
+            (:class:`alvaro.auth.Accounts`); pass your own to change the throttling policy
+            (5 failed logins from one address in 30 minutes ban it for 10 minutes; each
+            failure for one user name doubles that name's wait, from 1 s to 15 minutes) or to
+            share users between hosts. A new, empty store by default.
+        authenticator: look users up somewhere else than ``accounts`` (see
+            :data:`alvaro.auth.Authenticator`): a function of a user name that returns its
+            :class:`~alvaro.auth.Verifier` or ``None``, plain (run in a worker thread) or
+            ``async def``. Bans, delays and the history still live in ``accounts``.
         options: limits and timeouts, the fields of :class:`~alvaro.Settings`:
             ``max_message_size`` (1 MiB), ``max_metadata_size`` (64 KiB), ``max_queue`` (16),
             ``max_queue_bytes`` (4 MiB), ``write_limit`` (64 KiB), ``outbox_limit`` (8 MiB),
-            ``open_timeout`` (10 s), ``close_timeout`` (10 s), ``ping_interval`` (20 s),
+            ``open_timeout`` (10 s), ``login_timeout`` (10 s, from the TCP accept to the end
+            of the login), ``close_timeout`` (10 s), ``ping_interval`` (20 s),
             ``ping_timeout`` (20 s), ``frame_timeout`` (30 s), ``write_timeout`` (10 s). An
             unknown name raises ``TypeError``, a bad value ``ValueError``.
 
@@ -102,8 +128,16 @@ class Host(HostAliases):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         max_connections: int = 1024,
         max_unauthenticated_per_address: int = 16,
+        login_required: bool = False,
+        accounts: Accounts | None = None,
+        authenticator: Authenticator | None = None,
+        loginRequired: bool | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
+        if loginRequired is not None:
+            if login_required:
+                raise TypeError("give 'login_required' or 'loginRequired', not both")
+            login_required = loginRequired
         for name, value in (
             ("max_connections", max_connections),
             ("max_unauthenticated_per_address", max_unauthenticated_per_address),
@@ -133,6 +167,11 @@ class Host(HostAliases):
         self._lingering = 0  # refused connections being closed
         self._unauthenticated: dict[str, int] = {}  # per address, accepted but not yet open
         self._serving_tls: ssl.SSLContext | None = None  # the context of the current run
+        self.login_required = bool(login_required)
+        self.accounts = accounts if accounts is not None else Accounts()
+        self.authenticator = authenticator
+        self._ban_refusals = LogThrottle()
+        self._login_failures = LogThrottle()
 
     # --- Callbacks: override in a subclass or assign on the instance ---------------------------
 
@@ -158,6 +197,21 @@ class Host(HostAliases):
 
         Runs in the event loop. ``conn.close_code`` and ``conn.close_reason`` say why;
         ``conn.closed_by_peer`` says which side ended it.
+        """
+        return None
+
+    def logged_in(self, conn: Connection, user: str) -> MaybeAwaitable:
+        """Called when a client has logged in, just before ``new_client``.
+
+        Runs in the event loop, in the connection's task. ``conn.user`` is ``user``.
+        """
+        return None
+
+    def blacklisted(self, addr: str) -> MaybeAwaitable:
+        """Called once each time failed logins get an address banned.
+
+        ``addr`` is the address as bans count it (an IPv6 address as its /64 network). Runs in
+        the event loop, in a task of its own. Bans set by :meth:`blacklist_ip` do not call it.
         """
         return None
 
@@ -257,6 +311,93 @@ class Host(HostAliases):
                 queued += 1
         return queued
 
+    # --- Users, bans and the login history -----------------------------------------------------
+
+    def add_user(self, name: str, password: str, *, replace: bool = False) -> None:
+        """Add a user who may log in, or with ``replace=True`` also change a user's password.
+
+        Only the password's SCRAM verifier is kept. Deriving it takes about 0.2 s of CPU (the
+        iteration count of ``accounts``) in the calling thread: call it before the host
+        starts, or use :meth:`add_user_async` from async code. Safe from any thread.
+
+        Raises:
+            ValueError: the name is not 1 to 64 characters of ``A-Z a-z 0-9 . _ -``, the
+                password is empty, longer than 1024 UTF-8 bytes or has characters SASLprep
+                forbids, or the user exists and ``replace`` is false. Checked before deriving.
+        """
+        self.accounts.add_user(name, password, replace=replace)
+
+    async def add_user_async(self, name: str, password: str, *, replace: bool = False) -> None:
+        """:meth:`add_user`, with the key derivation in a worker thread (one at a time)."""
+        await anyio.to_thread.run_sync(
+            lambda: self.accounts.add_user(name, password, replace=replace),
+            limiter=_add_user_derivations.get(),
+        )
+
+    def remove_user(self, name: str) -> None:
+        """Remove a user; clients logged in as that user stay connected.
+
+        Raises:
+            KeyError: there is no such user.
+        """
+        self.accounts.remove_user(name)
+
+    @property
+    def users(self) -> list[str]:
+        """The user names, sorted."""
+        return self.accounts.users
+
+    def blacklist_ip(self, addr: str, seconds: float | None = None) -> None:
+        """Refuse connections from ``addr`` (an IPv6 address: its /64) for ``seconds``, or
+        until :meth:`unblacklist_ip` when ``None``. Refused at accept, before TLS.
+
+        Connections already open are left alone. Safe from any thread.
+        """
+        self.accounts.ban(addr, seconds)
+
+    def unblacklist_ip(self, addr: str) -> bool:
+        """Lift a ban on ``addr`` and forget its failed logins; return whether it was banned."""
+        return self.accounts.unban(addr)
+
+    @property
+    def blacklist(self) -> dict[str, float]:
+        """The banned addresses, each with the seconds left (``math.inf`` for no end)."""
+        return self.accounts.blacklist
+
+    def get_login_attempts(
+        self,
+        username: str | None = None,
+        address: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[LoginAttempt]:
+        """The recorded login attempts matching every given criterion, oldest first.
+
+        Each is a :class:`~alvaro.auth.LoginAttempt` (``time``, ``address``, ``username``,
+        ``success``); ``start`` and ``end`` are :func:`time.time` values. Unknown user names
+        are recorded too. The history keeps the latest 10,000 attempts by default.
+        """
+        return self.accounts.login_attempts(username, address, start, end)
+
+    def save(self, path: StrPath) -> None:
+        """Write the users, bans and login history to ``path``: atomically (a crash leaves
+        the old file or the new one, never a broken one), readable by the owner only.
+
+        Blocks for a disk write (with fsync); from async code you may prefer
+        ``await anyio.to_thread.run_sync(host.save, path)``.
+        """
+        self.accounts.save(path)
+
+    def load(self, path: StrPath) -> None:
+        """Replace the users, bans and login history with those saved in ``path``.
+
+        Raises:
+            FileNotFoundError: there is no such file.
+            AccountsFileError: the file is corrupt, truncated, or from a newer alvaro; nothing
+                is changed then.
+        """
+        self.accounts.restore(path)
+
     # --- Running -------------------------------------------------------------------------------
 
     async def start(
@@ -309,6 +450,7 @@ class Host(HostAliases):
         self._stopping = False
         self._loop = LoopHandle()
         self._connection_limit = self._fd_budget()
+        self._warn_about_login()
         try:
             listener = await listen(self.addr, self._bind_port, trio=self._loop.is_trio)
         except BaseException:
@@ -437,6 +579,18 @@ class Host(HostAliases):
             else:
                 handlers.start_soon(self._refuse, transport, refusal)
 
+    def _warn_about_login(self) -> None:
+        if not self.login_required:
+            return
+        if self._serving_tls is None:
+            self.logger.warning(
+                "login is required but TLS is off: passwords never cross the network (SCRAM), "
+                "but user names and every message do, readable and changeable by anyone on "
+                "the path, who can also take a connection over after its login; use TLS"
+            )
+        if self.authenticator is None and not self.accounts.users:
+            self.logger.warning("login is required and there are no users: no one can log in")
+
     def _fd_budget(self) -> int:
         """max_connections, lowered if the file-descriptor limit would run out first."""
         try:
@@ -458,6 +612,8 @@ class Host(HostAliases):
 
     def _admit(self, address: str) -> str | None:
         """Count a new connection in, or return why it is refused."""
+        if self.accounts.is_banned(address):
+            return _BANNED
         if self._active >= self._connection_limit:
             return f"too many connections (the host serves at most {self._connection_limit})"
         pending = self._unauthenticated.get(address, 0)
@@ -479,13 +635,15 @@ class Host(HostAliases):
             del self._unauthenticated[address]
 
     async def _refuse(self, transport: Transport, reason: str) -> None:
-        """Turn a connection away with TRY_AGAIN_LATER; bounded by _REFUSE_LINGER."""
-        allowed, suppressed = self._refusals.allow()
+        """Turn a connection away with TRY_AGAIN_LATER (POLICY_VIOLATION for a banned
+        address); bounded by _REFUSE_LINGER."""
+        banned = reason is _BANNED
+        allowed, suppressed = (self._ban_refusals if banned else self._refusals).allow()
         if allowed:
             more = f" ({suppressed} more not logged)" if suppressed else ""
-            self.logger.warning(
-                "refused %s:%s: %s%s", transport.peer_host, transport.peer_port, reason, more
-            )
+            log = self.logger.info if banned else self.logger.warning
+            log("refused %s:%s: %s%s", transport.peer_host, transport.peer_port, reason, more)
+        code = CloseCode.POLICY_VIOLATION if banned else CloseCode.TRY_AGAIN_LATER
         # Before TLS nothing can be said to a TLS client: it sees the connection close. In a
         # flood, refused connections are not held open either, or they would use up the
         # file descriptors the limit is there to save.
@@ -493,7 +651,7 @@ class Host(HostAliases):
         self._lingering += linger
         try:
             if linger:
-                transport.send_now(PREAMBLE + encode_close(CloseCode.TRY_AGAIN_LATER, reason))
+                transport.send_now(PREAMBLE + encode_close(code, reason))
                 with anyio.move_on_after(_REFUSE_LINGER):
                     while await transport.receive():
                         pass
@@ -541,18 +699,30 @@ class Host(HostAliases):
         address = transport.peer_host
         counted_as_unauthenticated = True
         try:
-            # One clock for the TLS and the alvaro handshakes together.
-            deadline = anyio.current_time() + self.settings.open_timeout
+            # One clock for the TLS and the alvaro handshakes and the login together.
+            accepted = anyio.current_time()
+            deadline = accepted + self.settings.open_timeout
             if self._serving_tls is not None:
                 secured = await self._secure(transport, deadline)
                 if secured is None:
                     return
                 transport = secured
-            conn = Connection(transport, role="host", settings=self.settings, logger=self.logger)
+            conn = Connection(
+                transport,
+                role="host",
+                settings=self.settings,
+                logger=self.logger,
+                features=_LOGIN_FEATURES if self.login_required else frozenset(),
+                login_required=self.login_required,
+            )
             try:
                 await conn._open(deadline)
             except (RemoteProtocolError, ConnectionClosed, TimeoutError) as exc:
                 self.logger.info("handshake with %s:%s failed: %s", conn.addr, conn.port, exc)
+                return
+            if self.login_required and not await self._login(
+                conn, accepted + self.settings.login_timeout
+            ):
                 return
             counted_as_unauthenticated = False
             self._authenticated(address)
@@ -566,6 +736,45 @@ class Host(HostAliases):
             self._active -= 1
             if counted_as_unauthenticated:
                 self._authenticated(address)
+
+    async def _login(self, conn: Connection, deadline: float) -> bool:
+        """Run the login by ``deadline``; return whether it succeeded (else it is closed)."""
+        try:
+            with anyio.fail_at(deadline):
+                user = await host_login(conn, self.accounts, self.authenticator, self._banned)
+        except TimeoutError:
+            reason = f"the login took longer than {self.settings.login_timeout:g} s"
+            self.logger.info("closing %s:%s: %s", conn.addr, conn.port, reason)
+            await conn._abort(CloseCode.TIMEOUT, reason)
+            return False
+        except RemoteProtocolError as exc:
+            self.logger.info("login with %s:%s failed: %s", conn.addr, conn.port, exc)
+            await conn._abort(exc.code, str(exc))
+            return False
+        except ConnectionClosed as exc:
+            self.logger.info("login with %s:%s failed: %s", conn.addr, conn.port, exc)
+            await conn._abort(None, "")
+            return False
+        if user is None:
+            allowed, suppressed = self._login_failures.allow()
+            if allowed:
+                more = f" ({suppressed} more not logged)" if suppressed else ""
+                self.logger.info("failed login from %s:%s%s", conn.addr, conn.port, more)
+            return False
+        self.logger.info("%s logged in from %s:%s", user, conn.addr, conn.port)
+        return True
+
+    def _banned(self, address: str) -> None:
+        """Failed logins got ``address`` banned: tell the application, in a task of its own."""
+        group = self._task_group
+        if group is not None:
+            group.start_soon(self._report_ban, address_bucket(address))
+
+    async def _report_ban(self, bucket: str) -> None:
+        try:
+            await call_callback(self.blacklisted, bucket)
+        except Exception:
+            self.logger.exception("blacklisted raised for %s", bucket)
 
     async def _run(self, conn: Connection) -> None:
         """Serve an opened connection until it closes, then report it lost."""
@@ -588,9 +797,13 @@ class Host(HostAliases):
 
     async def _opened(self, conn: Connection) -> None:
         try:
+            if conn.user is not None:
+                await call_callback(self.logged_in, conn, conn.user)
             await call_callback(self.new_client, conn)
         except Exception:
-            self.logger.exception("new_client raised for %r; closing that connection", conn)
+            self.logger.exception(
+                "logged_in or new_client raised for %r; closing that connection", conn
+            )
             conn._fail(CloseCode.INTERNAL_ERROR, "the application failed")
 
     def _message_handler_lookup(

@@ -1,0 +1,262 @@
+"""The SCRAM-SHA-256 login exchange on one connection, host side and client side.
+
+Both sides run it after the HELLOs and before the connection serves messages
+(``docs/protocol.md``, section 9.8). The host never sees the password, and does no key
+derivation at login: checking a SCRAM proof is a few HMACs. The client derives its key from the
+password (``iterations`` rounds of PBKDF2) in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import TYPE_CHECKING
+
+import anyio
+
+# scramp ships no type information; the calls into it stay in this module and _accounts.
+import scramp  # type: ignore[import-untyped]
+
+from .._accounts import MECHANISM, Verifier, validate_name
+from .._close_codes import CloseCode
+from ..exceptions import (
+    AuthenticationError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    RemoteProtocolError,
+)
+from ..protocol import (
+    AuthChallenge,
+    AuthFail,
+    AuthOk,
+    AuthResponse,
+    AuthStart,
+    Close,
+    encode_auth_challenge,
+    encode_auth_fail,
+    encode_auth_ok,
+    encode_auth_response,
+    encode_auth_start,
+)
+from ._loop import LoopLocalLimiter
+from .connection import _echo_code
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .._accounts import Accounts
+    from ..auth import Authenticator
+    from .connection import Connection
+
+__all__ = ("WRONG_CREDENTIALS", "client_login", "host_login")
+
+WRONG_CREDENTIALS = "wrong user name or password"
+"""The one AUTH_FAIL reason for an unknown user and a wrong password alike."""
+_BLOCKED = "this address is blocked after too many failed logins; try again later"
+
+# A host chooses the iteration count; a client refuses counts that would make a login cost
+# nothing (RFC 7677's minimum) or make it burn CPU for minutes at a hostile host's request.
+MIN_ITERATIONS = 4096
+MAX_ITERATIONS = 10_000_000
+
+# At most this many clients of one process derive keys at once: each derivation holds a CPU
+# core for a fraction of a second, and a program that opens many logged-in connections at once
+# should not starve its event loop's threads.
+_derivations = LoopLocalLimiter(2)
+
+
+def _scram_user(client_first: str) -> str:
+    """The user name in a SCRAM client-first-message, or "" if there is none to be found.
+
+    Read here, before scramp parses the message, because an authenticator may be async and
+    scramp's ``auth_fn`` may not. A message this cannot read, scramp refuses too.
+    """
+    parts = client_first.split(",", 3)
+    if len(parts) < 3 or not parts[2].startswith("n="):
+        return ""
+    return parts[2][2:]
+
+
+async def _verifier_for(
+    name: str,
+    accounts: Accounts,
+    authenticator: Authenticator | None,
+) -> Verifier:
+    if authenticator is not None:
+        try:
+            validate_name(name)
+        except ValueError:
+            return accounts.fake_verifier(name)
+        if inspect.iscoroutinefunction(authenticator):
+            found = await authenticator(name)
+        else:
+            # A plain function may look the user up in a database: keep it off the loop.
+            found = await anyio.to_thread.run_sync(authenticator, name)
+            if inspect.isawaitable(found):
+                found = await found
+        if found is None:
+            return accounts.fake_verifier(name)
+        if not isinstance(found, Verifier):
+            raise TypeError(
+                f"the authenticator returned {type(found).__name__}, not a Verifier or None"
+            )
+        return found
+    return accounts.auth_info(name)
+
+
+async def host_login(
+    conn: Connection,
+    accounts: Accounts,
+    authenticator: Authenticator | None,
+    on_ban: Callable[[str], None],
+) -> str | None:
+    """Run the host's side of the login; return the user name, or ``None`` after closing.
+
+    The caller bounds it with the login deadline. Every failure of the peer's is answered with
+    AUTH_FAIL and a close with POLICY_VIOLATION; a protocol error closes with its own code.
+
+    Raises:
+        RemoteProtocolError, ConnectionClosed: the peer broke the protocol or the connection;
+            the caller closes the connection.
+    """
+    address = conn.addr
+    event = await conn._next_handshake_event()
+    if isinstance(event, Close):
+        await conn._abort(_echo_code(event.code), "")
+        return None
+    # The decoder lets nothing but AUTH_START through before a login has begun.
+    assert isinstance(event, AuthStart)
+    name = _scram_user(event.message)
+    if event.mechanism != MECHANISM:
+        await _refuse(conn, f"unsupported login mechanism; this host speaks {MECHANISM}")
+        return None
+    wait = accounts.account_delay(name)
+    if wait > _time_left():
+        await _refuse(conn, _account_wait_reason(wait))
+        return None
+
+    verifier = await _verifier_for(name, accounts, authenticator)
+    server = scramp.ScramMechanism(MECHANISM).make_server(lambda _: verifier)
+    try:
+        server.set_client_first(event.message)
+        challenge = server.get_server_first()
+    except scramp.ScramException:
+        accounts.record_failure(address, name)
+        await _refuse(conn, WRONG_CREDENTIALS)
+        return None
+    await conn._transport.send(encode_auth_challenge(challenge))
+
+    event = await conn._next_handshake_event()
+    if isinstance(event, Close):
+        await conn._abort(_echo_code(event.code), "")
+        return None
+    assert isinstance(event, AuthResponse)
+    # Wait out the account's delay. Nothing is awaited between the last look at the delay and
+    # the ban and the recording of the outcome below, so concurrent attempts at one account or
+    # from one address cannot all slip through on one look (no check-then-act race).
+    while (wait := accounts.account_delay(name)) > 0:
+        if wait > _time_left():
+            await _refuse(conn, _account_wait_reason(wait))
+            return None
+        await anyio.sleep(wait)
+    if accounts.is_banned(address):
+        await _refuse(conn, _BLOCKED)
+        return None
+    try:
+        server.set_client_final(event.message)
+        final = server.get_server_final()
+    except scramp.ScramException:
+        if accounts.record_failure(address, name):
+            on_ban(address)
+        await _refuse(conn, WRONG_CREDENTIALS)
+        return None
+    accounts.record_success(address, name)
+    conn._decoder.accept_login()
+    conn._user = name
+    await conn._transport.send(encode_auth_ok(final, name))
+    return name
+
+
+def _time_left() -> float:
+    deadline = anyio.current_effective_deadline()
+    return deadline - anyio.current_time() if deadline != math.inf else math.inf
+
+
+def _account_wait_reason(wait: float) -> str:
+    return f"too many failed logins for this user; try again in {math.ceil(wait)} s"
+
+
+async def _refuse(conn: Connection, reason: str) -> None:
+    """Send AUTH_FAIL and close with POLICY_VIOLATION (one attempt per connection)."""
+    try:
+        await conn._transport.send(encode_auth_fail(reason))
+    except ConnectionClosed:
+        pass
+    await conn._abort(CloseCode.POLICY_VIOLATION, "login failed")
+
+
+async def client_login(conn: Connection, user: str, password: str) -> None:
+    """Run the client's side of the login; the caller bounds it with the login deadline.
+
+    Raises:
+        AuthenticationError: the host refused the login or could not prove it knows the
+            password; the connection is closed.
+        RemoteProtocolError, ConnectionClosed: the host broke the protocol or the connection;
+            the caller closes the connection.
+    """
+    client = scramp.ScramClient([MECHANISM], user, password)
+    await conn._transport.send(encode_auth_start(client.get_client_first()))
+    event = await conn._next_handshake_event()
+    if isinstance(event, AuthChallenge):
+        try:
+            client.set_server_first(event.message)
+        except scramp.ScramException as exc:
+            raise RemoteProtocolError(
+                f"the host's login challenge is not valid SCRAM: {exc}"
+            ) from None
+        iterations = int(client.iterations)
+        if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
+            await conn._abort(CloseCode.POLICY_VIOLATION, "unacceptable iteration count")
+            raise AuthenticationError(
+                f"the host asked for {iterations} key-derivation rounds; a client accepts "
+                f"{MIN_ITERATIONS} to {MAX_ITERATIONS}"
+            )
+        # The expensive step (PBKDF2 over the password), in a worker thread.
+        response = await anyio.to_thread.run_sync(
+            client.get_client_final, limiter=_derivations.get()
+        )
+        await conn._transport.send(encode_auth_response(response))
+        event = await conn._next_handshake_event()
+    if isinstance(event, AuthOk):
+        try:
+            client.set_server_final(event.message)
+        except scramp.ScramException:
+            await conn._abort(CloseCode.POLICY_VIOLATION, "the host's signature is wrong")
+            raise AuthenticationError(
+                "the host could not prove that it knows this user's password: it may be an "
+                "impostor; the connection was closed"
+            ) from None
+        conn._user = event.user
+        return
+    if isinstance(event, AuthFail):
+        # The host closes the connection after AUTH_FAIL; answer its CLOSE if it comes soon.
+        await _finish_refused(conn)
+        raise AuthenticationError(f"login refused: {event.reason}")
+    assert isinstance(event, Close)
+    await conn._abort(_echo_code(event.code), "")
+    if event.code == CloseCode.POLICY_VIOLATION:
+        raise AuthenticationError(f"login refused: {event.reason}")
+    raise ConnectionClosedError(event.code, event.reason, by_peer=True)
+
+
+async def _finish_refused(conn: Connection) -> None:
+    code: int | None = CloseCode.POLICY_VIOLATION
+    with anyio.move_on_after(1):
+        try:
+            event = await conn._next_handshake_event()
+        except (RemoteProtocolError, ConnectionClosed):
+            code = None
+        else:
+            if isinstance(event, Close):
+                code = _echo_code(event.code)
+    await conn._abort(code, "")
