@@ -474,6 +474,9 @@ class Accounts:
 
     def is_banned(self, address: str) -> bool:
         """Return whether ``address`` (or its IPv6 /64) is banned now."""
+        if not self._bans:
+            # Every accepted connection asks: skip parsing the address when nothing is banned.
+            return False
         bucket = address_bucket(address)
         with self._lock:
             return self._ban_left(bucket, self._clock()) > 0

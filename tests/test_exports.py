@@ -14,7 +14,7 @@ import alvaro
 import alvaro.aio
 from tests.helpers import WAIT
 
-PUBLIC_MODULES = ["alvaro", "alvaro.aio", "alvaro.protocol", "alvaro.exceptions"]
+PUBLIC_MODULES = ["alvaro", "alvaro.aio", "alvaro.protocol", "alvaro.exceptions", "alvaro.auth"]
 
 
 @pytest.mark.parametrize("module_name", PUBLIC_MODULES)

@@ -148,3 +148,27 @@ def test_blocking_api_with_the_context_fixtures(
 
 def sync_echo(conn: alvaro.sync.Connection, data: Any, metadata: dict[str, Any]) -> None:
     conn.send_data(data, metadata)
+
+
+@pytest.mark.anyio
+async def test_login_over_tls_with_fast_accounts(
+    alvaro_server_ssl_context: ssl.SSLContext, alvaro_client_ssl_context: ssl.SSLContext
+) -> None:
+    accounts = alvaro.testing.fast_accounts({"ann": "correct horse"})
+    assert accounts.users == ["ann"]
+    assert accounts.auth_info("ann").iterations == alvaro.testing.FAST_ITERATIONS == 4096
+    seen: list[str | None] = []
+    async with alvaro.testing.running_host(
+        ssl_context=alvaro_server_ssl_context, login_required=True, accounts=accounts
+    ) as host:
+        host.new_client = lambda conn: seen.append(conn.user)  # type: ignore[method-assign]
+        async with alvaro.testing.connected_client(
+            host, ssl_context=alvaro_client_ssl_context, login=("ann", "correct horse")
+        ) as client:
+            assert client.user == "ann"
+        with pytest.raises(alvaro.AuthenticationError, match="wrong user name or password"):
+            async with alvaro.testing.connected_client(
+                host, ssl_context=alvaro_client_ssl_context, login=("ann", "wrong")
+            ):
+                pass  # pragma: no cover - the login fails before the block
+    assert seen == ["ann"]
