@@ -141,7 +141,8 @@ async def host_login(
         server.set_client_first(event.message)
         challenge = server.get_server_first()
     except scramp.ScramException:
-        accounts.record_failure(address, name)
+        if accounts.record_failure(address, name):
+            on_ban(address)
         await _refuse(conn, WRONG_CREDENTIALS)
         return None
     await conn._transport.send(encode_auth_challenge(challenge))

@@ -346,6 +346,10 @@ class Client(ClientAliases):
             raise ConnectError(f"the login to {host}:{port} failed: {exc}") from exc
         except AuthenticationError as exc:
             raise AuthenticationError(f"{exc.reason} ({host}:{port})") from None
+        except BaseException:
+            # Cancelled, or something unforeseen: never leave the socket open.
+            await conn._abort(None, "")
+            raise
         self._logged_in.set()
         self.logger.info("logged in to %s:%s as %s", host, port, conn.user)
 

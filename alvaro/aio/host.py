@@ -755,6 +755,15 @@ class Host(HostAliases):
             self.logger.info("login with %s:%s failed: %s", conn.addr, conn.port, exc)
             await conn._abort(None, "")
             return False
+        except Exception:
+            # An authenticator that raised, or a bug: it costs this connection only.
+            self.logger.exception("checking the login of %s:%s failed", conn.addr, conn.port)
+            await conn._abort(CloseCode.INTERNAL_ERROR, "the host could not check the login")
+            return False
+        except BaseException:
+            # Cancelled (the host is stopping): never leave the socket open.
+            await conn._abort(None, "")
+            raise
         if user is None:
             allowed, suppressed = self._login_failures.allow()
             if allowed:
