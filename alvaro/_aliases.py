@@ -9,6 +9,8 @@ Two mechanisms:
 
 * :class:`Alias`, a descriptor, forwards an attribute: ``host.gotData = f`` sets ``host.got_data``.
 * Thin methods keep the seed's keyword names: ``sendData(data, metaData=None)``.
+* Keyword arguments: ``Host(loginRequired=True)`` is an explicit parameter of each ``Host``
+  constructor; ``useSSL``, ``sslCert`` and ``sslKey`` are merged by :func:`seed_tls_options`.
 
 A subclass may also define a seed-named callback (``def gotData(self, conn, data, metaData)``);
 ``__init_subclass__`` installs it under the PEP 8 name.
@@ -19,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 if TYPE_CHECKING:
+    from ._accounts import LoginAttempt
     from ._types import Metadata, StrPath
 
 __all__ = (
@@ -95,11 +98,60 @@ class HostAliases(_SeedNames):
         "lostClient": "lost_client",
         "gotData": "got_data",
         "serverStarted": "server_started",
+        "loggedIn": "logged_in",
     }
     newClient = Alias("new_client")
     lostClient = Alias("lost_client")
     gotData = Alias("got_data")
     serverStarted = Alias("server_started")
+    loggedIn = Alias("logged_in")
+
+    def add_user(self, name: str, password: str, *, replace: bool = False) -> None:
+        raise NotImplementedError
+
+    def blacklist_ip(self, addr: str, seconds: float | None = None) -> None:
+        raise NotImplementedError
+
+    def get_login_attempts(
+        self,
+        username: str | None = None,
+        address: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[LoginAttempt]:
+        raise NotImplementedError
+
+    def save(self, path: StrPath) -> None:
+        raise NotImplementedError
+
+    def load(self, path: StrPath) -> None:
+        raise NotImplementedError
+
+    def addUser(self, username: str, password: str) -> None:
+        """Seed name of :meth:`add_user`."""
+        self.add_user(username, password)
+
+    def blacklistIP(self, addr: str, bTime: float | None = None) -> None:
+        """Seed name of :meth:`blacklist_ip` (``bTime=None`` bans until unbanned)."""
+        self.blacklist_ip(addr, bTime)
+
+    def getLoginAttempts(
+        self,
+        username: str | None = None,
+        address: str | None = None,
+        start_date: float | None = None,
+        end_date: float | None = None,
+    ) -> list[LoginAttempt]:
+        """Seed name of :meth:`get_login_attempts`."""
+        return self.get_login_attempts(username, address, start_date, end_date)
+
+    def saveUsers(self, customPath: StrPath) -> None:
+        """Seed name of :meth:`save` (which saves the bans and login history too)."""
+        self.save(customPath)
+
+    def loadUsers(self, customPath: StrPath) -> None:
+        """Seed name of :meth:`load`."""
+        self.load(customPath)
 
 
 class ClientAliases(_SeedNames):
@@ -109,10 +161,12 @@ class ClientAliases(_SeedNames):
         "madeConnection": "made_connection",
         "lostConnection": "lost_connection",
         "gotData": "got_data",
+        "loggedIn": "logged_in",
     }
     madeConnection = Alias("made_connection")
     lostConnection = Alias("lost_connection")
     gotData = Alias("got_data")
+    loggedIn = Alias("logged_in")
 
     def send_data(self, data: Any, metadata: Metadata | None = None) -> None:
         raise NotImplementedError
@@ -124,9 +178,16 @@ class ClientAliases(_SeedNames):
         """Seed name of :meth:`send_data`."""
         self.send_data(data, metaData)
 
+    def wait_for_login(self, timeout: float | None = None) -> bool:
+        raise NotImplementedError
+
     def waitForConnection(self, timeout: float | None = None) -> bool:
         """Seed name of :meth:`wait_for_connection`."""
         return self.wait_for_connection(timeout)
+
+    def waitForLogin(self, timeout: float | None = None) -> bool:
+        """Seed name of :meth:`wait_for_login`."""
+        return self.wait_for_login(timeout)
 
 
 class SeedClientTLS(TypedDict, total=False):
@@ -168,19 +229,29 @@ def seed_tls_options(
     return bool(values["use_ssl"]), values["ssl_cert"], values["ssl_key"]
 
 
-#: Every alias: (class kind, seed name, PEP 8 name, "attribute", "method" or "keyword"). Keyword
-#: aliases are arguments of the method named in KEYWORD_METHODS.
+#: Every alias: (class kind, seed name, PEP 8 name, how). ``how`` is "attribute", "method",
+#: "keyword" (an argument of the method named in KEYWORD_METHODS) or "constructor keyword" (an
+#: argument of the class itself, ``Host(loginRequired=True)``).
 ALIASES: tuple[tuple[str, str, str, str], ...] = (
     ("host", "newClient", "new_client", "attribute"),
     ("host", "lostClient", "lost_client", "attribute"),
     ("host", "gotData", "got_data", "attribute"),
     ("host", "serverStarted", "server_started", "attribute"),
+    ("host", "loggedIn", "logged_in", "attribute"),
+    ("host", "addUser", "add_user", "method"),
+    ("host", "blacklistIP", "blacklist_ip", "method"),
+    ("host", "getLoginAttempts", "get_login_attempts", "method"),
+    ("host", "saveUsers", "save", "method"),
+    ("host", "loadUsers", "load", "method"),
     ("client", "madeConnection", "made_connection", "attribute"),
     ("client", "lostConnection", "lost_connection", "attribute"),
     ("client", "gotData", "got_data", "attribute"),
+    ("client", "loggedIn", "logged_in", "attribute"),
     ("client", "sendData", "send_data", "method"),
     ("client", "waitForConnection", "wait_for_connection", "method"),
+    ("client", "waitForLogin", "wait_for_login", "method"),
     ("connection", "sendData", "send_data", "method"),
+    ("host", "loginRequired", "login_required", "constructor keyword"),
     ("host", "useSSL", "use_ssl", "keyword"),
     ("host", "sslCert", "ssl_cert", "keyword"),
     ("host", "sslKey", "ssl_key", "keyword"),

@@ -9,21 +9,28 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 
 import alvaro
 import alvaro.aio
+import alvaro.auth
+import alvaro.sync
 from alvaro import CloseCode
 from alvaro._aliases import ALIASES, KEYWORD_METHODS, SeedClientTLS, SeedServerTLS, seed_tls_options
 from tests.helpers import WAIT
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 ATTRIBUTE_ROWS = [row for row in ALIASES if row[3] == "attribute"]
 METHOD_ROWS = [row for row in ALIASES if row[3] == "method"]
 KEYWORD_ROWS = [row for row in ALIASES if row[3] == "keyword"]
+CONSTRUCTOR_ROWS = [row for row in ALIASES if row[3] == "constructor keyword"]
 SEED_NAMES = {row[1] for row in ALIASES}
+APIS = ["aio", "sync"]
 
 #: For each seed method: the call made with the seed's spelling, and the arguments the PEP 8
 #: method must receive.
@@ -34,51 +41,84 @@ SEED_CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]] = 
         {"data": "Hello, World!", "metadata": {"whoami": "client"}},
     ),
     "waitForConnection": ((), {"timeout": 6}, {"timeout": 6}),
+    "waitForLogin": ((), {"timeout": 6}, {"timeout": 6}),
+    "addUser": (
+        (),
+        {"username": "ann", "password": "pw"},
+        {"name": "ann", "password": "pw", "replace": False},
+    ),
+    "blacklistIP": (("192.0.2.7",), {"bTime": 60}, {"addr": "192.0.2.7", "seconds": 60}),
+    "getLoginAttempts": (
+        (),
+        {"username": "ann", "address": "192.0.2.7", "start_date": 1.0, "end_date": 2.0},
+        {"username": "ann", "address": "192.0.2.7", "start": 1.0, "end": 2.0},
+    ),
+    "saveUsers": ((), {"customPath": "users.json"}, {"path": "users.json"}),
+    "loadUsers": ((), {"customPath": "users.json"}, {"path": "users.json"}),
 }
 
 #: The seed's keyword names, which programs written for the original library pass.
-SEED_KEYWORDS = {"sendData": ("data", "metaData"), "waitForConnection": ("timeout",)}
+SEED_KEYWORDS = {
+    "sendData": ("data", "metaData"),
+    "waitForConnection": ("timeout",),
+    "waitForLogin": ("timeout",),
+    "addUser": ("username", "password"),
+    "blacklistIP": ("addr", "bTime"),
+    "getLoginAttempts": ("username", "address", "start_date", "end_date"),
+    "saveUsers": ("customPath",),
+    "loadUsers": ("customPath",),
+}
+
+#: The seed methods that return what the PEP 8 method returns (the others return None).
+SEED_RETURNS = {"waitForConnection", "waitForLogin", "getLoginAttempts"}
 
 
 class _PatchableConnection(alvaro.aio.Connection):
     pass
 
 
-def make(kind: str) -> Any:
-    """A real object of the given kind, without a network."""
-    if kind == "host":
-        return alvaro.Host()
-    if kind == "client":
-        return alvaro.Client()
+def classes(api: str) -> dict[str, type]:
+    """The class of each kind in ALIASES, in ``alvaro.aio`` or ``alvaro.sync``."""
+    module: Any = alvaro.aio if api == "aio" else alvaro.sync
+    return {"host": module.Host, "client": module.Client, "connection": module.Connection}
+
+
+def make(kind: str, api: str = "aio") -> Any:
+    """A real object of the given kind, without a network (a sync one starts no thread)."""
     if kind == "connection":
         # Users never build a Connection; the alias methods need none of its state. A subclass,
-        # because Connection has __slots__ and the test patches methods on the instance.
-        return object.__new__(_PatchableConnection)
-    raise AssertionError(f"unknown kind {kind!r} in ALIASES")
+        # because the aio Connection has __slots__ and the test patches methods on the instance.
+        cls = _PatchableConnection if api == "aio" else alvaro.sync.Connection
+        return object.__new__(cls)
+    if kind not in ("host", "client"):
+        raise AssertionError(f"unknown kind {kind!r} in ALIASES")
+    return classes(api)[kind]()
 
 
 def row_id(row: tuple[str, str, str, str]) -> str:
     return f"{row[0]}.{row[1]}"
 
 
-def test_table_is_well_formed() -> None:
+@pytest.mark.parametrize("api", APIS)
+def test_table_is_well_formed(api: str) -> None:
     assert ALIASES, "ALIASES is empty"
-    kinds = {"host": alvaro.Host, "client": alvaro.Client, "connection": alvaro.aio.Connection}
+    kinds = classes(api)
     for kind, seed, target, how in ALIASES:
         assert kind in kinds
-        assert how in ("attribute", "method", "keyword")
+        assert how in ("attribute", "method", "keyword", "constructor keyword")
         assert seed != target
-        if how == "keyword":
-            continue  # checked by test_keyword_alias
-        assert hasattr(kinds[kind], seed), f"{kind} has no {seed}"
-        assert hasattr(kinds[kind], target), f"{kind} has no {target}"
+        if how in ("keyword", "constructor keyword"):
+            continue  # checked by test_keyword_alias and test_constructor_keyword_alias
+        assert hasattr(kinds[kind], seed), f"{api} {kind} has no {seed}"
+        assert hasattr(kinds[kind], target), f"{api} {kind} has no {target}"
     assert len(set(ALIASES)) == len(ALIASES)
 
 
 @pytest.mark.parametrize("row", ATTRIBUTE_ROWS, ids=row_id)
-def test_attribute_alias(row: tuple[str, str, str, str]) -> None:
+@pytest.mark.parametrize("api", APIS)
+def test_attribute_alias(row: tuple[str, str, str, str], api: str) -> None:
     kind, seed, target, _ = row
-    obj = make(kind)
+    obj = make(kind, api)
 
     async def callback(*args: object) -> None:
         pass
@@ -98,19 +138,23 @@ def test_attribute_alias(row: tuple[str, str, str, str]) -> None:
 
 
 @pytest.mark.parametrize("row", ATTRIBUTE_ROWS, ids=row_id)
-def test_attribute_alias_reads_the_default(row: tuple[str, str, str, str]) -> None:
+@pytest.mark.parametrize("api", APIS)
+def test_attribute_alias_reads_the_default(row: tuple[str, str, str, str], api: str) -> None:
     kind, seed, target, _ = row
-    obj = make(kind)
+    obj = make(kind, api)
     # Before any assignment the seed name reads the PEP 8 default (a bound method).
     assert getattr(obj, seed) == getattr(obj, target)
 
 
 @pytest.mark.parametrize("row", METHOD_ROWS, ids=row_id)
-def test_method_alias(row: tuple[str, str, str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("api", APIS)
+def test_method_alias(
+    row: tuple[str, str, str, str], api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     kind, seed, target, _ = row
     assert seed in SEED_CALLS, f"add how to call {seed} to SEED_CALLS"
     args, kwargs, expected = SEED_CALLS[seed]
-    obj = make(kind)
+    obj = make(kind, api)
     pep8_signature = inspect.signature(getattr(type(obj), target))
     calls: list[dict[str, Any]] = []
     result = object()
@@ -126,16 +170,17 @@ def test_method_alias(row: tuple[str, str, str, str], monkeypatch: pytest.Monkey
     monkeypatch.setattr(obj, target, record)
     returned = getattr(obj, seed)(*args, **kwargs)
     assert calls == [expected]
-    if seed == "waitForConnection":
+    if seed in SEED_RETURNS:
         assert returned is result
     else:
         assert returned is None
 
 
 @pytest.mark.parametrize("row", METHOD_ROWS, ids=row_id)
-def test_method_alias_keeps_seed_keywords(row: tuple[str, str, str, str]) -> None:
+@pytest.mark.parametrize("api", APIS)
+def test_method_alias_keeps_seed_keywords(row: tuple[str, str, str, str], api: str) -> None:
     kind, seed, _, _ = row
-    parameters = list(inspect.signature(getattr(type(make(kind)), seed)).parameters)
+    parameters = list(inspect.signature(getattr(type(make(kind, api)), seed)).parameters)
     assert tuple(parameters[1:]) == SEED_KEYWORDS[seed]
 
 
@@ -152,6 +197,48 @@ def test_send_data_metadata_defaults_to_none(monkeypatch: pytest.MonkeyPatch) ->
 def test_wait_for_connection_times_out_unconnected() -> None:
     assert alvaro.Client().waitForConnection(timeout=0.01) is False
     assert alvaro.Client().waitForConnection(0.01) is False
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_wait_for_login_times_out_unconnected(api: str) -> None:
+    client = make("client", api)
+    assert client.waitForLogin(timeout=0.01) is False
+    assert client.waitForLogin(0) is False
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_user_store_aliases_reach_the_store(api: str, tmp_path: Path) -> None:
+    # Real calls, not patched ones: the seed's names change the host's Accounts.
+    host = make("host", api)
+    host.accounts = alvaro.auth.Accounts(iterations=4096)
+    host.addUser("ann", "pw")
+    host.addUser(username="bob", password="pw")
+    assert host.users == ["ann", "bob"]
+    host.blacklistIP("192.0.2.7", bTime=60)
+    assert 0 < host.blacklist["192.0.2.7"] <= 60
+    assert host.getLoginAttempts(username="ann", start_date=0) == []
+    host.saveUsers(tmp_path / "users.json")
+    again = make("host", api)
+    again.loadUsers(customPath=tmp_path / "users.json")
+    assert again.users == ["ann", "bob"]
+    assert list(again.blacklist) == ["192.0.2.7"]
+
+
+@pytest.mark.parametrize("row", CONSTRUCTOR_ROWS, ids=row_id)
+@pytest.mark.parametrize("api", APIS)
+def test_constructor_keyword_alias(row: tuple[str, str, str, str], api: str) -> None:
+    # An explicit parameter of the class next to its PEP 8 name; the value lands on the
+    # PEP 8 attribute. (The only such alias, loginRequired, is a flag: True and False are tried.)
+    kind, seed, target, _ = row
+    cls = classes(api)[kind]
+    parameters = inspect.signature(cls).parameters
+    assert seed in parameters
+    assert target in parameters
+    for value in (True, False):
+        assert getattr(cls(**{seed: value}), target) is value
+    assert getattr(cls(), target) is False
+    with pytest.raises(TypeError, match="not both"):
+        cls(**{seed: True, target: True})
 
 
 def test_send_data_unconnected_raises() -> None:
@@ -186,7 +273,34 @@ def test_subclass_seed_callback_is_installed() -> None:
     assert alvaro.Host.got_data is not seed_got_data
 
 
-@pytest.mark.parametrize("base", [alvaro.Host, alvaro.Client], ids=["host", "client"])
+@pytest.mark.parametrize("api", APIS)
+def test_subclass_seed_login_callbacks_are_installed(api: str) -> None:
+    kinds = classes(api)
+
+    def host_logged_in(self: Any, client: Any, user: str) -> None:
+        pass
+
+    def client_logged_in(self: Any) -> None:
+        pass
+
+    seed_host: Any = type("SeedHost", (kinds["host"],), {"loggedIn": host_logged_in})
+    seed_client: Any = type("SeedClient", (kinds["client"],), {"loggedIn": client_logged_in})
+    assert seed_host.logged_in is host_logged_in
+    assert seed_client.logged_in is client_logged_in
+    host, client = seed_host(), seed_client()
+    assert host.loggedIn == host.logged_in
+    assert host.logged_in.__func__ is host_logged_in
+    assert client.logged_in.__func__ is client_logged_in
+    # The base classes are untouched.
+    assert kinds["host"].logged_in is not host_logged_in
+    assert kinds["client"].logged_in is not client_logged_in
+
+
+@pytest.mark.parametrize(
+    "base",
+    [alvaro.Host, alvaro.Client, alvaro.sync.Host, alvaro.sync.Client],
+    ids=["host", "client", "sync-host", "sync-client"],
+)
 def test_subclass_defining_both_names_is_an_error(base: type) -> None:
     with pytest.raises(TypeError, match="defines both 'gotData' and 'got_data'"):
 

@@ -34,13 +34,15 @@ __all__ = ("Client", "connect")
 class Client(ClientAliases):
     """Connects to a Host from blocking code: scripts, GUIs, threads. No asyncio needed.
 
-    ``connect()`` returns once connected; the connection then lives on alvaro's background
-    event-loop thread (one per process, shared by every alvaro.sync object).
+    ``connect()`` returns once connected (and logged in, with ``login=``); the connection then
+    lives on alvaro's background event-loop thread (one per process, shared by every
+    alvaro.sync object).
 
-    Callbacks (``made_connection()``, ``got_data(data, metadata)``, ``lost_connection()``) are
-    plain functions, set as attributes or overridden in a subclass. They never run on the
-    event-loop thread: they run in order on this client's dispatcher thread, or through
-    ``dispatch`` if given. Any alvaro.sync method may be called from inside them.
+    Callbacks (``logged_in()``, ``made_connection()``, ``got_data(data, metadata)``,
+    ``lost_connection()``, in that order) are plain functions, set as attributes or overridden
+    in a subclass. They never run on the event-loop thread: they run in order on this client's
+    dispatcher thread, or through ``dispatch`` if given. Any alvaro.sync method may be called
+    from inside them.
 
     Args:
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
@@ -85,8 +87,14 @@ class Client(ClientAliases):
         self._aio.made_connection = self._made_connection  # type: ignore[method-assign]
         self._aio.got_data = self._got_data  # type: ignore[method-assign]
         self._aio.lost_connection = self._lost_connection  # type: ignore[method-assign]
+        self._aio.logged_in = self._logged_in  # type: ignore[method-assign]
 
     # --- Callbacks: override in a subclass or assign on the instance ---------------------------
+
+    def logged_in(self) -> None:
+        """Called once the login given to :meth:`connect` has succeeded, just before
+        ``made_connection``; on the dispatcher thread (or through ``dispatch``). :attr:`user`
+        is the user's name."""
 
     def made_connection(self) -> None:
         """Called once connected. Runs on the dispatcher thread (or through ``dispatch``)."""
@@ -115,6 +123,11 @@ class Client(ClientAliases):
         return self._aio.connected
 
     @property
+    def user(self) -> str | None:
+        """The user this client is logged in as, or ``None``."""
+        return self._aio.user
+
+    @property
     def backend(self) -> Backend:
         """The event loop the background thread runs."""
         return self._runner.loop.backend
@@ -132,6 +145,7 @@ class Client(ClientAliases):
         use_ssl: bool = False,
         ssl_cert: StrPath | None = None,
         server_hostname: str | None = None,
+        login: tuple[str, str] | None = None,
         **seed_options: Unpack[SeedClientTLS],
     ) -> None:
         """Connect to a host; returns once connected, while the connection lives on in the
@@ -139,8 +153,15 @@ class Client(ClientAliases):
 
         ``use_ssl``, ``ssl_cert`` (or the original ``useSSL``, ``sslCert``) and
         ``server_hostname`` connect with TLS, as in :meth:`alvaro.aio.Client.connect`.
+        ``login=(user, password)`` logs in to a host that requires it (SCRAM-SHA-256; the
+        password never crosses the network); then this returns only once logged in.
 
         Raises:
+            AuthenticationError: the login failed (the same reason for an unknown user and a
+                wrong password), the host requires login and none was given, or this address
+                is blocked after too many failed logins.
+            ValueError: ``login`` is not a ``(user, password)`` pair of a valid user name and
+                password (checked before connecting).
             TLSError: TLS could not be set up; ``kind`` says why. Never falls back to plaintext.
             ConnectError: the host could not be reached, refused, or failed the handshake.
             TimeoutError: connecting took longer than ``open_timeout``.
@@ -160,6 +181,7 @@ class Client(ClientAliases):
                 use_ssl=use_ssl,
                 ssl_cert=ssl_cert,
                 server_hostname=server_hostname,
+                login=login,
                 **seed_options,
             )
             self._task, _ = portal.start_task(connect, name=f"alvaro client to {host}:{port}")
@@ -175,6 +197,44 @@ class Client(ClientAliases):
         check_not_loop_thread("wait_for_connection()")
         return self._aio.wait_for_connection(timeout)
 
+    def wait_for_login(self, timeout: float | None = None) -> bool:
+        """Block until logged in; return whether it is (``False`` when the time runs out).
+
+        For a thread other than the one calling :meth:`connect`, as :meth:`wait_for_connection`.
+        Sleeps, using no CPU while it waits; ``timeout=0`` only looks.
+
+        Raises:
+            AuthenticationError: the login attempt of the current :meth:`connect` failed.
+            WrongThreadError: a waiting call on the event-loop thread.
+        """
+        if timeout != 0:
+            check_not_loop_thread("wait_for_login()")
+        return self._aio.wait_for_login(timeout)
+
+    def logout(self) -> None:
+        """End the login: the host closes the connection (code NORMAL, reason "logged out").
+
+        Returns once the connection is closed (at most about ``close_timeout`` later), having
+        let go of the loop thread, as :meth:`close`. A new login needs a new :meth:`connect`.
+        Does nothing when not logged in. Safe from any thread but the event loop's, including
+        from inside callbacks.
+
+        Raises:
+            WrongThreadError: called on the event-loop thread.
+        """
+        check_not_loop_thread("logout()")
+        conn = self._aio.connection
+        portal = self._runner.portal
+        if conn is None or portal is None or self._aio.user is None:
+            return
+        # The host accepts no message after LOGOUT, so its CLOSE is answered without first
+        # letting the callbacks already scheduled reply (this very thread may be one of them).
+        conn._before_echo = None
+        self._runner.dispatcher.unblock()
+        self._connection_for(conn)._inbox.unblock()
+        portal.call(self._aio.logout)
+        self.close("logged out")
+
     def _connection_for(self, conn: aio.Connection) -> Connection:
         with self._connection_lock:
             if self._connection is None or self._connection._aio is not conn:
@@ -182,6 +242,14 @@ class Client(ClientAliases):
             return self._connection
 
     # --- Bridges, run on the loop thread by the async client ------------------------------------
+
+    async def _logged_in(self) -> None:
+        conn = self._aio.connection
+        assert conn is not None
+        self._connection_for(conn)  # the callback may use the connection before connect() returns
+        callback = user_callback(self, "logged_in", Client)
+        if callback is not None:
+            await self._runner.dispatcher.submit(lambda: self._call(callback))
 
     async def _made_connection(self) -> None:
         conn = self._aio.connection
@@ -297,19 +365,30 @@ def connect(
     use_ssl: bool = False,
     ssl_cert: StrPath | None = None,
     server_hostname: str | None = None,
+    login: tuple[str, str] | None = None,
     **options: Any,
 ) -> Iterator[Client]:
     """Connect to a host for the duration of a ``with`` block, then close gracefully.
 
-    ``use_ssl``, ``ssl_cert`` and ``server_hostname`` are :meth:`Client.connect`'s; ``options``
-    are :class:`Client`'s keyword arguments (``ssl_context=``, ``backend=``, settings).
+    ``use_ssl``, ``ssl_cert``, ``server_hostname`` and ``login`` are :meth:`Client.connect`'s;
+    ``options`` are :class:`Client`'s keyword arguments (``ssl_context=``, ``backend=``,
+    settings).
 
     Raises:
+        AuthenticationError: the login failed.
+        ValueError: ``login`` is not a valid ``(user, password)`` pair.
         ConnectError: the host could not be reached or failed the handshake.
         TimeoutError: connecting took longer than ``open_timeout``.
     """
     client = Client(**options)
-    client.connect(host, port, use_ssl=use_ssl, ssl_cert=ssl_cert, server_hostname=server_hostname)
+    client.connect(
+        host,
+        port,
+        use_ssl=use_ssl,
+        ssl_cert=ssl_cert,
+        server_hostname=server_hostname,
+        login=login,
+    )
     try:
         yield client
     finally:

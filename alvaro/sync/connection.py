@@ -95,6 +95,14 @@ class Connection(ConnectionAliases):
         return self._aio.tls
 
     @property
+    def user(self) -> str | None:
+        """The name the peer logged in with (on a host that requires login), or ``None``.
+
+        On a host, set before ``logged_in`` and ``new_client`` run; on a client, once logged in.
+        """
+        return self._aio.user
+
+    @property
     def peer_max_message_size(self) -> int:
         """The largest message the peer accepts, from its handshake."""
         return self._aio.peer_max_message_size

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self, Unpack
 
+    from .._accounts import Accounts, LoginAttempt
     from .._settings import SettingsOptions
     from .._types import Metadata, StrPath
+    from ..auth import Authenticator
 
 __all__ = ("Host",)
 
@@ -37,10 +39,12 @@ class Host(HostAliases):
     until ``stop()`` or Ctrl+C.
 
     Callbacks (``new_client(conn)``, ``got_data(conn, data, metadata)``, ``lost_client(conn)``,
-    ``server_started(host)``) are plain functions, set as attributes or overridden in a subclass.
+    ``server_started(host)``, and with login ``logged_in(conn, user)`` and
+    ``blacklisted(addr)``) are plain functions, set as attributes or overridden in a subclass.
     They never run on the event-loop thread: they run in order on this host's dispatcher thread,
     or through ``dispatch`` if given. Any alvaro.sync method may be called from inside them.
-    For each connection the order is ``new_client``, ``got_data``..., ``lost_client``.
+    For each connection the order is ``logged_in`` (with login), ``new_client``,
+    ``got_data``..., ``lost_client``.
 
     Args:
         addr, port: where to listen; port 0 picks a free port (read :attr:`port` after start).
@@ -48,6 +52,11 @@ class Host(HostAliases):
             (:func:`alvaro.tls.server_context`); see also :meth:`start`'s ``use_ssl``.
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
         dispatch: a function that runs a zero-argument callable where you want callbacks to run.
+        login_required: every client must log in before it reaches any callback; add users
+            with :meth:`add_user`. The original ``loginRequired`` spelling works too.
+        accounts: the store of users, bans and login history (:class:`alvaro.auth.Accounts`).
+        authenticator: looks users up elsewhere than ``accounts``; a plain function runs in a
+            worker thread (see :data:`alvaro.auth.Authenticator`).
         logger, max_connections, max_unauthenticated_per_address, options: as for
             :class:`alvaro.aio.Host`.
 
@@ -69,6 +78,10 @@ class Host(HostAliases):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         max_connections: int = 1024,
         max_unauthenticated_per_address: int = 16,
+        login_required: bool = False,
+        accounts: Accounts | None = None,
+        authenticator: Authenticator | None = None,
+        loginRequired: bool | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
         self._aio = aio.Host(
@@ -78,6 +91,10 @@ class Host(HostAliases):
             logger=logger,
             max_connections=max_connections,
             max_unauthenticated_per_address=max_unauthenticated_per_address,
+            login_required=login_required,
+            accounts=accounts,
+            authenticator=authenticator,
+            loginRequired=loginRequired,
             **options,
         )
         self.logger = self._aio.logger  # the aio object applies the default logger
@@ -96,6 +113,8 @@ class Host(HostAliases):
         self._aio.got_data = self._got_data  # type: ignore[method-assign]
         self._aio.lost_client = self._lost_client  # type: ignore[method-assign]
         self._aio.server_started = self._server_started  # type: ignore[method-assign]
+        self._aio.logged_in = self._logged_in  # type: ignore[method-assign]
+        self._aio.blacklisted = self._blacklisted  # type: ignore[method-assign]
 
     # --- Callbacks: override in a subclass or assign on the instance ---------------------------
 
@@ -114,6 +133,18 @@ class Host(HostAliases):
 
     def server_started(self, host: Host) -> None:
         """Called once the host is listening, on the dispatcher thread."""
+
+    def logged_in(self, conn: Connection, user: str) -> None:
+        """Called when a client has logged in, just before ``new_client``, on the dispatcher
+        thread (or through ``dispatch``). ``conn.user`` is ``user``."""
+
+    def blacklisted(self, addr: str) -> None:
+        """Called once each time failed logins get an address banned, on the dispatcher thread
+        (or through ``dispatch``).
+
+        ``addr`` is the address as bans count it (an IPv6 address as its /64 network). Bans set
+        by :meth:`blacklist_ip` do not call it.
+        """
 
     # --- Information ---------------------------------------------------------------------------
 
@@ -141,6 +172,33 @@ class Host(HostAliases):
     def max_unauthenticated_per_address(self) -> int:
         """The most connections from one address still in their handshakes."""
         return self._aio.max_unauthenticated_per_address
+
+    @property
+    def login_required(self) -> bool:
+        """Whether clients must log in; takes effect for connections accepted after a change."""
+        return self._aio.login_required
+
+    @login_required.setter
+    def login_required(self, value: bool) -> None:
+        self._aio.login_required = bool(value)
+
+    @property
+    def accounts(self) -> Accounts:
+        """The store of users, bans and login history (thread-safe)."""
+        return self._aio.accounts
+
+    @accounts.setter
+    def accounts(self, value: Accounts) -> None:
+        self._aio.accounts = value
+
+    @property
+    def authenticator(self) -> Authenticator | None:
+        """Looks users up elsewhere than :attr:`accounts`, or ``None``."""
+        return self._aio.authenticator
+
+    @authenticator.setter
+    def authenticator(self, value: Authenticator | None) -> None:
+        self._aio.authenticator = value
 
     @property
     def clients(self) -> list[Connection]:
@@ -192,6 +250,73 @@ class Host(HostAliases):
                 return test(self._connection_for(conn))
 
         return self._aio.broadcast(data, metadata, exclude=excluded, where=keep)
+
+    # --- Users, bans and the login history: safe from any thread ------------------------------
+
+    def add_user(self, name: str, password: str, *, replace: bool = False) -> None:
+        """Add a user who may log in, or with ``replace=True`` also change a user's password.
+
+        Deriving the stored verifier takes about 0.2 s of CPU (the iteration count of
+        :attr:`accounts`), in the calling thread. See :meth:`alvaro.aio.Host.add_user`.
+
+        Raises:
+            ValueError: an invalid name or password, or the user exists and ``replace`` is
+                false.
+        """
+        self._aio.add_user(name, password, replace=replace)
+
+    def remove_user(self, name: str) -> None:
+        """Remove a user; clients logged in as that user stay connected.
+
+        Raises:
+            KeyError: there is no such user.
+        """
+        self._aio.remove_user(name)
+
+    @property
+    def users(self) -> list[str]:
+        """The user names, sorted."""
+        return self._aio.users
+
+    def blacklist_ip(self, addr: str, seconds: float | None = None) -> None:
+        """Refuse connections from ``addr`` (an IPv6 address: its /64) for ``seconds``, or
+        until :meth:`unblacklist_ip` when ``None``. Connections already open are left alone."""
+        self._aio.blacklist_ip(addr, seconds)
+
+    def unblacklist_ip(self, addr: str) -> bool:
+        """Lift a ban on ``addr`` and forget its failed logins; return whether it was banned."""
+        return self._aio.unblacklist_ip(addr)
+
+    @property
+    def blacklist(self) -> dict[str, float]:
+        """The banned addresses, each with the seconds left (``math.inf`` for no end)."""
+        return self._aio.blacklist
+
+    def get_login_attempts(
+        self,
+        username: str | None = None,
+        address: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[LoginAttempt]:
+        """The recorded login attempts matching every given criterion, oldest first; see
+        :meth:`alvaro.aio.Host.get_login_attempts`."""
+        return self._aio.get_login_attempts(username, address, start, end)
+
+    def save(self, path: StrPath) -> None:
+        """Write the users, bans and login history to ``path``, atomically; blocks for the
+        disk write."""
+        self._aio.save(path)
+
+    def load(self, path: StrPath) -> None:
+        """Replace the users, bans and login history with those saved in ``path``.
+
+        Raises:
+            FileNotFoundError: there is no such file.
+            AccountsFileError: the file is corrupt, truncated, or from a newer alvaro; nothing
+                is changed then.
+        """
+        self._aio.load(path)
 
     # --- Running -------------------------------------------------------------------------------
 
@@ -304,6 +429,17 @@ class Host(HostAliases):
         self.close()
 
     # --- Bridges, run on the loop thread by the async host --------------------------------------
+
+    async def _logged_in(self, conn: aio.Connection, user: str) -> None:
+        facade = self._connection_for(conn)
+        callback = user_callback(self, "logged_in", Host)
+        if callback is not None:
+            await self._runner.dispatcher.submit(lambda: self._call(conn, callback, facade, user))
+
+    def _blacklisted(self, addr: str) -> None:
+        callback = user_callback(self, "blacklisted", Host)
+        if callback is not None:
+            self._runner.dispatcher.submit_nowait(lambda: self._call(None, callback, addr))
 
     async def _new_client(self, conn: aio.Connection) -> None:
         facade = self._connection_for(conn)
