@@ -139,19 +139,27 @@ async def host_login(
     server = scramp.ScramMechanism(MECHANISM).make_server(lambda _: verifier)
     try:
         server.set_client_first(event.message)
-        challenge = server.get_server_first()
+        challenge = encode_auth_challenge(server.get_server_first())
     except scramp.ScramException:
         if accounts.record_failure(address, name):
             on_ban(address)
         await _refuse(conn, WRONG_CREDENTIALS)
         return None
-    await conn._transport.send(encode_auth_challenge(challenge))
+    except ValueError:
+        # The challenge repeats the client's nonce: one near the frame limit leaves no room.
+        await _refuse(conn, "the login message is too long")
+        return None
+    await conn._transport.send(challenge)
 
     event = await conn._next_handshake_event()
     if isinstance(event, Close):
         await conn._abort(_echo_code(event.code), "")
         return None
     assert isinstance(event, AuthResponse)
+    if conn._early_error is not None:
+        # Something after AUTH_RESPONSE broke the rules (DATA before AUTH_OK): the connection
+        # closes for it, without a verdict, so no callback ever sees this client.
+        raise conn._early_error
     # Wait out the account's delay. Nothing is awaited between the last look at the delay and
     # the ban and the recording of the outcome below, so concurrent attempts at one account or
     # from one address cannot all slip through on one look (no check-then-act race).
@@ -209,19 +217,21 @@ async def client_login(conn: Connection, user: str, password: str) -> None:
     await conn._transport.send(encode_auth_start(client.get_client_first()))
     event = await conn._next_handshake_event()
     if isinstance(event, AuthChallenge):
+        # Checked before scramp reads the message: some scramp versions refuse some counts
+        # themselves, and the client's answer must not depend on which one is installed.
+        iterations = _challenge_iterations(event.message)
+        if iterations is not None and not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
+            await conn._abort(CloseCode.POLICY_VIOLATION, "unacceptable iteration count")
+            raise AuthenticationError(
+                f"the host asked for {iterations} key-derivation rounds; a client accepts "
+                f"{MIN_ITERATIONS} to {MAX_ITERATIONS}"
+            )
         try:
             client.set_server_first(event.message)
         except scramp.ScramException as exc:
             raise RemoteProtocolError(
                 f"the host's login challenge is not valid SCRAM: {exc}"
             ) from None
-        iterations = int(client.iterations)
-        if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
-            await conn._abort(CloseCode.POLICY_VIOLATION, "unacceptable iteration count")
-            raise AuthenticationError(
-                f"the host asked for {iterations} key-derivation rounds; a client accepts "
-                f"{MIN_ITERATIONS} to {MAX_ITERATIONS}"
-            )
         # The expensive step (PBKDF2 over the password), in a worker thread.
         response = await anyio.to_thread.run_sync(
             client.get_client_final, limiter=_derivations.get()
@@ -243,11 +253,22 @@ async def client_login(conn: Connection, user: str, password: str) -> None:
         # The host closes the connection after AUTH_FAIL; answer its CLOSE if it comes soon.
         await _finish_refused(conn)
         raise AuthenticationError(f"login refused: {event.reason}")
-    assert isinstance(event, Close)
+    if not isinstance(event, Close):
+        # A message (or a PONG-less frame the decoder allows) before AUTH_OK: the host may
+        # send nothing to a client that has not logged in.
+        raise RemoteProtocolError(f"the host sent {type(event).__name__} before the login finished")
     await conn._abort(_echo_code(event.code), "")
     if event.code == CloseCode.POLICY_VIOLATION:
         raise AuthenticationError(f"login refused: {event.reason}")
     raise ConnectionClosedError(event.code, event.reason, by_peer=True)
+
+
+def _challenge_iterations(message: str) -> int | None:
+    """The iteration count ``i=`` of a SCRAM server-first-message, if it has a readable one."""
+    for attribute in message.split(","):
+        if attribute.startswith("i=") and attribute[2:].isascii() and attribute[2:].isdigit():
+            return int(attribute[2:]) if len(attribute) < 40 else MAX_ITERATIONS + 1
+    return None
 
 
 async def _finish_refused(conn: Connection) -> None:

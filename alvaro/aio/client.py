@@ -159,9 +159,10 @@ class Client(ClientAliases):
 
     @property
     def user(self) -> str | None:
-        """The user this client is logged in as, or ``None``."""
+        """The user this client is logged in as, or ``None`` (also once the connection has
+        closed, after :meth:`logout` for example; ``connection.user`` still tells)."""
         conn = self._connection
-        return None if conn is None or not self._logged_in.is_set() else conn.user
+        return conn.user if self._logged_in.is_set() and self.connected and conn else None
 
     def __repr__(self) -> str:
         conn = self._connection
@@ -266,17 +267,15 @@ class Client(ClientAliases):
                     f"the handshake with {host}:{port} took longer than "
                     f"{self.settings.open_timeout:g} s"
                 ) from None
-            try:
-                await self._login(
-                    conn, login, host, port, deadline - self.settings.open_timeout, context
-                )
-            except AuthenticationError as exc:
-                self._login_error = exc
-                raise
-            finally:
-                self._login_done.set()
+            await self._login(
+                conn, login, host, port, deadline - self.settings.open_timeout, context
+            )
             self._connection = conn
             self._connected.set()
+            if conn.user is not None:
+                self._logged_in.set()
+            # Only now: a thread in wait_for_login() then sees the client connected too.
+            self._login_done.set()
             self.logger.info("connected to %s:%s", host, port)
             task_status.started()
             try:
@@ -292,8 +291,14 @@ class Client(ClientAliases):
                         await call_callback(self.lost_connection)
                     except Exception:
                         self.logger.exception("lost_connection raised")
+        except AuthenticationError as exc:
+            # For wait_for_login() in another thread, whether the login itself failed or
+            # the host refused this address before it could begin.
+            self._login_error = exc
+            raise
         finally:
             self._connecting = False
+            self._login_done.set()
             self._finished.set()
 
     async def _login(
@@ -350,7 +355,6 @@ class Client(ClientAliases):
             # Cancelled, or something unforeseen: never leave the socket open.
             await conn._abort(None, "")
             raise
-        self._logged_in.set()
         self.logger.info("logged in to %s:%s as %s", host, port, conn.user)
 
     def _tls_context(
