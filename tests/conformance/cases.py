@@ -14,6 +14,11 @@ back) and from the API (which messages reach the application, which close code i
 - :func:`ABNORMAL`: the connection ends without a CLOSE frame; the implementation sends none
   and reports ABNORMAL (1006).
 
+A case with ``login`` runs against a Host that requires login (and knows :data:`USER`) and a
+Client that logs in as :data:`USER`; the raw peer's default HELLO then offers feature ``auth``
+(a raw host's requires it). The raw peer plays its side of the SCRAM-SHA-256 exchange with
+:class:`Scram` parts, computed as the case runs from what the implementation sent (section 9.8).
+
 Every input is built here by hand from the layouts of the specification, never with the codec under
 test. Each case names the sections it checks. A case may accept several outcomes (the
 specification says MAY), and may list *lenient* outcomes: behaviour that breaks the letter of the
@@ -23,14 +28,22 @@ must say why in ``justification``.
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import struct
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from alvaro import CloseCode
+# scramp ships no type information.
+import scramp  # type: ignore[import-untyped]
+
+from alvaro import AuthenticationError, CloseCode
 
 from ..helpers import T
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = (
     "ABNORMAL",
@@ -46,17 +59,21 @@ __all__ = (
     "PONG",
     "REFUSE",
     "AwaitClose",
+    "AwaitFrame",
     "AwaitHello",
     "Case",
     "HalfClose",
     "Hello",
     "KnownBug",
+    "Login",
     "Outcome",
     "Pause",
     "Reset",
+    "Scram",
     "Send",
     "StaysOpen",
     "Step",
+    "Unanswerable",
 )
 
 Role: TypeAlias = Literal["host", "client"]
@@ -76,6 +93,12 @@ GAP = T / 100
 
 PREAMBLE = b"ALVARO\x01\x00"
 DATA, PING_, PONG_, CLOSE_, HELLO_ = 0x01, 0x10, 0x11, 0x12, 0x20
+AUTH_START_, AUTH_CHALLENGE_, AUTH_RESPONSE_, AUTH_OK_, AUTH_FAIL_, LOGOUT_ = range(0x21, 0x27)
+#: The AUTH frames each side sends (9.8).
+AUTH_SENT_BY: dict[str, frozenset[int]] = {
+    "client": frozenset((AUTH_START_, AUTH_RESPONSE_, LOGOUT_)),
+    "host": frozenset((AUTH_CHALLENGE_, AUTH_OK_, AUTH_FAIL_)),
+}
 RESERVED_TYPES = {
     0x02: "REQUEST",
     0x03: "REPLY",
@@ -100,7 +123,19 @@ GROUPS = {
     "7": "close handling and close codes",
     "8": "opening handshake",
     "9": "limits",
+    "10": "auth/login",
 }
+
+#: The login cases' account: the Host under test knows it, the Client under test logs in with it.
+USER = "ann"
+PASSWORD = "correct horse"
+#: Its SCRAM iteration count: the least a client accepts (9.8), so that a login costs little.
+ITERATIONS = 4096
+MECHANISM = "SCRAM-SHA-256"
+#: The one AUTH_FAIL reason for an unknown user and a wrong password (9.8).
+WRONG_CREDENTIALS = "wrong user name or password"
+#: The login timeout of the implementation under test, unless a case sets another.
+LOGIN_TIMEOUT = OPEN_TIMEOUT
 
 # --- Bytes, by hand ------------------------------------------------------------------------------
 
@@ -150,6 +185,11 @@ def close(code: int, reason: bytes = b"") -> bytes:
     return frame(CLOSE_, struct.pack("!H", code) + reason)
 
 
+def auth(frame_type: int, **fields: Any) -> bytes:
+    """An AUTH frame whose body is the JSON object ``fields`` (9.8)."""
+    return frame(frame_type, compact(fields))
+
+
 # --- Scripts -------------------------------------------------------------------------------------
 
 
@@ -189,6 +229,8 @@ class Hello:
         preamble: the 8 bytes before the frame.
         flags: the header's flags.
         pad_to: add a member ``"pad"`` that makes the JSON body exactly this many bytes.
+        login: offer feature ``auth``, and as a host require login (``"auth_required": true``),
+            before ``fields`` apply (9.8).
     """
 
     fields: tuple[tuple[str, Any], ...] = ()
@@ -196,6 +238,7 @@ class Hello:
     preamble: bytes = PREAMBLE
     flags: int = 0
     pad_to: int | None = None
+    login: bool = False
 
     def build(self, own: Role) -> bytes:
         tested = "client" if own == "host" else "host"
@@ -203,6 +246,10 @@ class Hello:
             body = self.body.replace(b"$OWN", own.encode()).replace(b"$TESTED", tested.encode())
         else:
             members = dict(_HELLO_MEMBERS)
+            if self.login:
+                members["features"] = ["auth"]
+                if own == "host":
+                    members["auth_required"] = True
             members.update(self.fields)
             roles = {id(OWN_ROLE): own, id(TESTED_ROLE): tested}
             values = {k: roles.get(id(v), v) for k, v in members.items() if v is not OMIT}
@@ -226,6 +273,129 @@ class Hello:
 
 
 HELLO = Hello()
+#: The HELLO of a raw peer that takes part in a login.
+LOGIN_HELLO = Hello(login=True)
+
+
+# --- Login (feature auth, section 9.8) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scram:
+    """An AUTH frame carrying a SCRAM-SHA-256 message (RFC 5802), which the raw peer computes
+    with scramp when it sends it, from what the implementation has sent so far (:class:`Login`).
+
+    Kinds:
+        ``"start"``: AUTH_START with a client-first-message for ``user``, whose password the
+            raw client takes to be ``password`` (``nonce``: its client nonce, for a frame of an
+            exact size);
+        ``"response"``: AUTH_RESPONSE with the client-final-message answering the
+            implementation's AUTH_CHALLENGE;
+        ``"challenge"``: AUTH_CHALLENGE answering the implementation's AUTH_START for a user whose
+            password is ``password``, asking for ``iterations`` rounds;
+        ``"ok"``: AUTH_OK with the server-final-message for the implementation's AUTH_RESPONSE
+            and the name ``user`` (a wrong server signature if ``forged``).
+    """
+
+    kind: Literal["start", "response", "challenge", "ok"]
+    user: str = USER
+    password: str = PASSWORD
+    mechanism: str = MECHANISM
+    iterations: int = ITERATIONS
+    forged: bool = False
+    nonce: str | None = None
+
+
+Part: TypeAlias = bytes | Hello | Scram
+
+
+class Unanswerable(Exception):
+    """The raw peer cannot build a :class:`Scram` part from what the implementation sent."""
+
+
+@functools.cache
+def _verifier(password: str) -> tuple[bytes, bytes, bytes, int]:
+    """A SCRAM verifier (salt, StoredKey, ServerKey, iterations) for ``password``."""
+    info: tuple[bytes, bytes, bytes, int] = scramp.ScramMechanism(MECHANISM).make_auth_info(
+        password, iteration_count=ITERATIONS
+    )
+    return info
+
+
+class Login:
+    """The raw peer's side of one run's SCRAM-SHA-256 exchange.
+
+    Args:
+        sent: the bodies of the frames of one type that the implementation has sent so far.
+    """
+
+    def __init__(self, sent: Callable[[int], list[bytes]]) -> None:
+        self._sent = sent
+        self._client: Any = None  # scramp.ScramClient, once AUTH_START is built
+        self._server: Any = None  # scramp.ScramServer, once AUTH_CHALLENGE is built
+        self._user = ""
+
+    def build(self, part: Scram) -> bytes:
+        try:
+            return self._build(part)
+        except scramp.ScramException as exc:
+            raise Unanswerable(f"cannot answer the implementation's login: {exc}") from None
+
+    def _build(self, part: Scram) -> bytes:
+        if part.kind == "start":
+            self._client = scramp.ScramClient(
+                [MECHANISM], part.user, part.password, c_nonce=part.nonce
+            )
+            self._user = part.user
+            first = self._client.get_client_first()
+            return auth(AUTH_START_, mechanism=part.mechanism, message=first)
+        if part.kind == "response":
+            if self._client is None:
+                raise Unanswerable("AUTH_RESPONSE without a Scram('start') before it")
+            self._client.set_server_first(self._message(AUTH_CHALLENGE_))
+            return auth(AUTH_RESPONSE_, message=self._client.get_client_final())
+        if part.kind == "challenge":
+            start = self._message(AUTH_START_)
+            verifier = _verifier(part.password)
+            self._server = scramp.ScramMechanism(MECHANISM).make_server(lambda _user: verifier)
+            self._server.set_client_first(start)
+            challenge: str = self._server.get_server_first()
+            if part.iterations != ITERATIONS:
+                # By hand: scramp refuses to state counts outside 4096..10,000,000.
+                challenge = challenge.replace(f",i={ITERATIONS}", f",i={part.iterations}")
+            return auth(AUTH_CHALLENGE_, message=challenge)
+        if self._server is None:
+            raise Unanswerable("AUTH_OK without a Scram('challenge') before it")
+        self._server.set_client_final(self._message(AUTH_RESPONSE_))  # checks the proof
+        final: str = self._server.get_server_final()
+        if part.forged:
+            final = "v=" + base64.b64encode(bytes(32)).decode()
+        return auth(AUTH_OK_, message=final, user=part.user)
+
+    def _message(self, frame_type: int) -> str:
+        bodies = self._sent(frame_type)
+        if not bodies:
+            raise Unanswerable(f"the implementation sent no {RESERVED_TYPES[frame_type]}")
+        try:
+            message = json.loads(bodies[-1])["message"]
+        except (ValueError, TypeError, KeyError):
+            message = None
+        if not isinstance(message, str):
+            raise Unanswerable(f"{RESERVED_TYPES[frame_type]} without a string 'message'")
+        return message
+
+    def check_ok(self, body: bytes) -> list[str]:
+        """What is wrong with the implementation's AUTH_OK, for the raw client's login."""
+        if self._client is None:
+            return []
+        try:
+            fields = json.loads(body)
+            self._client.set_server_final(fields["message"])
+        except (ValueError, TypeError, KeyError, scramp.ScramException) as exc:
+            return [f"AUTH_OK does not prove that the host knows the password: {exc} (9.8)"]
+        if fields.get("user") != self._user:
+            return [f"AUTH_OK names user {fields.get('user')!r}, not {self._user!r} (9.8)"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -233,19 +403,17 @@ class Send:
     """Send bytes: in one write, or cut at ``cuts`` (or every ``every`` bytes) into several
     writes with ``pause`` seconds between them."""
 
-    parts: tuple[bytes | Hello, ...]
+    parts: tuple[Part, ...]
     cuts: tuple[int, ...] = ()
     every: int = 0
     pause: float = 0.0
 
 
-def send(
-    *parts: bytes | Hello, cuts: tuple[int, ...] = (), every: int = 0, pause: float = 0.0
-) -> Send:
+def send(*parts: Part, cuts: tuple[int, ...] = (), every: int = 0, pause: float = 0.0) -> Send:
     return Send(parts, cuts, every, pause)
 
 
-def bytewise(*parts: bytes | Hello) -> Send:
+def bytewise(*parts: Part) -> Send:
     """Send one byte per write, with a short pause between writes."""
     return Send(parts, every=1, pause=GAP)
 
@@ -286,7 +454,18 @@ class AwaitHello:
     seconds: float = WITHIN
 
 
-Step: TypeAlias = Send | Pause | StaysOpen | HalfClose | Reset | AwaitClose | AwaitHello
+@dataclass(frozen=True)
+class AwaitFrame:
+    """Read until the implementation has sent a frame of type ``frame_type``, which must take
+    less than ``seconds`` (the answer a :class:`Scram` part needs, for one)."""
+
+    frame_type: int
+    seconds: float = WITHIN
+
+
+Step: TypeAlias = (
+    Send | Pause | StaysOpen | HalfClose | Reset | AwaitClose | AwaitHello | AwaitFrame
+)
 
 # --- Outcomes ------------------------------------------------------------------------------------
 
@@ -307,6 +486,14 @@ class Outcome:
     opened: bool = True
     within: float = WITHIN
     wire_reason: str | None = None
+    #: Whether the application sees the close as the peer's (None: as the kind says).
+    by_peer: bool | None = None
+    #: The reason of the AUTH_FAIL the implementation sends before its CLOSE (ANY: any reason;
+    #: None: not checked).
+    auth_fail: Any = None
+    #: The exception a Client's connect() raises (None: ConnectError or TimeoutError, whose
+    #: code must be the outcome's).
+    error: type[Exception] | None = None
 
     def describe(self) -> str:
         parts = []
@@ -320,6 +507,10 @@ class Outcome:
             parts.append(f"reports the peer's {_code_name(self.code)}, answers {_code_name(reply)}")
         else:
             parts.append("ends without CLOSE, reports ABNORMAL (1006)")
+        if self.auth_fail is not None:
+            parts.append(f"after AUTH_FAIL {self.auth_fail!r}")
+        if self.error is not None:
+            parts.append(f"connect() raises {self.error.__name__}")
         if self.messages:
             parts.append(f"delivers {len(self.messages)} message(s)")
         if self.pongs:
@@ -364,19 +555,42 @@ def CLOSE(
     pongs: tuple[bytes, ...] = (),
     within: float = WITHIN,
     wire_reason: str | None = None,
+    by_peer: bool = False,
 ) -> Outcome:
     """After delivering ``messages``, the implementation closes with ``code`` within ``within``
     seconds of the last byte sent (and with ``wire_reason`` as the CLOSE's reason, if given);
-    the application sees the code, not from the peer."""
+    the application sees the code, not from the peer (unless ``by_peer``: a close the peer
+    asked for, as with LOGOUT)."""
     return Outcome(
-        "close", _messages(messages), pongs, code=code, within=within, wire_reason=wire_reason
+        "close",
+        _messages(messages),
+        pongs,
+        code=code,
+        within=within,
+        wire_reason=wire_reason,
+        by_peer=by_peer,
     )
 
 
-def REFUSE(code: int, within: float = WITHIN) -> Outcome:
-    """The opening handshake fails: CLOSE with ``code``; the application never sees a
-    connection (a Client's connect() raises with that code)."""
-    return Outcome("close", code=code, opened=False, within=within)
+def REFUSE(
+    code: int,
+    within: float = WITHIN,
+    pongs: tuple[bytes, ...] = (),
+    auth_fail: Any = None,
+    error: type[Exception] | None = None,
+) -> Outcome:
+    """The opening handshake (or the login) fails: CLOSE with ``code`` (after an AUTH_FAIL
+    with reason ``auth_fail``, if given); the application never sees a connection (a Client's
+    connect() raises with that code, or raises ``error``)."""
+    return Outcome(
+        "close",
+        pongs=pongs,
+        code=code,
+        opened=False,
+        within=within,
+        auth_fail=auth_fail,
+        error=error,
+    )
 
 
 def ECHO(
@@ -386,16 +600,17 @@ def ECHO(
     reply: int | None = None,
     pongs: tuple[bytes, ...] = (),
     opened: bool = True,
+    error: type[Exception] | None = None,
 ) -> Outcome:
     """The peer's CLOSE is accepted: answered with a CLOSE echoing ``code`` (or ``reply``), and
-    ``code`` and ``reason`` are reported as the peer's."""
-    return Outcome("echo", _messages(messages), pongs, code, reply, reason, opened)
+    ``code`` and ``reason`` are reported as the peer's (or connect() raises ``error``)."""
+    return Outcome("echo", _messages(messages), pongs, code, reply, reason, opened, error=error)
 
 
-def ABNORMAL(*messages: Any, opened: bool = True) -> Outcome:
+def ABNORMAL(*messages: Any, opened: bool = True, error: type[Exception] | None = None) -> Outcome:
     """The connection ends without a CLOSE frame from either side: none is sent, ABNORMAL (1006)
-    is reported."""
-    return Outcome("abnormal", _messages(messages), opened=opened)
+    is reported (or connect() raises ``error``)."""
+    return Outcome("abnormal", _messages(messages), opened=opened, error=error)
 
 
 # --- Cases ---------------------------------------------------------------------------------------
@@ -428,6 +643,9 @@ class Case:
         answer_close: whether the raw peer answers the implementation's CLOSE (a peer that
             never answers tests the close timeout).
         known_bugs: the runs expected to fail, and why.
+        login: the implementation takes part in a login: a Host that requires login and knows
+            :data:`USER`, a Client that logs in as :data:`USER`; the raw peer's default HELLO is
+            :data:`LOGIN_HELLO`.
     """
 
     id: str
@@ -442,6 +660,7 @@ class Case:
     settings: tuple[tuple[str, Any], ...] = ()
     answer_close: bool = True
     known_bugs: tuple[KnownBug, ...] = field(default=())
+    login: bool = False
 
     @property
     def group(self) -> str:
@@ -1245,7 +1464,8 @@ def _group_7() -> list[Case]:
         steps_tuple = steps if isinstance(steps, tuple) else (steps,)
         first = steps_tuple[0] if steps_tuple else None
         own_hello = isinstance(first, Send) and (
-            isinstance(first.parts[0], Hello) or first.parts[0].startswith(PREAMBLE)
+            isinstance(first.parts[0], Hello)
+            or (isinstance(first.parts[0], bytes) and first.parts[0].startswith(PREAMBLE))
         )
         cases.append(case(title, *steps_tuple, expect=outcome, spec=spec, handshake=not own_hello))
     cases.append(
@@ -1646,6 +1866,420 @@ def _group_9() -> list[Case]:
     ]
 
 
+#: The raw client's side of a login as USER: AUTH_START, the host's AUTH_CHALLENGE, AUTH_RESPONSE,
+#: the host's AUTH_OK.
+CLIENT_LOGIN: tuple[Step, ...] = (
+    send(Scram("start")),
+    AwaitFrame(AUTH_CHALLENGE_),
+    send(Scram("response")),
+    AwaitFrame(AUTH_OK_),
+)
+#: The raw host's side of a login: the client's AUTH_START, AUTH_CHALLENGE, the client's
+#: AUTH_RESPONSE, AUTH_OK.
+HOST_LOGIN: tuple[Step, ...] = (
+    AwaitFrame(AUTH_START_),
+    send(Scram("challenge")),
+    AwaitFrame(AUTH_RESPONSE_),
+    send(Scram("ok")),
+)
+
+
+def _as_host(
+    title: str,
+    *steps: Step,
+    expect: Outcome | tuple[Outcome, ...],
+    spec: str = "9.8",
+    **options: Any,
+) -> Case:
+    """A login case against a Host that requires login (the raw peer is the client)."""
+    options.setdefault("login", True)
+    return case(title, *steps, expect=expect, spec=spec, roles=("host",), **options)
+
+
+def _as_client(
+    title: str,
+    *steps: Step,
+    expect: Outcome | tuple[Outcome, ...],
+    spec: str = "9.8",
+    **options: Any,
+) -> Case:
+    """A login case against a Client that logs in (the raw peer is the host)."""
+    options.setdefault("login", True)
+    return case(title, *steps, expect=expect, spec=spec, roles=("client",), **options)
+
+
+def _group_10() -> list[Case]:
+    start_without_nonce = compact({"mechanism": MECHANISM, "message": f"n,,n={USER},r="})
+    long_nonce = "n" * (4096 - len(start_without_nonce))
+    assert len(compact({"mechanism": MECHANISM, "message": f"n,,n={USER},r={long_nonce}"})) == 4096
+    # Well-formed AUTH frames whose SCRAM content belongs to no exchange of the run.
+    bogus_start = auth(
+        AUTH_START_, mechanism=MECHANISM, message=f"n,,n={USER},r=fyko+d2lbbFgONRv9qkxdawL"
+    )
+    bogus_challenge = auth(AUTH_CHALLENGE_, message="r=abc,s=c2FsdHNhbHRzYWx0,i=4096")
+    bogus_ok = auth(AUTH_OK_, message="v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", user=USER)
+    timeout = LOGIN_TIMEOUT / 4
+    short_login = (("login_timeout", timeout),)
+    refused_login = AuthenticationError
+    return [
+        # --- A Host that requires login; the raw peer logs in as the client -------------------
+        _as_host(
+            "login, then messages both ways",
+            *CLIENT_LOGIN,
+            send(jdata("after login", {"k": 1}), bdata(b"raw")),
+            expect=DELIVER(m("after login", k=1), b"raw"),
+        ),
+        _as_host(
+            "AUTH_START and AUTH_RESPONSE one byte per write",
+            bytewise(Scram("start")),
+            AwaitFrame(AUTH_CHALLENGE_),
+            bytewise(Scram("response")),
+            AwaitFrame(AUTH_OK_),
+            send(jdata("after")),
+            expect=DELIVER("after"),
+            spec="1.1, 9.8",
+        ),
+        _as_host(
+            "PINGs before, between and after the AUTH frames are answered, a PONG ignored",
+            send(ping(b"before"), Scram("start"), pong(b"unsolicited"), ping(b"between")),
+            AwaitFrame(AUTH_CHALLENGE_),
+            send(Scram("response")),
+            AwaitFrame(AUTH_OK_),
+            send(ping(b"after"), jdata("x")),
+            expect=PONG(b"before", b"between", b"after", messages=("x",)),
+            spec="5.2, 5.3, 9.8 (a PING during login is answered)",
+        ),
+        _as_host(
+            "wrong password: AUTH_FAIL, then CLOSE POLICY_VIOLATION",
+            send(Scram("start", password="wrong horse")),
+            AwaitFrame(AUTH_CHALLENGE_),
+            send(Scram("response")),
+            expect=REFUSE(1008, auth_fail=WRONG_CREDENTIALS),
+        ),
+        _as_host(
+            "unknown user: the same AUTH_FAIL reason as a wrong password",
+            send(Scram("start", user="nobody")),
+            AwaitFrame(AUTH_CHALLENGE_),
+            send(Scram("response")),
+            expect=REFUSE(1008, auth_fail=WRONG_CREDENTIALS),
+        ),
+        _as_host(
+            "AUTH_RESPONSE that is not a SCRAM message: AUTH_FAIL, then CLOSE",
+            send(Scram("start")),
+            AwaitFrame(AUTH_CHALLENGE_),
+            send(auth(AUTH_RESPONSE_, message="not SCRAM")),
+            expect=REFUSE(1008, auth_fail=WRONG_CREDENTIALS),
+        ),
+        _as_host(
+            "AUTH_START with mechanism SCRAM-SHA-1: AUTH_FAIL, then CLOSE",
+            send(Scram("start", mechanism="SCRAM-SHA-1")),
+            expect=REFUSE(1008, auth_fail=ANY),
+            spec="9.8 (the mechanism is SCRAM-SHA-256)",
+        ),
+        _as_host(
+            "client HELLO without feature auth",
+            send(Hello()),
+            expect=REFUSE(1008),
+            spec="9.1, 9.8 (the client must offer auth)",
+            handshake=False,
+        ),
+        _as_host(
+            "DATA header with L = 2^32-1 before AUTH_START: refused from the header",
+            send(header(2**32 - 1, DATA)),
+            expect=REFUSE(1008),
+            spec="3, 9.8 (no DATA before AUTH_OK)",
+        ),
+        _as_host(
+            "DATA between AUTH_START and AUTH_RESPONSE",
+            send(Scram("start")),
+            AwaitFrame(AUTH_CHALLENGE_),
+            send(jdata("early")),
+            expect=REFUSE(1008),
+        ),
+        _as_host(
+            "DATA in the write of AUTH_RESPONSE, before AUTH_OK",
+            send(Scram("start")),
+            AwaitFrame(AUTH_CHALLENGE_),
+            send(Scram("response"), jdata("early")),
+            # The host may take the login before it finds the DATA: it never delivers it.
+            expect=(REFUSE(1008), CLOSE(1008)),
+        ),
+        _as_host(
+            "AUTH_RESPONSE before AUTH_START",
+            send(auth(AUTH_RESPONSE_, message="c=biws,r=abc,p=AAAA")),
+            expect=REFUSE(1002),
+            spec="9.8 (wrong order)",
+        ),
+        _as_host(
+            "LOGOUT before the login",
+            send(auth(LOGOUT_)),
+            expect=REFUSE(1002),
+            spec="9.8 (wrong order)",
+        ),
+        _as_host(
+            "a second AUTH_START before AUTH_RESPONSE",
+            send(Scram("start")),
+            AwaitFrame(AUTH_CHALLENGE_),
+            send(bogus_start),
+            expect=REFUSE(1002),
+            spec="9.8 (wrong order)",
+        ),
+        _as_host(
+            "AUTH_START after the login",
+            *CLIENT_LOGIN,
+            send(jdata(1), bogus_start),
+            expect=CLOSE(1002, 1),
+            spec="9.8 (wrong order)",
+        ),
+        _as_host(
+            "AUTH_OK from the client (a host's frame)",
+            send(bogus_ok),
+            expect=REFUSE(1002),
+            spec="9.8 (wrong direction)",
+        ),
+        _as_host(
+            "AUTH_START that is not JSON",
+            send(frame(AUTH_START_, b"mechanism=SCRAM-SHA-256")),
+            expect=REFUSE(1007),
+            spec="9.2 JSON bodies, 9.8",
+        ),
+        _as_host(
+            "AUTH_START whose message is a number",
+            send(auth(AUTH_START_, mechanism=MECHANISM, message=7)),
+            expect=REFUSE(1007),
+            spec="9.8 (string fields)",
+        ),
+        _as_host(
+            "AUTH_START header with L = 4097",
+            send(header(4097, AUTH_START_)),
+            expect=REFUSE(1009),
+            spec="9.2 size limits, 9.8",
+        ),
+        _as_host(
+            "AUTH_START with flags 0x01",
+            send(frame(AUTH_START_, start_without_nonce, 0x01)),
+            expect=REFUSE(1002),
+            spec="9.2 flags, 9.8",
+        ),
+        _as_host(
+            "AUTH_START of exactly 4096 bytes (a long client nonce)",
+            send(Scram("start", nonce=long_nonce)),
+            # Within the limit, but the AUTH_CHALLENGE repeats the nonce and cannot fit in
+            # 4096 bytes: the host refuses the login instead of sending an oversized frame.
+            expect=REFUSE(1008, auth_fail=ANY),
+            spec="8, 9.8 (at most 4096 bytes)",
+        ),
+        _as_host(
+            "login timeout: HELLO, then nothing",
+            StaysOpen(timeout * 0.6),
+            AwaitClose(),
+            expect=REFUSE(4000),
+            spec="7.2, 9.8 (login_timeout)",
+            settings=short_login,
+        ),
+        _as_host(
+            "login timeout after AUTH_START; a PING meanwhile is answered",
+            send(Scram("start")),
+            AwaitFrame(AUTH_CHALLENGE_),
+            send(ping(b"waiting")),
+            StaysOpen(timeout * 0.4),
+            AwaitClose(),
+            expect=REFUSE(4000, pongs=(b"waiting",)),
+            spec="7.2, 9.8 (login_timeout; a PING during login is answered)",
+            settings=short_login,
+        ),
+        _as_host(
+            "LOGOUT after the login: the host closes with NORMAL, reason 'logged out'",
+            *CLIENT_LOGIN,
+            send(jdata("bye"), auth(LOGOUT_)),
+            expect=CLOSE(1000, "bye", wire_reason="logged out", by_peer=True),
+            spec="9.8 (LOGOUT)",
+        ),
+        _as_host(
+            "LOGOUT with an empty body, one byte per write; a message after it is not delivered",
+            *CLIENT_LOGIN,
+            bytewise(frame(LOGOUT_)),
+            send(jdata("late")),
+            expect=CLOSE(1000, wire_reason="logged out", by_peer=True),
+            spec="1.1, 9.8 (LOGOUT, L = 0 allowed)",
+        ),
+        _as_host(
+            "LOGOUT whose body is a JSON array",
+            *CLIENT_LOGIN,
+            send(frame(LOGOUT_, b"[]")),
+            expect=CLOSE(1007),
+            spec="9.2 JSON bodies, 9.8",
+        ),
+        _as_host(
+            "CLOSE during the login is echoed",
+            send(Scram("start")),
+            AwaitFrame(AUTH_CHALLENGE_),
+            send(close(1001, b"gone")),
+            expect=ECHO(1001, reason="gone", opened=False),
+            spec="6.2, 9.8",
+        ),
+        # --- A Client that logs in; the raw peer is the host ---------------------------------
+        _as_client(
+            "login, then messages both ways",
+            *HOST_LOGIN,
+            send(jdata("after login", {"k": 1}), bdata(b"raw")),
+            expect=DELIVER(m("after login", k=1), b"raw"),
+        ),
+        _as_client(
+            "AUTH_CHALLENGE and AUTH_OK one byte per write",
+            AwaitFrame(AUTH_START_),
+            bytewise(Scram("challenge")),
+            AwaitFrame(AUTH_RESPONSE_),
+            bytewise(Scram("ok")),
+            send(jdata("after")),
+            expect=DELIVER("after"),
+            spec="1.1, 9.8",
+        ),
+        _as_client(
+            "PINGs before, between and after the AUTH frames are answered, a PONG ignored",
+            send(ping(b"before")),
+            AwaitFrame(AUTH_START_),
+            send(Scram("challenge"), pong(b"unsolicited"), ping(b"between")),
+            AwaitFrame(AUTH_RESPONSE_),
+            send(Scram("ok"), ping(b"after"), jdata("x")),
+            expect=PONG(b"before", b"between", b"after", messages=("x",)),
+            spec="5.2, 5.3, 9.8 (a PING during login is answered)",
+        ),
+        _as_client(
+            "AUTH_FAIL after AUTH_RESPONSE, then CLOSE POLICY_VIOLATION",
+            AwaitFrame(AUTH_START_),
+            send(Scram("challenge", password="another password")),
+            AwaitFrame(AUTH_RESPONSE_),
+            send(auth(AUTH_FAIL_, reason=WRONG_CREDENTIALS), close(1008, b"login failed")),
+            expect=ECHO(1008, opened=False, error=refused_login),
+        ),
+        _as_client(
+            "CLOSE POLICY_VIOLATION during the login, without AUTH_FAIL",
+            AwaitFrame(AUTH_START_),
+            send(close(1008, b"no")),
+            expect=ECHO(1008, opened=False, error=refused_login),
+            spec="6.2, 9.8",
+        ),
+        _as_client(
+            "a challenge asking for 4095 iterations is refused",
+            AwaitFrame(AUTH_START_),
+            send(Scram("challenge", iterations=4095)),
+            expect=REFUSE(1008, error=refused_login),
+            spec="9.8 (iterations 4096 to 10,000,000)",
+        ),
+        _as_client(
+            "a challenge asking for 10,000,001 iterations is refused",
+            AwaitFrame(AUTH_START_),
+            send(Scram("challenge", iterations=10_000_001)),
+            expect=REFUSE(1008, error=refused_login),
+            spec="9.8 (iterations 4096 to 10,000,000)",
+        ),
+        _as_client(
+            "AUTH_OK with a wrong server signature",
+            *HOST_LOGIN[:-1],
+            send(Scram("ok", forged=True)),
+            expect=REFUSE(1008, error=refused_login),
+            spec="9.8 (the client verifies the server signature)",
+        ),
+        _as_client(
+            "AUTH_OK without a challenge",
+            AwaitFrame(AUTH_START_),
+            send(bogus_ok),
+            expect=REFUSE(1002),
+            spec="9.8 (wrong order)",
+        ),
+        _as_client(
+            "a second AUTH_CHALLENGE",
+            AwaitFrame(AUTH_START_),
+            send(Scram("challenge"), bogus_challenge),
+            expect=REFUSE(1002),
+            spec="9.8 (wrong order)",
+        ),
+        _as_client(
+            "AUTH_OK again after the login",
+            *HOST_LOGIN,
+            send(jdata(1), bogus_ok),
+            expect=CLOSE(1002, 1),
+            spec="9.8 (wrong order)",
+        ),
+        _as_client(
+            "AUTH_START from the host (a client's frame)",
+            send(bogus_start),
+            expect=REFUSE(1002),
+            spec="9.8 (wrong direction)",
+        ),
+        _as_client(
+            "AUTH_CHALLENGE that is not JSON",
+            AwaitFrame(AUTH_START_),
+            send(frame(AUTH_CHALLENGE_, b"r=abc,s=c2FsdA==,i=4096")),
+            expect=REFUSE(1007),
+            spec="9.2 JSON bodies, 9.8",
+        ),
+        _as_client(
+            "AUTH_OK without a user",
+            *HOST_LOGIN[:-1],
+            send(auth(AUTH_OK_, message="v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")),
+            expect=REFUSE(1007),
+            spec="9.8 (string fields)",
+        ),
+        _as_client(
+            "AUTH_CHALLENGE header with L = 4097",
+            AwaitFrame(AUTH_START_),
+            send(header(4097, AUTH_CHALLENGE_)),
+            expect=REFUSE(1009),
+            spec="9.2 size limits, 9.8",
+        ),
+        _as_client(
+            "DATA from the host during the login",
+            AwaitFrame(AUTH_START_),
+            send(jdata("early")),
+            # 9.8 says nothing of a host's DATA before AUTH_OK: refusing it either way is fine.
+            expect=(REFUSE(1002), REFUSE(1008, error=refused_login)),
+            spec="9.8",
+        ),
+        _as_client(
+            "login timeout: the host never answers AUTH_START",
+            AwaitFrame(AUTH_START_),
+            StaysOpen(timeout * 0.6),
+            AwaitClose(),
+            expect=REFUSE(4000),
+            spec="7.2, 9.8 (login_timeout)",
+            settings=short_login,
+        ),
+        _as_client(
+            "the host's HELLO lists auth without auth_required",
+            send(Hello((("features", ["auth"]),))),
+            expect=REFUSE(1007),
+            spec="2.2, 9.8 (auth_required: true)",
+            handshake=False,
+        ),
+        _as_client(
+            "a host that requires login sends AUTH_CHALLENGE to a client without login",
+            send(LOGIN_HELLO, bogus_challenge),
+            expect=REFUSE(1008, error=refused_login),
+            spec="9.8",
+            handshake=False,
+            login=False,
+        ),
+        _as_client(
+            "AUTH_OK to a client without login, auth not negotiated",
+            send(bogus_ok),
+            expect=CLOSE(1002),
+            spec="9.1, 9.8",
+            login=False,
+        ),
+        _as_client(
+            "the application logs out: LOGOUT, and the host's NORMAL close is echoed",
+            *HOST_LOGIN,
+            send(jdata("bye", {"conformance": "logout"})),
+            AwaitFrame(LOGOUT_),
+            send(close(1000, b"logged out")),
+            expect=ECHO(1000, m("bye", conformance="logout"), reason="logged out"),
+            spec="6.2, 9.8 (LOGOUT)",
+        ),
+    ]
+
+
 def _numbered(group: str, cases: list[Case]) -> list[Case]:
     """Give the cases of a group their ids, "group.1" onwards, in table order."""
     return [replace(c, id=f"{group}.{n}") for n, c in enumerate(cases, 1)]
@@ -1661,4 +2295,5 @@ CASES: list[Case] = [
     *_numbered("7", _group_7()),
     *_numbered("8", _group_8()),
     *_numbered("9", _group_9()),
+    *_numbered("10", _group_10()),
 ]

@@ -15,7 +15,11 @@ connection is in without assuming the expected outcome:
 The application side of the implementation records every message, echoes it back (within the
 peer's announced limits) and records the close code it reports. A message whose metadata holds
 ``{"conformance": "disconnect", "code": C}`` makes the application close with code C instead (with
-the reason ``"reason"`` repeated ``"repeat"`` times, if given).
+the reason ``"reason"`` repeated ``"repeat"`` times, if given); on a Client,
+``{"conformance": "logout"}`` makes it log out.
+
+For a login case the Host requires login and knows the user ``USER`` (its verifier uses
+``ITERATIONS`` rounds), and the Client connects with ``login=(USER, PASSWORD)``.
 
 Everything the implementation sends is also checked against the sender's rules of the
 specification (preamble, HELLO, frame layout, nothing after CLOSE, ...), whatever the case.
@@ -37,38 +41,57 @@ import anyio
 import alvaro
 from alvaro import (
     CloseCode,
-    ConnectError,
     ConnectionClosed,
     EncodeError,
     MessageTooLarge,
     OutboxFull,
 )
 from alvaro.aio import Client
+from alvaro.auth import Accounts
 
 from ..helpers import T
 from ..rawpeer import RawPeer, raw_server
 from .cases import (
     ANY,
+    AUTH_CHALLENGE_,
+    AUTH_FAIL_,
+    AUTH_OK_,
+    AUTH_RESPONSE_,
+    AUTH_SENT_BY,
+    AUTH_START_,
     CLOSE_,
     DATA,
     GROUPS,
     HELLO_,
+    ITERATIONS,
     LIMIT_MESSAGE,
     LIMIT_METADATA,
+    LOGIN_HELLO,
+    LOGIN_TIMEOUT,
+    LOGOUT_,
+    MECHANISM,
     OPEN_TIMEOUT,
+    PASSWORD,
     PING_,
     PONG_,
     PREAMBLE,
+    RESERVED_TYPES,
+    USER,
     AwaitClose,
+    AwaitFrame,
     AwaitHello,
     Case,
     HalfClose,
     Hello,
+    Login,
     Outcome,
+    Part,
     Pause,
     Reset,
+    Scram,
     Send,
     StaysOpen,
+    Unanswerable,
     close,
     compact,
     ping,
@@ -86,6 +109,7 @@ SETTINGS: dict[str, Any] = {
     "max_message_size": LIMIT_MESSAGE,
     "max_metadata_size": LIMIT_METADATA,
     "open_timeout": OPEN_TIMEOUT,
+    "login_timeout": LOGIN_TIMEOUT,
     "close_timeout": 10 * T,
     "ping_interval": None,
 }
@@ -226,6 +250,7 @@ class Driver:
         self.tested = tested
         self.own: Literal["host", "client"] = "client" if tested == "host" else "host"
         self.wire = Wire()
+        self.login = Login(self.sent_bodies)
         self._close_at: float | None = None
         self._parser = Parser()
         self._parsed = 0
@@ -255,6 +280,10 @@ class Driver:
 
     def closes(self) -> list[Frame]:
         return [f for f in self.stream().frames if f.type == CLOSE_] if self.closed() else []
+
+    def sent_bodies(self, frame_type: int) -> list[bytes]:
+        """The bodies of the implementation's frames of one type, so far."""
+        return [f.body for f in self.stream().frames if f.type == frame_type]
 
     def _note_close(self) -> None:
         if self._close_at is None and self.closed():
@@ -313,13 +342,17 @@ class Driver:
 
     async def run(self) -> Wire:
         wire = self.wire
-        steps = ((Send((Hello(),)),) if self.case.handshake else ()) + self.case.steps
+        hello = LOGIN_HELLO if self.case.login else Hello()
+        steps = ((Send((hello,)),) if self.case.handshake else ()) + self.case.steps
         half_closed = False
         for step in steps:
             if wire.send_failed or wire.dropped:
                 break
             if isinstance(step, Send):
-                await self._send_step(step)
+                if not await self._send_step(step):
+                    break  # a Scram part could not be built: the script cannot go on
+            elif isinstance(step, AwaitFrame):
+                await self._await_frame(step)
             elif isinstance(step, Pause):
                 await anyio.sleep(step.seconds)
             elif isinstance(step, StaysOpen):
@@ -354,12 +387,38 @@ class Driver:
             await self._verdict(deadline, half_closed)
         if self._close_at is not None:
             wire.close_delay = max(0.0, self._close_at - steps_done)
+        if self.tested == "host":
+            for body in self.sent_bodies(AUTH_OK_)[:1]:
+                wire.problems += self.login.check_ok(body)
         wire.received = bytes(self.peer.received)
         wire.eof = self.peer.eof
         return wire
 
-    async def _send_step(self, step: Send) -> None:
-        raw = b"".join(p.build(self.own) if isinstance(p, Hello) else p for p in step.parts)
+    async def _await_frame(self, step: AwaitFrame) -> None:
+        def arrived() -> bool:
+            return bool(self.sent_bodies(step.frame_type))
+
+        await self.read_until(
+            lambda: arrived() or self.closed(), anyio.current_time() + step.seconds
+        )
+        if not arrived():
+            name = RESERVED_TYPES.get(step.frame_type, f"type {step.frame_type:#04x}")
+            self.wire.problems.append(f"no {name} came within {step.seconds:g} s (9.8)")
+
+    def _build(self, part: Part) -> bytes:
+        if isinstance(part, Hello):
+            return part.build(self.own)
+        if isinstance(part, Scram):
+            return self.login.build(part)
+        return part
+
+    async def _send_step(self, step: Send) -> bool:
+        """Send a step's bytes; False if they could not be built."""
+        try:
+            raw = b"".join(self._build(p) for p in step.parts)
+        except Unanswerable as exc:
+            self.wire.problems.append(str(exc))
+            return False
         cuts = list(step.cuts)
         if step.every:
             cuts = list(range(step.every, len(raw), step.every))
@@ -368,7 +427,8 @@ class Driver:
             if index and step.pause:
                 await anyio.sleep(step.pause)
             if not await self.send(raw[bounds[index] : bounds[index + 1]]):
-                return
+                break
+        return True
 
     async def _verdict(self, deadline: float, half_closed: bool) -> None:
         wire = self.wire
@@ -422,6 +482,8 @@ class Api:
         self.error: BaseException | None = None
         self.local_errors: list[Exception] = []
         self.done = anyio.Event()
+        #: Called for a message asking the application to log out (a Client's only).
+        self.logout: Callable[[], object] | None = None
 
     def on_message(
         self,
@@ -432,6 +494,9 @@ class Api:
         is_open: bool,
     ) -> None:
         self.messages.append((data, metadata))
+        if metadata.get("conformance") == "logout" and self.logout is not None:
+            self.logout()
+            return
         if metadata.get("conformance") == "disconnect":
             reason = str(metadata.get("reason", "conformance: asked to close"))
             reason *= int(metadata.get("repeat", 1))
@@ -463,9 +528,17 @@ def _budget(case: Case) -> float:
     return pauses + within + 3 * SETTLE + 2 * float(_settings(case)["close_timeout"])
 
 
+def _accounts() -> Accounts:
+    """A login case's users: USER alone, with a cheap verifier."""
+    accounts = Accounts(iterations=ITERATIONS)
+    accounts.add_user(USER, PASSWORD)
+    return accounts
+
+
 async def _run_against_host(case: Case) -> tuple[Wire, Api]:
     api = Api()
-    host = alvaro.Host("127.0.0.1", 0, logger=LOGGER, **_settings(case))
+    login: dict[str, Any] = {"login_required": True, "accounts": _accounts()} if case.login else {}
+    host = alvaro.Host("127.0.0.1", 0, logger=LOGGER, **login, **_settings(case))
 
     def new_client(conn: alvaro.Connection) -> None:
         api.opened = True
@@ -529,13 +602,14 @@ async def _run_against_client(case: Case) -> tuple[Wire, Api]:
 
     async def connect(port: int) -> None:
         try:
-            await client.connect("127.0.0.1", port)
-        except (ConnectError, TimeoutError) as exc:
+            await client.connect("127.0.0.1", port, login=(USER, PASSWORD) if case.login else None)
+        except Exception as exc:  # not only ConnectError: an unexpected one is judged too
             api.error = exc
         finally:
             api.done.set()
 
     async with raw_server(handler) as port, anyio.create_task_group() as tasks:
+        api.logout = lambda: tasks.start_soon(client.logout)
         tasks.start_soon(connect, port)
         await handled.wait()
         with anyio.move_on_after(SETTLE + settings["close_timeout"]):
@@ -588,7 +662,7 @@ class Observation:
     finish_closes: list[int | None]
 
     @classmethod
-    def gather(cls, role: str, wire: Wire, api: Api) -> Observation:
+    def gather(cls, role: str, wire: Wire, api: Api, login: bool = False) -> Observation:
         stream = parse(wire.received)
         frames = stream.frames
         case_frames = frames[: wire.mark]
@@ -604,7 +678,7 @@ class Observation:
             wire=wire,
             api=api,
             frames=frames,
-            sender_problems=sender_problems(stream, role, wire),
+            sender_problems=sender_problems(stream, role, wire, login),
             echoes=echoes,
             pongs=[f.body for f in frames if f.type == PONG_ and f.body != PROBE],
             closes=[close_code(f.body) for f in case_frames if f.type == CLOSE_],
@@ -618,6 +692,7 @@ class Observation:
     def summary(self) -> str:
         wire = self.wire
         names = {DATA: "DATA", PING_: "PING", PONG_: "PONG", CLOSE_: "CLOSE", HELLO_: "HELLO"}
+        names.update((t, RESERVED_TYPES[t]) for t in _AUTH_FIELDS)
         seen: list[tuple[str, int]] = []
         for f in self.frames:
             name = names.get(f.type, f"type {f.type:#04x}")
@@ -658,8 +733,23 @@ def error_code(exc: BaseException) -> int | None:
     return int(code) if code is not None else None
 
 
-def sender_problems(stream: Stream, tested: str, wire: Wire) -> list[str]:
-    """Every way the implementation's own bytes break the sender's rules of the specification."""
+def hello_features(stream: Stream) -> list[Any]:
+    """The ``features`` a stream's HELLO lists ([] when it has no valid one)."""
+    if not stream.frames or stream.frames[0].type != HELLO_:
+        return []
+    try:
+        body = strict_json(stream.frames[0].body)
+    except ValueError:
+        return []
+    features = body.get("features", []) if isinstance(body, dict) else []
+    return features if isinstance(features, list) else []
+
+
+def sender_problems(stream: Stream, tested: str, wire: Wire, login: bool = False) -> list[str]:
+    """Every way the implementation's own bytes break the sender's rules of the specification.
+
+    ``login``: a host under test requires login (a client under test always offers ``auth``).
+    """
     if wire.dropped and not wire.received:
         return []
     problems = []
@@ -679,12 +769,16 @@ def sender_problems(stream: Stream, tested: str, wire: Wire) -> list[str]:
             body = strict_json(hello.body)
         except ValueError:
             body = None
-        wanted = {
+        # 9.8: an alvaro Client always offers auth; a Host only when it requires login.
+        offers_auth = tested == "client" or login
+        wanted: dict[str, Any] = {
             "role": tested,
             "max_message_size": LIMIT_MESSAGE,
             "max_metadata_size": LIMIT_METADATA,
-            "features": [],
+            "features": ["auth"] if offers_auth else [],
         }
+        if tested == "host" and login:
+            wanted["auth_required"] = True
         if not isinstance(body, dict) or any(not same(body.get(k), v) for k, v in wanted.items()):
             problems.append(f"HELLO body {short(hello.body)} does not announce {wanted} (2.2)")
         elif hello.body != compact(wanted):
@@ -692,12 +786,19 @@ def sender_problems(stream: Stream, tested: str, wire: Wire) -> list[str]:
             problems.append(f"HELLO body {short(hello.body)} is not {short(compact(wanted))} (2.2)")
     closed = False
     peer_message, peer_metadata = wire.peer_limits
+    auth = _AuthSender(
+        tested,
+        "auth" in hello_features(stream) and "auth" in hello_features(parse(bytes(wire.sent))),
+    )
     for index, f in enumerate(frames[1:], 1):
         if closed:
             problems.append(f"frame {index} sent after CLOSE (5.4)")
             break
+        problems += auth.check(f, index)
         if f.type == DATA:
             problems += _data_problems(f, index, peer_message, peer_metadata)
+        elif f.type in _AUTH_FIELDS:
+            pass  # checked above
         elif f.type in (PING_, PONG_, CLOSE_):
             if f.flags or len(f.body) > 4096:
                 problems.append(f"control frame {index} with flags {f.flags} and L={len(f.body)}")
@@ -710,7 +811,92 @@ def sender_problems(stream: Stream, tested: str, wire: Wire) -> list[str]:
         problems.append(f"{len(stream.rest)} bytes sent after CLOSE (5.4)")
     elif stream.rest and wire.eof:
         problems.append(f"EOF inside a frame, {len(stream.rest)} bytes into it")
+    if auth.failed_at is not None and wire.eof and auth.failed_at == len(frames) - 1:
+        problems.append("AUTH_FAIL not followed by CLOSE POLICY_VIOLATION (1008) (9.8)")
     return problems
+
+
+#: The members each AUTH frame's JSON object carries as strings (9.8).
+_AUTH_FIELDS = {
+    AUTH_START_: ("mechanism", "message"),
+    AUTH_CHALLENGE_: ("message",),
+    AUTH_RESPONSE_: ("message",),
+    AUTH_OK_: ("message", "user"),
+    AUTH_FAIL_: ("reason",),
+    LOGOUT_: (),
+}
+
+
+class _AuthSender:
+    """The sender's rules of feature auth (9.8), frame by frame in the implementation's
+    stream: AUTH frames only when negotiated and in the sender's direction, well-formed, in the
+    exchange's order; no DATA before the login; AUTH_FAIL followed by CLOSE 1008."""
+
+    def __init__(self, tested: str, negotiated: bool) -> None:
+        self.tested = tested
+        self.negotiated = negotiated
+        self.sent: list[int] = []
+        #: The index of an AUTH_FAIL whose CLOSE has not been seen yet.
+        self.failed_at: int | None = None
+
+    def check(self, f: Frame, index: int) -> list[str]:
+        problems = []
+        if self.failed_at is not None:
+            if f.type != CLOSE_ or close_code(f.body) != CloseCode.POLICY_VIOLATION:
+                problems.append(
+                    f"AUTH_FAIL (frame {self.failed_at}) not followed by CLOSE "
+                    "POLICY_VIOLATION (1008) (9.8)"
+                )
+            self.failed_at = None
+        if f.type == DATA and self.negotiated:
+            last_step = AUTH_RESPONSE_ if self.tested == "client" else AUTH_OK_
+            if last_step not in self.sent:
+                problems.append(f"DATA frame {index} sent before the login succeeded (9.8)")
+        if f.type not in _AUTH_FIELDS:
+            return problems
+        name = RESERVED_TYPES[f.type]
+        if not self.negotiated:
+            return [*problems, f"{name} (frame {index}) sent without feature auth (9.1)"]
+        if f.type not in AUTH_SENT_BY[self.tested]:
+            return [*problems, f"{name} (frame {index}) sent by a {self.tested} (9.8)"]
+        problems += self._order(f.type, name, index)
+        self.sent.append(f.type)
+        if f.type == AUTH_FAIL_:
+            self.failed_at = index
+        if f.flags or len(f.body) > 4096:
+            problems.append(f"{name} (frame {index}) with flags {f.flags} and L={len(f.body)}")
+        if f.type == LOGOUT_ and not f.body:
+            return problems
+        try:
+            body = strict_json(f.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or any(
+            not isinstance(body.get(key), str) for key in _AUTH_FIELDS[f.type]
+        ):
+            problems.append(f"{name} body {short(f.body)} is not its JSON object (9.8)")
+        elif f.type == AUTH_START_ and body["mechanism"] != MECHANISM:
+            problems.append(f"AUTH_START with mechanism {short(body['mechanism'])} (9.8)")
+        return problems
+
+    def _order(self, frame_type: int, name: str, index: int) -> list[str]:
+        sent = self.sent
+        if frame_type in sent:
+            return [f"a second {name} (frame {index}) (9.8)"]
+        before = {
+            AUTH_START_: (),
+            AUTH_RESPONSE_: (AUTH_START_,),
+            LOGOUT_: (AUTH_RESPONSE_,),
+            AUTH_CHALLENGE_: (),
+            AUTH_OK_: (AUTH_CHALLENGE_,),
+            AUTH_FAIL_: (),
+        }[frame_type]
+        if any(t not in sent for t in before) or (
+            frame_type in (AUTH_CHALLENGE_, AUTH_OK_, AUTH_FAIL_)
+            and (AUTH_OK_ in sent or AUTH_FAIL_ in sent)
+        ):
+            return [f"{name} (frame {index}) out of the exchange's order (9.8)"]
+        return []
 
 
 def _data_problems(f: Frame, index: int, peer_message: int, peer_metadata: int) -> list[str]:
@@ -807,6 +993,12 @@ def mismatches(outcome: Outcome, obs: Observation) -> list[str]:
                 )
         if not wire.eof and not wire.dropped:
             problems.append("did not close the TCP connection")
+    if outcome.auth_fail is not None:
+        reasons = [_auth_fail_reason(f.body) for f in obs.frames if f.type == AUTH_FAIL_]
+        if not reasons:
+            problems.append("sent no AUTH_FAIL before closing")
+        elif outcome.auth_fail is not ANY and reasons != [outcome.auth_fail]:
+            problems.append(f"AUTH_FAIL reason {short(reasons)}; expected {outcome.auth_fail!r}")
 
     if list(outcome.pongs) != obs.pongs:
         problems.append(f"PONGs {short(obs.pongs)}; expected {short(list(outcome.pongs))}")
@@ -826,6 +1018,14 @@ def mismatches(outcome: Outcome, obs: Observation) -> list[str]:
     return problems
 
 
+def _auth_fail_reason(body: bytes) -> Any:
+    try:
+        fields = strict_json(body)
+    except ValueError:
+        return None
+    return fields.get("reason") if isinstance(fields, dict) else None
+
+
 def _reply(outcome: Outcome) -> int | None:
     return outcome.code if outcome.reply is None else outcome.reply
 
@@ -840,9 +1040,15 @@ def _api_mismatches(outcome: Outcome, obs: Observation) -> list[str]:
             expected = int(CloseCode.ABNORMAL) if outcome.kind == "abnormal" else outcome.code
             if api.error is None:
                 problems.append("connect() did not fail")
+            elif outcome.error is not None:
+                if not isinstance(api.error, outcome.error):
+                    problems.append(
+                        f"connect() raised {type(api.error).__name__}, not {outcome.error.__name__}"
+                    )
             elif error_code(api.error) != expected:
                 problems.append(
-                    f"connect() failed with code {error_code(api.error)}, not {expected}"
+                    f"connect() raised {type(api.error).__name__} with code "
+                    f"{error_code(api.error)}, not {expected}"
                 )
         return problems
     if not api.opened:
@@ -862,7 +1068,7 @@ def _api_mismatches(outcome: Outcome, obs: Observation) -> list[str]:
         else:
             return problems  # it did not stay open: already said
     elif outcome.kind == "close":
-        wanted = (outcome.code, None, False)
+        wanted = (outcome.code, None, bool(outcome.by_peer))
     elif outcome.kind == "echo":
         wanted = (outcome.code, outcome.reason, True)
     else:
@@ -922,7 +1128,7 @@ async def run_case(case: Case, role: str, backend: str = "") -> Result:
             "hung",
             time.monotonic() - started,
         )
-    obs = Observation.gather(role, wire, api)
+    obs = Observation.gather(role, wire, api, case.login)
     strict = [mismatches(o, obs) for o in case.expect]
     if any(not p for p in strict):
         status: Status = "OK"
