@@ -179,7 +179,9 @@ def validate_name(name: object) -> str:
     if len(name) > MAX_NAME_BYTES:
         raise ValueError(f"a user name must be at most {MAX_NAME_BYTES} bytes long")
     if not _NAME_CHARS.issuperset(name):
-        raise ValueError("a user name may contain only the letters A-Z and a-z, digits, '.', '_'")
+        raise ValueError(
+            "a user name may contain only the letters A-Z and a-z, digits, '.', '_' and '-'"
+        )
     return name
 
 
@@ -509,6 +511,16 @@ class Accounts:
         if was_banned:
             logger.info("ban on address %s lifted", bucket)
         return was_banned
+
+    def clear_delay(self, username: str) -> bool:
+        """Forget the failed logins of ``username``, so that its next login need not wait.
+
+        For an administrator whose user is kept waiting by someone else's guesses (the
+        per-name delay is the price of slowing guessing down). Returns whether there was
+        anything to forget.
+        """
+        with self._lock:
+            return self._accounts.pop(_recorded_name(username), None) is not None
 
     @property
     def blacklist(self) -> dict[str, float]:

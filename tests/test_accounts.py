@@ -20,8 +20,8 @@ import scramp  # type: ignore[import-untyped]  # scramp ships no type informatio
 from alvaro._accounts import (
     DEFAULT_ITERATIONS,
     Accounts,
-    Verifier,
     LoginAttempt,
+    Verifier,
     address_bucket,
 )
 
@@ -417,6 +417,20 @@ def test_account_delay_counts_down_and_resets_on_success(
     assert accounts.account_delay("alice") == 0.0
     accounts.record_failure("10.0.0.2", "alice")
     assert accounts.account_delay("alice") == 1.0
+
+
+def test_an_administrator_can_clear_a_name_s_delay(accounts: Accounts) -> None:
+    # Someone else's guesses keep alice waiting; clearing her delay does not touch the
+    # address counts that lead to bans.
+    for index in range(4):
+        accounts.record_failure("10.0.0.1", "alice")
+        accounts.record_failure("10.0.0.9", f"other{index}")
+    assert accounts.account_delay("alice") == 8.0
+    assert accounts.clear_delay("alice") is True
+    assert accounts.account_delay("alice") == 0.0
+    assert accounts.clear_delay("alice") is False
+    assert not accounts.is_banned("10.0.0.1")
+    assert accounts.record_failure("10.0.0.1", "alice") is True  # the fifth from there
 
 
 def test_unknown_names_get_delays_too(accounts: Accounts) -> None:

@@ -7,7 +7,7 @@ import logging
 import ssl
 import threading
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
@@ -227,6 +227,8 @@ class Client(ClientAliases):
         if "sslKey" in seed_options:
             raise TypeError("a client takes no sslKey: its sslCert is the CA file it trusts")
         context = self._tls_context(*seed_tls_options(seed_options, use_ssl, ssl_cert))
+        if cast("object", login) == (None, None):
+            login = None  # the original library's default, spelt out
         if login is not None:
             if not isinstance(login, tuple) or len(login) != 2:
                 raise ValueError("login must be a (user, password) tuple")

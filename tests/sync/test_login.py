@@ -565,3 +565,11 @@ def test_user_is_none_after_logout() -> None:
         client.logout()
         assert client.wait_for_login(timeout=0) is False
         assert client.user is None
+
+
+def test_the_original_default_login_none_none_means_no_login() -> None:
+    # The original library's Client.connect(login=(None, None)) default, passed explicitly.
+    with Host(LOOPBACK, 0) as host, Client() as client:
+        client.connect(LOOPBACK, host.port, login=(None, None))  # type: ignore[arg-type]
+        assert client.connected
+        assert client.user is None
