@@ -1,17 +1,22 @@
 """The ``alvaro`` command (also ``python -m alvaro``).
 
-``alvaro demo`` runs a host and two clients on 127.0.0.1, over TLS with a throwaway CA, and prints
-what they say to each other. ``alvaro certs DIR`` writes a throwaway CA and certificates for local
-development. This module is the only part of alvaro that prints, and it configures logging only
-when asked to (``-v``).
+``alvaro demo`` runs a host and two clients on 127.0.0.1, over TLS with a throwaway CA, with login,
+and prints what they say to each other. ``alvaro certs DIR`` writes a throwaway CA and certificates
+for local development. ``alvaro users`` adds, removes and lists the users of an accounts file (the
+file ``Host.save()`` writes and ``Host.load()`` reads). This module is the only part of alvaro that
+prints, and it configures logging only when asked to (``-v``).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import ipaddress
 import json
 import logging
+import math
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .aio import Connection
+    from .auth import Accounts
     from .testing import TLSFiles
 
 __all__ = ("main",)
@@ -59,9 +65,14 @@ def _over(conn: Connection, *, cipher: bool = True) -> str:
     return f"over {info.version} ({info.cipher})" if cipher else f"over {info.version}"
 
 
+# The demo's users. Their passwords are random, made for each run, and never printed.
+_DEMO_USERS = ("alice", "bob")
+
+
 async def _demo(backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None) -> int:
     # Imported here so that "alvaro --version" stays fast and import-light.
-    from . import Host, aio
+    from . import AuthenticationError, Host, aio
+    from .auth import Accounts
 
     out = _Transcript()
     how = "in plaintext" if contexts is None else "over TLS"
@@ -71,40 +82,59 @@ async def _demo(backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | 
     print()
     server_tls, client_tls = contexts if contexts is not None else (None, None)
 
-    host = Host("127.0.0.1", 0, ssl_context=server_tls)
-    names: dict[Connection, str] = {}
+    # 4096 key-derivation rounds, the least SCRAM allows, instead of the default 600,000: a
+    # login then costs each client about a millisecond instead of about 0.2 s. The rounds are
+    # what an attacker pays per guess against a stolen accounts file; these accounts live in
+    # this process only, for a few seconds, with random passwords, and are never saved. Real
+    # accounts keep the default.
+    accounts = Accounts(iterations=4096)
+    passwords = {name: secrets.token_urlsafe(16) for name in _DEMO_USERS}
+    for name, password in passwords.items():
+        accounts.add_user(name, password)
+
+    host = Host("127.0.0.1", 0, ssl_context=server_tls, login_required=True, accounts=accounts)
+
+    def logged_in(conn: Connection, user: str) -> None:
+        out.say("host", f"{user} logged in from {conn.addr}:{conn.port}")
 
     def new_client(conn: Connection) -> None:
         out.say("host", f"new client from {conn.addr}:{conn.port} {_over(conn, cipher=False)}")
         conn.send_data("welcome", metadata={"from": "host", "clients": len(host.clients)})
 
     async def got_data(conn: Connection, data: Any, metadata: dict[str, Any]) -> None:
-        sender = metadata.get("from", "?")
-        names[conn] = sender
         out.say("host", f"got {_show(data)} with metadata {_show(metadata)}; relaying it")
         for other in host.clients:
             if other is not conn:
                 await other.send(data, metadata={**metadata, "relayed_by": "host"})
 
     def lost_client(conn: Connection) -> None:
-        who = names.get(conn, f"{conn.addr}:{conn.port}")
+        who = conn.user or f"{conn.addr}:{conn.port}"
         code = conn.close_code
         out.say("host", f"lost {who}: close code {code} ({conn.close_reason or 'no reason'})")
 
+    host.logged_in = logged_in  # type: ignore[method-assign]
     host.new_client = new_client  # type: ignore[method-assign]
     host.got_data = got_data  # type: ignore[method-assign]
     host.lost_client = lost_client  # type: ignore[method-assign]
 
     async with host:
         out.say("host", f"listening on 127.0.0.1:{host.port}")
+        users = " and ".join(_DEMO_USERS)
+        plain = "" if contexts else "; without TLS, user names and messages cross readable"
+        out.say("host", f"login required; users {users}, with random passwords{plain}")
         async with (
-            aio.connect("127.0.0.1", host.port, ssl_context=client_tls) as alice,
-            aio.connect("127.0.0.1", host.port, ssl_context=client_tls) as bob,
+            aio.connect(
+                "127.0.0.1", host.port, ssl_context=client_tls, login=("alice", passwords["alice"])
+            ) as alice,
+            aio.connect(
+                "127.0.0.1", host.port, ssl_context=client_tls, login=("bob", passwords["bob"])
+            ) as bob,
         ):
             for name, client in (("alice", alice), ("bob", bob)):
                 assert client.connection is not None
                 if client.connection.tls is not None:
                     out.say(name, f"connected {_over(client.connection)}, certificate verified")
+                out.say(name, f"logged in as {client.user}, without sending the password")
                 greeting = await client.receive(timeout=10)
                 out.say(
                     name, f"got {_show(greeting.data)} with metadata {_show(greeting.metadata)}"
@@ -121,6 +151,23 @@ async def _demo(backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | 
             alice.send_data(bytes(range(8)), metadata={"from": "alice", "kind": "raw"})
             message = await bob.receive(timeout=10)
             out.say("bob", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
+
+            out.say("eve", "tries to log in as bob with a wrong password")
+            try:
+                async with aio.connect(
+                    "127.0.0.1", host.port, ssl_context=client_tls, login=("bob", "guess")
+                ):
+                    out.say("eve", "logged in: this should never happen")
+                    return 1
+            except AuthenticationError as exc:
+                out.say("eve", str(exc))
+            attempts = host.get_login_attempts()
+            failed = [attempt for attempt in attempts if not attempt.success]
+            out.say(
+                "host",
+                f"login attempts: {len(attempts) - len(failed)} succeeded, {len(failed)} failed "
+                f"({', '.join(f'{a.username} from {a.address}' for a in failed)})",
+            )
 
             out.say("bob", "leaving with reason 'see you'")
             await bob.aclose("see you")
@@ -257,6 +304,175 @@ def _print_certs_usage(directory: Path, files: TLSFiles, names: Sequence[str]) -
     print("\n".join(lines))
 
 
+# --- alvaro users ---------------------------------------------------------------------------------
+
+
+class _UsersError(Exception):
+    """A problem ``alvaro users`` reports in one line on stderr, with exit status 1."""
+
+
+def _load_accounts(path: Path, *, create: bool) -> Accounts:
+    """The accounts saved in ``path``; a new, empty store when it does not exist and ``create``."""
+    from .auth import Accounts
+    from .exceptions import AccountsFileError
+
+    try:
+        return Accounts.load(path)
+    except FileNotFoundError:
+        if create:
+            return Accounts()
+        raise _UsersError(
+            f"{path} does not exist ('alvaro users add NAME --file {path}' creates it)"
+        ) from None
+    except AccountsFileError as exc:  # corrupt, truncated, another format, a newer version
+        raise _UsersError(str(exc)) from None
+    except OSError as exc:  # a folder, no permission, ...
+        raise _UsersError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _save_accounts(accounts: Accounts, path: Path) -> None:
+    try:
+        accounts.save(path)  # atomic, and readable by its owner only (0600)
+    except OSError as exc:
+        raise _UsersError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _read_password(name: str, from_stdin: bool) -> str:
+    """The new password: one line of standard input, or typed twice at a prompt without echo."""
+    from .auth import validate_password
+
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise _UsersError("no password on standard input")
+        # Only the line ending is removed: spaces are part of the password.
+        password = line.removesuffix("\n").removesuffix("\r")
+    else:
+        try:
+            password = getpass.getpass(f"Password for {name}: ")
+            again = getpass.getpass("The same password again: ")
+        except EOFError:
+            raise _UsersError("no password was typed") from None
+        if password != again:
+            raise _UsersError("the two passwords differ; nothing was changed")
+    try:
+        return validate_password(password)
+    except ValueError as exc:
+        raise _UsersError(f"this password cannot be used: {exc}") from None
+
+
+def _users_add(path: Path, name: str, replace: bool, from_stdin: bool) -> int:
+    from .auth import validate_name
+
+    try:
+        validate_name(name)
+    except ValueError as exc:
+        raise _UsersError(f"invalid user name {name!r}: {exc}") from None
+    # The file is read and checked before the password is asked for.
+    accounts = _load_accounts(path, create=True)
+    exists = accounts.has_user(name)
+    if exists and not replace:
+        raise _UsersError(
+            f"user {name!r} exists already in {path}; pass --replace to give it a new password"
+        )
+    password = _read_password(name, from_stdin)
+    accounts.add_user(name, password, replace=True)  # only the SCRAM verifier is kept
+    _save_accounts(accounts, path)
+    if exists:
+        print(f"changed the password of user {name} in {path}")
+    else:
+        print(f"added user {name} to {path}")
+    return 0
+
+
+def _users_remove(path: Path, name: str) -> int:
+    accounts = _load_accounts(path, create=False)
+    try:
+        accounts.remove_user(name)
+    except KeyError:
+        raise _UsersError(f"there is no user {name!r} in {path}") from None
+    _save_accounts(accounts, path)
+    print(f"removed user {name} from {path}")
+    return 0
+
+
+def _users_list(path: Path) -> int:
+    for name in _load_accounts(path, create=False).users:
+        print(name)
+    return 0
+
+
+def _ban_address(text: str) -> str:
+    """An IP address, or an IPv6 /64 network as ``users blacklist`` lists it; for argparse."""
+    try:
+        if "/" not in text:
+            return str(ipaddress.ip_address(text))
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
+    if network.version != 6 or network.prefixlen != 64:
+        raise argparse.ArgumentTypeError(f"not an IP address or an IPv6 /64 network: {text!r}")
+    return str(network.network_address)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return seconds
+
+
+def _describe_ban(seconds_left: float) -> str:
+    if math.isinf(seconds_left):
+        return "until removed"
+    return f"for {math.ceil(seconds_left)} s more"
+
+
+def _users_blacklist(path: Path, add: str | None, seconds: float | None, remove: str | None) -> int:
+    from .auth import address_bucket
+
+    if add is None and remove is None:
+        for bucket, left in sorted(_load_accounts(path, create=False).blacklist.items()):
+            print(f"{bucket}  {_describe_ban(left)}")
+        return 0
+    accounts = _load_accounts(path, create=add is not None)
+    if add is not None:
+        accounts.ban(add, seconds)
+        bucket = address_bucket(add)
+        left = accounts.blacklist.get(bucket, math.inf if seconds is None else seconds)
+        done = f"banned {bucket} {_describe_ban(left)}"
+    else:
+        assert remove is not None
+        bucket = address_bucket(remove)
+        if not accounts.unban(remove):
+            raise _UsersError(f"{bucket} is not banned in {path}")
+        done = f"lifted the ban on {bucket}"
+    _save_accounts(accounts, path)
+    print(f"{done} in {path}")
+    return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    try:
+        if args.action == "add":
+            return _users_add(path, args.name, args.replace, args.password_stdin)
+        if args.action == "remove":
+            return _users_remove(path, args.name)
+        if args.action == "list":
+            return _users_list(path)
+        return _users_blacklist(path, args.add, args.seconds, args.remove)
+    except _UsersError as exc:
+        print(f"alvaro users: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alvaro", description="Easy, event-based message passing over TCP."
@@ -267,7 +483,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
-        "demo", help="run a host and two clients over TLS and show what they say"
+        "demo", help="run a host and two clients over TLS, with login, and show what they say"
     )
     demo.add_argument(
         "--backend",
@@ -298,7 +514,82 @@ def _build_parser() -> argparse.ArgumentParser:
         help="another DNS name or IP address for the server certificate (repeatable)",
     )
     certs.add_argument("--force", action="store_true", help="replace files that already exist")
+    _add_users_parser(commands)
     return parser
+
+
+_USERS_DESCRIPTION = """\
+Manage the users of an accounts file: the file Host.save() writes and Host.load()
+reads. Only a salted SCRAM-SHA-256 verifier of each password is stored, never the
+password; the file is replaced atomically and is readable by its owner only.
+
+A running host keeps its own copy: it sees changes when it calls host.load(FILE),
+and its own host.save(FILE) would overwrite them. Change the file while the host is
+stopped, or have the host load it again."""
+
+
+def _add_users_parser(commands: Any) -> None:
+    users = commands.add_parser(
+        "users",
+        help="add, remove and list the users of an accounts file",
+        description=_USERS_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = users.add_subparsers(dest="action", metavar="ACTION", required=True)
+    file_options = argparse.ArgumentParser(add_help=False)
+    file_options.add_argument(
+        "-f",
+        "--file",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the accounts file",
+    )
+    add = actions.add_parser(
+        "add",
+        parents=[file_options],
+        help="add a user (creates FILE if needed)",
+        description=(
+            "Add a user to FILE, creating the file if it does not exist. The password is "
+            "asked for twice, without echo, or read from one line of standard input with "
+            "--password-stdin. It is checked, turned into a SCRAM-SHA-256 verifier (600,000 "
+            "rounds of PBKDF2-HMAC-SHA256, about 0.2 s) and never stored or shown."
+        ),
+    )
+    add.add_argument("name", metavar="NAME", help="1 to 64 characters of A-Z a-z 0-9 . _ -")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input instead of a prompt",
+    )
+    add.add_argument("--replace", action="store_true", help="give an existing user a new password")
+    remove = actions.add_parser("remove", parents=[file_options], help="remove a user")
+    remove.add_argument("name", metavar="NAME")
+    actions.add_parser("list", parents=[file_options], help="print the user names, one a line")
+    blacklist = actions.add_parser(
+        "blacklist",
+        parents=[file_options],
+        help="list, add or lift address bans",
+        description=(
+            "Without options, print the banned addresses (an IPv6 address stands for its /64) "
+            "and how long each ban lasts. Hosts ban an address after too many failed logins, "
+            "and refuse its connections before TLS."
+        ),
+    )
+    change = blacklist.add_mutually_exclusive_group()
+    change.add_argument(
+        "--add", type=_ban_address, metavar="ADDRESS", help="ban an IP address (IPv6: its /64)"
+    )
+    change.add_argument(
+        "--remove", type=_ban_address, metavar="ADDRESS", help="lift the ban on an address"
+    )
+    blacklist.set_defaults(blacklist_parser=blacklist)
+    blacklist.add_argument(
+        "--seconds",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="with --add: how long the ban lasts (default: until removed)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -315,6 +606,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_demo(args)
         if args.command == "certs":
             return _certs(args.dir, args.name, args.force)
+        if args.command == "users":
+            if args.action == "blacklist" and args.seconds is not None and args.add is None:
+                args.blacklist_parser.error("--seconds goes with --add")
+            return _users(args)
     except BrokenPipeError:
         # The reader went away ("alvaro demo | head"): stop quietly, as other commands do. The
         # interpreter would otherwise complain again when flushing stdout at exit.

@@ -1,8 +1,12 @@
-"""The ``alvaro`` command: ``alvaro demo``, ``alvaro certs``, ``--version`` and the help."""
+"""The ``alvaro`` command: ``alvaro demo``, ``alvaro certs``, ``alvaro users``, ``--version``
+and the help."""
 
 from __future__ import annotations
 
 import functools
+import io
+import json
+import logging
 import shutil
 import stat
 import subprocess
@@ -12,10 +16,12 @@ from typing import Any
 
 import anyio
 import pytest
+import scramp  # type: ignore[import-untyped]
 
 import alvaro
 from alvaro import TLSError, testing, tls
 from alvaro._errors import unwrap_group
+from alvaro.auth import Accounts, Verifier
 from alvaro.cli import main
 from tests.helpers import WAIT
 
@@ -83,8 +89,36 @@ def check_transcript(lines: list[str], tls_version: str | None) -> None:
     # Bob's close reason reached the host; Alice left without one.
     assert "  [host ] lost bob: close code 1000 (see you)" in lines
     assert "  [host ] lost alice: close code 1000 (no reason)" in lines
-    events = 16 if tls_version is None else 18
+    check_login(lines, tls_version)
+    events = 24 if tls_version is None else 26
     assert lines[-1] == f"done: {events} events, messages went both ways with metadata."
+
+
+def check_login(lines: list[str], tls_version: str | None) -> None:
+    """The demo's host requires login: both clients log in, a wrong password is refused."""
+    required = [line for line in lines if line.startswith("  [host ] login required; ")]
+    assert required == [
+        "  [host ] login required; users alice and bob, with random passwords"
+        + ("; without TLS, user names and messages cross readable" if tls_version is None else "")
+    ]
+    for name in ("alice", "bob"):
+        # The host's logged_in event came before its new_client, on the same connection.
+        logged_in = [line for line in lines if line.startswith(f"  [host ] {name} logged in from ")]
+        assert len(logged_in) == 1, lines
+        address = logged_in[0].rsplit(" ", 1)[-1]
+        index = lines.index(logged_in[0])
+        assert lines[index + 1].startswith(f"  [host ] new client from {address} "), lines
+        assert f"  [{name:<5}] logged in as {name}, without sending the password" in lines
+    # Eve's wrong password was refused with the same words as an unknown user would get.
+    index = lines.index("  [eve  ] tries to log in as bob with a wrong password")
+    assert lines[index + 1].startswith(
+        "  [eve  ] login refused: wrong user name or password (127.0.0.1:"
+    ), lines
+    assert lines[index + 2] == (
+        "  [host ] login attempts: 2 succeeded, 1 failed (bob from 127.0.0.1)"
+    )
+    # Eve never became a client.
+    assert sum("new client from" in line for line in lines) == 2
 
 
 @pytest.mark.parametrize("backend", [None, "asyncio", "trio"])
@@ -142,6 +176,47 @@ def test_demo_verbose_logs_to_stderr() -> None:
     assert result.returncode == 0, result.stderr
     assert "alvaro.host INFO listening on 127.0.0.1:" in result.stderr
     assert result.stdout.splitlines()[-1].startswith("done:")
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["tls", "plain"])
+def test_demo_never_shows_the_passwords(
+    plain: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The demo makes a random password per user; catch them on their way into the store.
+    passwords: list[str] = []
+    add_user = Accounts.add_user
+
+    def spy(self: Accounts, name: str, password: str, *, replace: bool = False) -> None:
+        passwords.append(password)
+        add_user(self, name, password, replace=replace)
+
+    monkeypatch.setattr(Accounts, "add_user", spy)
+    caplog.set_level(logging.DEBUG, logger="alvaro")
+    assert main(["demo", "--plain"] if plain else ["demo"]) == 0
+    out, err = capsys.readouterr()
+
+    assert len(passwords) == 2
+    assert len(set(passwords)) == 2
+    assert all(len(password) >= 16 for password in passwords)
+    # Nowhere: not in the transcript, not on stderr, not in any log record (DEBUG included).
+    records = "\n".join(record.getMessage() for record in caplog.records)
+    assert "logged in as alice" in out
+    assert "alice logged in from" in records  # the log was captured
+    for password in passwords:
+        assert password not in out
+        assert password not in err
+        assert password not in records
+    assert "guess" not in out  # nor Eve's wrong one
+    # Without TLS, both sides warn that names and messages cross readable.
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if plain:
+        assert any("login is required but TLS is off" in message for message in warned)
+        assert any("logging in to 127.0.0.1:" in message for message in warned)
+    else:
+        assert warned == []
 
 
 def test_demo_rejects_unknown_backend() -> None:
@@ -372,6 +447,415 @@ def test_write_tls_files_over_an_existing_key_makes_it_owner_only(tmp_path: Path
     assert mode(old) == 0o600
 
 
+# --- alvaro users ---
+
+
+def password_matches(verifier: Verifier, password: str) -> bool:
+    """Whether ``verifier`` is that of ``password`` (the host's check, without a network)."""
+    mechanism = scramp.ScramMechanism("SCRAM-SHA-256")
+    _, stored_key, server_key, _ = mechanism.make_auth_info(
+        password, iteration_count=verifier.iterations, salt=verifier.salt
+    )
+    return (stored_key, server_key) == (verifier.stored_key, verifier.server_key)
+
+
+def verifier_of(path: Path, name: str) -> Verifier:
+    accounts = Accounts.load(path)
+    assert accounts.has_user(name)
+    return accounts.auth_info(name)
+
+
+class Prompt:
+    """Stands in for getpass.getpass: answers each prompt in turn and records the prompts."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.prompts: list[str] = []
+
+    def __call__(self, prompt: str = "Password: ", stream: Any = None) -> str:
+        self.prompts.append(prompt)
+        if not self.answers:
+            raise EOFError
+        return self.answers.pop(0)
+
+
+@pytest.fixture
+def prompt(monkeypatch: pytest.MonkeyPatch) -> Prompt:
+    """No real prompt: ``getpass.getpass`` answers nothing unless a test gives answers."""
+    fake = Prompt()
+    monkeypatch.setattr("getpass.getpass", fake)
+    return fake
+
+
+def stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+
+
+@pytest.fixture
+def two_users(tmp_path: Path) -> Path:
+    """An accounts file with users alice and bob (fast verifiers: only the file matters here)."""
+    path = tmp_path / "users.json"
+    testing.fast_accounts({"bob": "bob's password", "alice": "alice's password"}).save(path)
+    return path
+
+
+@posix_permissions
+def test_users_add_asks_twice_and_writes_an_owner_only_file(
+    tmp_path: Path, prompt: Prompt, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "users.json"
+    prompt.answers = ["correct horse battery", "correct horse battery"]
+    assert main(["users", "add", "alice", "--file", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"added user alice to {path}\n"
+    assert err == ""
+    assert prompt.prompts == ["Password for alice: ", "The same password again: "]
+
+    assert mode(path) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.json"]  # no temporary left
+    verifier = verifier_of(path, "alice")
+    assert verifier.iterations == 600_000  # the default work factor, not the demo's
+    assert password_matches(verifier, "correct horse battery")
+    assert b"correct horse" not in path.read_bytes()  # only the verifier is stored
+
+
+@posix_permissions
+def test_users_add_makes_a_readable_file_owner_only(
+    two_users: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    two_users.chmod(0o644)
+    stdin(monkeypatch, "carol's password\n")
+    assert main(["users", "add", "carol", "-f", str(two_users), "--password-stdin"]) == 0
+    assert mode(two_users) == 0o600
+
+
+def test_users_add_password_stdin_takes_one_line_as_it_is(
+    tmp_path: Path,
+    prompt: Prompt,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "users.json"
+    # Only the line ending goes: the spaces are part of the password; the next line is ignored.
+    stdin(monkeypatch, " spaced out \r\nsecond line\n")
+    assert main(["users", "add", "ann", "-f", str(path), "--password-stdin"]) == 0
+    assert capsys.readouterr() == (f"added user ann to {path}\n", "")
+    assert prompt.prompts == []
+    verifier = verifier_of(path, "ann")
+    assert password_matches(verifier, " spaced out ")
+    assert not password_matches(verifier, "spaced out")
+
+
+def test_users_add_keeps_the_other_users_bans_history_and_secret(
+    two_users: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    accounts = Accounts.load(two_users)
+    accounts.ban("203.0.113.9")
+    accounts.record_failure("198.51.100.1", "mallory")
+    accounts.save(two_users)
+    before = json.loads(two_users.read_text())
+
+    stdin(monkeypatch, "carol's password\n")
+    assert main(["users", "add", "carol", "-f", str(two_users), "--password-stdin"]) == 0
+    after = json.loads(two_users.read_text())
+    assert sorted(after["users"]) == ["alice", "bob", "carol"]
+    for key in ("secret", "blacklist", "attempts"):
+        assert after[key] == before[key], key
+    for name in ("alice", "bob"):
+        assert after["users"][name] == before["users"][name]
+
+
+def test_users_add_refuses_two_different_passwords(
+    tmp_path: Path, prompt: Prompt, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "users.json"
+    prompt.answers = ["one password", "another password"]
+    assert main(["users", "add", "alice", "-f", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "alvaro users: the two passwords differ; nothing was changed\n"
+    assert not path.exists()
+
+
+def test_users_add_an_existing_user_needs_replace(
+    two_users: Path, prompt: Prompt, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = two_users.read_bytes()
+    assert main(["users", "add", "alice", "-f", str(two_users)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"alvaro users: user 'alice' exists already in {two_users}; "
+        "pass --replace to give it a new password\n"
+    )
+    assert prompt.prompts == []  # refused before asking for a password
+    assert two_users.read_bytes() == before
+
+    prompt.answers = ["a new password", "a new password"]
+    assert main(["users", "add", "alice", "-f", str(two_users), "--replace"]) == 0
+    assert capsys.readouterr().out == f"changed the password of user alice in {two_users}\n"
+    verifier = verifier_of(two_users, "alice")
+    assert password_matches(verifier, "a new password")
+    assert not password_matches(verifier, "alice's password")
+    assert Accounts.load(two_users).users == ["alice", "bob"]
+
+
+@pytest.mark.parametrize(
+    ("args", "text", "message"),
+    [
+        (
+            ["bad name"],
+            "pw\n",
+            "alvaro users: invalid user name 'bad name': a user name may contain only ",
+        ),
+        (["x" * 65], "pw\n", "alvaro users: invalid user name 'xxx"),
+        (["ann"], "\n", "alvaro users: this password cannot be used: "),
+        (["ann"], "", "alvaro users: no password on standard input\n"),
+        (["ann"], "x" * 1025 + "\n", "alvaro users: this password cannot be used: "),
+        (["ann"], "bell\x07\n", "alvaro users: this password cannot be used: "),
+    ],
+    ids=["space", "long-name", "empty", "no-input", "long-password", "control-character"],
+)
+def test_users_add_refuses_invalid_names_and_passwords(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    text: str,
+    message: str,
+) -> None:
+    path = tmp_path / "users.json"
+    stdin(monkeypatch, text)
+    assert main(["users", "add", *args, "-f", str(path), "--password-stdin"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(message)
+    assert err.count("\n") == 1
+    assert not path.exists()
+
+
+def test_users_add_without_a_typed_password(
+    tmp_path: Path, prompt: Prompt, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "users.json"
+    assert main(["users", "add", "ann", "-f", str(path)]) == 1  # the prompt got end-of-file
+    assert capsys.readouterr().err == "alvaro users: no password was typed\n"
+    assert not path.exists()
+
+
+def test_users_add_to_a_folder_that_does_not_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "missing" / "users.json"
+    stdin(monkeypatch, "a password\n")
+    assert main(["users", "add", "ann", "-f", str(path), "--password-stdin"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"alvaro users: cannot write {path}: ")
+    assert not path.parent.exists()
+
+
+def test_users_list_prints_the_names_only(
+    two_users: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["users", "list", "-f", str(two_users)]) == 0
+    assert capsys.readouterr() == ("alice\nbob\n", "")
+
+    empty = tmp_path / "empty.json"
+    Accounts().save(empty)
+    assert main(["users", "list", "--file", str(empty)]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_users_remove(two_users: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["users", "remove", "bob", "-f", str(two_users)]) == 0
+    assert capsys.readouterr() == (f"removed user bob from {two_users}\n", "")
+    assert Accounts.load(two_users).users == ["alice"]
+
+    before = two_users.read_bytes()
+    assert main(["users", "remove", "bob", "-f", str(two_users)]) == 1
+    assert capsys.readouterr() == ("", f"alvaro users: there is no user 'bob' in {two_users}\n")
+    assert two_users.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["list"], ["remove", "alice"], ["blacklist"], ["blacklist", "--remove", "10.0.0.1"]],
+    ids=["list", "remove", "blacklist", "unban"],
+)
+def test_users_without_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    path = tmp_path / "users.json"
+    assert main(["users", *args, "-f", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"alvaro users: {path} does not exist ('alvaro users add NAME --file {path}' creates it)\n"
+    )
+    assert not path.exists()
+
+
+CORRUPT = {
+    "garbage": b"not json at all",
+    "truncated": b'{"format": "alvaro-accounts", "version": 1, "sec',
+    "other-format": b'{"format": "something-else", "version": 1}',
+    "newer": b'{"format": "alvaro-accounts", "version": 99}',
+}
+
+
+@pytest.mark.parametrize("content", CORRUPT.values(), ids=CORRUPT.keys())
+@pytest.mark.parametrize(
+    "args",
+    [["list"], ["add", "ann", "--password-stdin"], ["remove", "ann"], ["blacklist"]],
+    ids=["list", "add", "remove", "blacklist"],
+)
+def test_users_refuses_a_corrupt_file_and_leaves_it_alone(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes,
+    args: list[str],
+) -> None:
+    path = tmp_path / "users.json"
+    path.write_bytes(content)
+    stdin(monkeypatch, "a password\n")
+    assert main(["users", *args, "-f", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"alvaro users: {path} is not a valid alvaro accounts file: ")
+    assert err.count("\n") == 1
+    assert path.read_bytes() == content  # never overwritten
+
+
+def test_users_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["users", "list", "-f", str(tmp_path)]) == 1  # a folder
+    assert capsys.readouterr().err.startswith(f"alvaro users: cannot read {tmp_path}: ")
+
+
+def test_users_blacklist(two_users: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = ["-f", str(two_users)]
+    assert main(["users", "blacklist", *file]) == 0
+    assert capsys.readouterr() == ("", "")  # nothing banned yet
+
+    assert main(["users", "blacklist", *file, "--add", "203.0.113.9", "--seconds", "600"]) == 0
+    assert capsys.readouterr().out == f"banned 203.0.113.9 for 600 s more in {two_users}\n"
+    # An IPv6 address stands for its /64, as hosts count it.
+    assert main(["users", "blacklist", *file, "--add", "2001:db8::1234"]) == 0
+    assert capsys.readouterr().out == f"banned 2001:db8::/64 until removed in {two_users}\n"
+
+    assert main(["users", "blacklist", *file]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["2001:db8::/64  until removed", "203.0.113.9  for 600 s more"]
+
+    # The host that loads the file refuses these addresses; the users are still there.
+    accounts = Accounts.load(two_users)
+    assert accounts.is_banned("203.0.113.9")
+    assert accounts.is_banned("2001:db8::ffff:1")
+    assert not accounts.is_banned("2001:db8:0:1::1")
+    assert accounts.users == ["alice", "bob"]
+
+    # A ban is lifted by the address as listed, or by any address in it.
+    assert main(["users", "blacklist", *file, "--remove", "2001:db8::/64"]) == 0
+    assert capsys.readouterr().out == f"lifted the ban on 2001:db8::/64 in {two_users}\n"
+    assert main(["users", "blacklist", *file, "--remove", "203.0.113.9"]) == 0
+    capsys.readouterr()
+    assert Accounts.load(two_users).blacklist == {}
+
+    assert main(["users", "blacklist", *file, "--remove", "203.0.113.9"]) == 1
+    assert capsys.readouterr() == (
+        "",
+        f"alvaro users: 203.0.113.9 is not banned in {two_users}\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--add", "300.1.1.1"], "argument --add: not an IP address: '300.1.1.1'"),
+        (["--add", "10.0.0.0/8"], "not an IP address or an IPv6 /64 network: '10.0.0.0/8'"),
+        (["--remove", "host.example"], "argument --remove: not an IP address"),
+        (["--add", "10.0.0.1", "--seconds", "0"], "not a positive number of seconds: '0'"),
+        (["--add", "10.0.0.1", "--seconds", "inf"], "not a positive number of seconds"),
+        (["--seconds", "60"], "--seconds goes with --add"),
+        (["--add", "10.0.0.1", "--remove", "10.0.0.2"], "not allowed with argument"),
+    ],
+)
+def test_users_blacklist_usage_errors(
+    two_users: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    before = two_users.read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["users", "blacklist", "-f", str(two_users), *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: alvaro users blacklist ")
+    assert message in err
+    assert two_users.read_bytes() == before
+
+
+def test_users_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["users"], ["users", "list"], ["users", "add", "-f", "x.json"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == 2, args
+        assert "usage: alvaro users" in capsys.readouterr().err
+
+
+def test_users_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["users", "--help"])
+    out = capsys.readouterr().out
+    for action in ("add", "remove", "list", "blacklist"):
+        assert action in out
+    assert "host.load(FILE)" in out
+    with pytest.raises(SystemExit):
+        main(["users", "add", "--help"])
+    out = capsys.readouterr().out
+    assert "--password-stdin" in out
+    assert "--replace" in out
+
+
+@pytest.mark.anyio
+async def test_users_file_works_for_a_host(tmp_path: Path) -> None:
+    # As an administrator would: the command writes the file, the host loads it.
+    path = tmp_path / "users.json"
+    result = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "alvaro",
+                "users",
+                "add",
+                "ann",
+                "-f",
+                str(path),
+                "--password-stdin",
+            ],
+            input="ann's password\n",
+            capture_output=True,
+            text=True,
+            timeout=3 * WAIT,
+            check=False,
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"added user ann to {path}\n"
+    assert result.stderr == ""
+
+    host = alvaro.aio.Host(login_required=True)
+    host.load(path)
+    assert host.users == ["ann"]
+    async with testing.running_host(login_required=True, accounts=host.accounts) as running:
+        with anyio.fail_after(WAIT):
+            async with testing.connected_client(running, login=("ann", "ann's password")) as c:
+                assert c.user == "ann"
+            with pytest.raises(alvaro.AuthenticationError, match="wrong user name or password"):
+                async with testing.connected_client(running, login=("ann", "not it")):
+                    pass
+
+
 # --- --version, help, console script ---
 
 
@@ -388,6 +872,7 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("usage: alvaro")
     assert "demo" in out
     assert "certs" in out
+    assert "users" in out
     assert "--version" in out
 
 
