@@ -77,6 +77,7 @@ _MAX_ITERATIONS = 10_000_000  # and more: an iteration count is also a denial-of
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _SALT_BYTES = 32  # what scramp makes (secrets.token_bytes()); fake salts must look the same
 _KEY_BYTES = 32  # SHA-256
+_MAX_SHAPES = 16  # distinct (iterations, salt length) pairs learnt from an authenticator
 _SECRET_BYTES = 32
 # Attacker-chosen names are kept in the history and the per-account counters: cut them so that a
 # long name cannot make either use more memory than a valid one (all valid names fit).
@@ -367,6 +368,10 @@ class Accounts:
         self._now = now
         self._lock = threading.Lock()
         self._users: dict[str, Verifier] = {}
+        # How many users' verifiers have each (iterations, salt length): made-up verifiers
+        # copy these shapes. Those of verifiers from an authenticator are kept apart.
+        self._shapes: dict[tuple[int, int], int] = {}
+        self._external_shapes: dict[tuple[int, int], int] = {}
         # Keys the fake verifiers of unknown users (see auth_info); saved with the store so that
         # a restart does not change them, which would tell an observer that they are fake.
         self._secret = secrets.token_bytes(_SECRET_BYTES)
@@ -414,7 +419,10 @@ class Accounts:
             # Checked again: another thread may have added the name during the derivation.
             if not replace and name in self._users:
                 raise ValueError(f"user {name!r} exists already")
+            self._forget_shape(self._users.get(name))
             self._users[name] = info
+            shape = (info.iterations, len(info.salt))
+            self._shapes[shape] = self._shapes.get(shape, 0) + 1
         logger.info("user %r %s", name, "added" if not replace else "added or updated")
 
     def remove_user(self, name: str) -> None:
@@ -425,37 +433,67 @@ class Accounts:
         """
         with self._lock:
             try:
-                del self._users[name]
+                removed = self._users.pop(name)
             except KeyError:
                 raise KeyError(f"no user {name!r}") from None
+            self._forget_shape(removed)
         logger.info("user %r removed", name)
+
+    def _forget_shape(self, verifier: Verifier | None) -> None:
+        if verifier is not None:
+            shape = (verifier.iterations, len(verifier.salt))
+            left = self._shapes[shape] - 1
+            if left:
+                self._shapes[shape] = left
+            else:
+                del self._shapes[shape]
 
     def auth_info(self, name: str) -> Verifier:
         """Return the SCRAM verifier of user ``name``, or a fake one if there is no such user.
 
         The result can be returned as is from scramp's ``auth_fn``. For a name that is not a
         user (or not even a valid name) the verifier is made up, deterministically, from a
-        secret of this store and the name: the same name always gets the same salt and the
-        store's iteration count, like a real user, and no password matches it. A login with an
-        unknown name therefore goes exactly like one with a wrong password - same messages, same
-        work, same failure (RFC 5802 section 9; OWASP "generic error and equal work") - so the
-        exchange does not reveal which names exist. Use :meth:`has_user` to tell them apart.
+        secret of this store and the name: the same name always gets the same salt, with the
+        iteration count and salt length of real users' verifiers, and no password matches it. A
+        login with an unknown name therefore goes exactly like one with a wrong password - same
+        messages, same work, same failure (RFC 5802 section 9; OWASP "generic error and equal
+        work") - so the exchange does not reveal which names exist. Use :meth:`has_user` to
+        tell them apart.
         """
         with self._lock:
             info = self._users.get(name)
             if info is not None:
                 return info
-            secret = self._secret
-        return self._fake_info(secret, name)
+            secret, shapes = self._secret, self._fake_shapes()
+        return self._fake_info(secret, shapes, name)
 
     def fake_verifier(self, name: str) -> Verifier:
         """The made-up verifier :meth:`auth_info` gives a name that is not a user; for
         authenticators, so that a name unknown to them looks like any other."""
         with self._lock:
-            secret = self._secret
-        return self._fake_info(secret, name)
+            secret, shapes = self._secret, self._fake_shapes()
+        return self._fake_info(secret, shapes, name)
 
-    def _fake_info(self, secret: bytes, name: str) -> Verifier:
+    def note_verifier(self, verifier: Verifier) -> None:
+        """Learn the iteration count and salt length of a verifier kept elsewhere (the host
+        calls this with what its authenticator returns), so that made-up verifiers look like
+        such verifiers rather than like this store's own."""
+        shape = (verifier.iterations, len(verifier.salt))
+        with self._lock:
+            if shape in self._external_shapes or len(self._external_shapes) < _MAX_SHAPES:
+                self._external_shapes[shape] = self._external_shapes.get(shape, 0) + 1
+
+    def _fake_shapes(self) -> list[tuple[tuple[int, int], int]]:
+        """The (iterations, salt length) pairs real verifiers have, with their counts; the
+        caller holds the lock."""
+        shapes = self._external_shapes or self._shapes
+        if not shapes:
+            return [((self._iterations, _SALT_BYTES), 1)]
+        return sorted(shapes.items())
+
+    def _fake_info(
+        self, secret: bytes, shapes: list[tuple[tuple[int, int], int]], name: str
+    ) -> Verifier:
         key = name.encode("utf-8", "surrogatepass")
 
         def part(label: bytes) -> bytes:
@@ -463,13 +501,26 @@ class Accounts:
             message = len(label).to_bytes(1, "big") + label + key
             return hmac.new(secret, message, hashlib.sha256).digest()
 
+        # The iteration count and salt length a real user's challenge would show: one of the
+        # real verifiers' shapes, picked per name in proportion to how common it is, so that
+        # a challenge's shape does not tell a made-up user from a real one (a store loaded
+        # with older verifiers, or an authenticator's verifiers made elsewhere).
+        pick = int.from_bytes(part(b"shape")[:8], "big") % sum(count for _, count in shapes)
+        chosen = shapes[-1][0]
+        for shape, count in shapes:
+            if pick < count:
+                chosen = shape
+                break
+            pick -= count
+        iterations, salt_length = chosen
+        salt = b"".join(part(b"salt" + bytes((block,))) for block in range(salt_length // 32 + 1))
         # The keys are random-looking values no password leads to: finding a password whose
         # verifier matches them is as hard as inverting SHA-256.
         return Verifier(
-            salt=part(b"salt")[:_SALT_BYTES],
+            salt=salt[:salt_length],
             stored_key=part(b"stored_key")[:_KEY_BYTES],
             server_key=part(b"server_key")[:_KEY_BYTES],
-            iterations=self._iterations,
+            iterations=iterations,
         )
 
     # ---------------------------------------------------------------------- bans and delays
@@ -752,6 +803,10 @@ class Accounts:
             wall = self._now()
             self._secret = parsed.secret
             self._users = dict(parsed.users)
+            self._shapes = {}
+            for verifier in self._users.values():
+                shape = (verifier.iterations, len(verifier.salt))
+                self._shapes[shape] = self._shapes.get(shape, 0) + 1
             self._bans = {}
             for bucket, end in parsed.bans.items():
                 if end is None:
@@ -933,6 +988,32 @@ def _write_atomically(target: Path, data: bytes) -> None:
             pass
         raise
     _fsync_directory(directory)
+    _remove_stale_temp_files(target)
+
+
+# A temporary file older than this was left by a save that was killed: no save takes so long.
+_STALE_TEMP_AGE = 600.0
+
+
+def _remove_stale_temp_files(target: Path) -> None:
+    """Delete what saves killed mid-write left beside ``target``: verifiers in files nobody
+    will read. Only this module's own names, and only old ones, in case another process is
+    saving to the same file right now."""
+    prefix, now = f".{target.name}.", time.time()
+    try:
+        candidates = [
+            entry
+            for entry in target.parent.iterdir()
+            if entry.name.startswith(prefix) and entry.name.endswith(".tmp")
+        ]
+    except OSError:
+        return
+    for entry in candidates:
+        try:
+            if now - entry.lstat().st_mtime > _STALE_TEMP_AGE:
+                entry.unlink()
+        except OSError:
+            pass  # gone already, or not ours to delete
 
 
 def _fsync_directory(directory: Path) -> None:

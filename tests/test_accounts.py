@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -672,3 +673,22 @@ def test_killed_during_saves_leaves_a_whole_file(tmp_path: Path) -> None:
         generations = len(names)
         assert loaded.users == ["alice"]
     assert generations > 0
+
+
+def test_save_removes_temporary_files_left_by_killed_saves(tmp_path: Path) -> None:
+    accounts = Accounts(iterations=FAST)
+    accounts.add_user("alice", PASSWORD)
+    target = tmp_path / "accounts.json"
+    stale = tmp_path / ".accounts.json.0123456789abcdef.tmp"  # a save killed long ago
+    fresh = tmp_path / ".accounts.json.fedcba9876543210.tmp"  # perhaps another save right now
+    unrelated = tmp_path / ".other.json.0123456789abcdef.tmp"
+    for path in (stale, fresh, unrelated):
+        path.write_bytes(b"{")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.utime(unrelated, (old, old))
+    accounts.save(target)
+    assert not stale.exists()
+    assert fresh.exists()
+    assert unrelated.exists()
+    assert Accounts.load(target, iterations=FAST).users == ["alice"]

@@ -100,6 +100,7 @@ async def _verifier_for(
             raise TypeError(
                 f"the authenticator returned {type(found).__name__}, not a Verifier or None"
             )
+        accounts.note_verifier(found)  # so that made-up verifiers look like these
         return found
     return accounts.auth_info(name)
 
