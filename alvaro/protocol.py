@@ -807,45 +807,36 @@ class Decoder:
         return self._auth(frame_type, body)
 
     def _auth(self, frame_type: int, body: memoryview) -> Event:
-        login = self._login
+        # The order first, then the body (docs/protocol.md, section 7).
+        allowed, after, problem = _AUTH_ORDER[frame_type]
+        if self._login not in allowed:
+            raise RemoteProtocolError(problem)
         name = _type_name(frame_type)
+        event: Event
         if frame_type == FrameType.LOGOUT:
-            if login is not _Login.DONE:
-                raise RemoteProtocolError("LOGOUT arrived from a client that is not logged in")
             if len(body):
                 _auth_fields(body, name)
             # Logged out: DATA is refused again while the host closes the connection.
-            self._login = _Login.IDLE
             self._phase = _Phase.LOGIN
-            return Logout()
-        fields = _auth_fields(body, name)
-        if frame_type == FrameType.AUTH_START:
-            if login is not _Login.IDLE:
-                raise RemoteProtocolError("AUTH_START arrived after a login had begun")
-            self._login = _Login.STARTED
-            return AuthStart(
-                _auth_string(fields, "mechanism", name), _auth_string(fields, "message", name)
-            )
-        if frame_type == FrameType.AUTH_RESPONSE:
-            if login is not _Login.STARTED:
-                raise RemoteProtocolError("AUTH_RESPONSE arrived without an AUTH_START before it")
-            self._login = _Login.ANSWERED
-            return AuthResponse(_auth_string(fields, "message", name))
-        if frame_type == FrameType.AUTH_CHALLENGE:
-            if login is not _Login.IDLE:
-                raise RemoteProtocolError("AUTH_CHALLENGE arrived out of order")
-            self._login = _Login.STARTED
-            return AuthChallenge(_auth_string(fields, "message", name))
-        if frame_type == FrameType.AUTH_OK:
-            if login is not _Login.STARTED:
-                raise RemoteProtocolError("AUTH_OK arrived without an AUTH_CHALLENGE before it")
-            self._login = _Login.DONE
-            return AuthOk(_auth_string(fields, "message", name), _auth_string(fields, "user", name))
-        # AUTH_FAIL, the only type left that a client receives.
-        if login is _Login.DONE:
-            raise RemoteProtocolError("AUTH_FAIL arrived after AUTH_OK")
-        self._login = _Login.ANSWERED
-        return AuthFail(_auth_string(fields, "reason", name))
+            event = Logout()
+        else:
+            fields = _auth_fields(body, name)
+            if frame_type == FrameType.AUTH_START:
+                event = AuthStart(
+                    _auth_string(fields, "mechanism", name), _auth_string(fields, "message", name)
+                )
+            elif frame_type == FrameType.AUTH_OK:
+                event = AuthOk(
+                    _auth_string(fields, "message", name), _auth_string(fields, "user", name)
+                )
+            elif frame_type == FrameType.AUTH_FAIL:
+                event = AuthFail(_auth_string(fields, "reason", name))
+            else:
+                message = _auth_string(fields, "message", name)
+                kind = AuthResponse if frame_type == FrameType.AUTH_RESPONSE else AuthChallenge
+                event = kind(message)
+        self._login = after
+        return event
 
     def _hello(self, body: memoryview) -> Hello:
         fields = _loads(body, "HELLO")
@@ -914,6 +905,44 @@ _CONTROL_TYPES: Final = frozenset(
 _AUTH_RECEIVED_BY: Final[dict[Role, frozenset[int]]] = {
     "host": frozenset((FrameType.AUTH_START, FrameType.AUTH_RESPONSE, FrameType.LOGOUT)),
     "client": frozenset((FrameType.AUTH_CHALLENGE, FrameType.AUTH_OK, FrameType.AUTH_FAIL)),
+}
+
+
+#: For each AUTH frame type: the login states it may arrive in, the state it leads to, and the
+#: error when it comes out of order. Which side receives which types is checked before this.
+_AUTH_ORDER: Final[dict[int, tuple[frozenset[_Login], _Login, str]]] = {
+    # Received by a host.
+    FrameType.AUTH_START: (
+        frozenset((_Login.IDLE,)),
+        _Login.STARTED,
+        "AUTH_START arrived after a login had begun",
+    ),
+    FrameType.AUTH_RESPONSE: (
+        frozenset((_Login.STARTED,)),
+        _Login.ANSWERED,
+        "AUTH_RESPONSE arrived without an AUTH_START before it",
+    ),
+    FrameType.LOGOUT: (
+        frozenset((_Login.DONE,)),
+        _Login.IDLE,
+        "LOGOUT arrived from a client that is not logged in",
+    ),
+    # Received by a client.
+    FrameType.AUTH_CHALLENGE: (
+        frozenset((_Login.IDLE,)),
+        _Login.STARTED,
+        "AUTH_CHALLENGE arrived out of order",
+    ),
+    FrameType.AUTH_OK: (
+        frozenset((_Login.STARTED,)),
+        _Login.DONE,
+        "AUTH_OK arrived without an AUTH_CHALLENGE before it",
+    ),
+    FrameType.AUTH_FAIL: (
+        frozenset((_Login.IDLE, _Login.STARTED, _Login.ANSWERED)),
+        _Login.ANSWERED,
+        "AUTH_FAIL arrived after AUTH_OK",
+    ),
 }
 
 
