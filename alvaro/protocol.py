@@ -550,6 +550,7 @@ class _Login(enum.Enum):
     STARTED = "started"  # host: AUTH_START received; client: AUTH_CHALLENGE received
     ANSWERED = "answered"  # host: AUTH_RESPONSE received, the verdict is the host's to send
     DONE = "done"  # client: AUTH_OK received; host: login accepted
+    LOGGED_OUT = "logged out"  # host: LOGOUT received; no further login on this connection
 
 
 class Decoder:
@@ -760,6 +761,8 @@ class Decoder:
         if frame_type == FrameType.DATA:
             # Only in the LOGIN phase does DATA come this way (OPEN takes the fast path), so
             # the gate costs the message path nothing.
+            if self.role == "client":
+                raise RemoteProtocolError("the host sent a message before AUTH_OK")
             raise RemoteProtocolError(
                 "a message arrived before the login; this host requires login first",
                 CloseCode.POLICY_VIOLATION,
@@ -792,7 +795,10 @@ class Decoder:
             if self._phase is not _Phase.HELLO:
                 raise RemoteProtocolError("the peer sent a second HELLO")
             hello = self._hello(body)
-            self._phase = _Phase.LOGIN if self.login_required else _Phase.OPEN
+            # Until the login ends, DATA is refused: by a host that requires login, and by a
+            # client of such a host, to which the host may send nothing before AUTH_OK.
+            gated = self.login_required or hello.auth_required
+            self._phase = _Phase.LOGIN if gated else _Phase.OPEN
             self._hello_received = True
             return hello
         if frame_type == FrameType.CLOSE:
@@ -829,6 +835,7 @@ class Decoder:
                 event = AuthOk(
                     _auth_string(fields, "message", name), _auth_string(fields, "user", name)
                 )
+                self._phase = _Phase.OPEN
             elif frame_type == FrameType.AUTH_FAIL:
                 event = AuthFail(_auth_string(fields, "reason", name))
             else:
@@ -924,7 +931,7 @@ _AUTH_ORDER: Final[dict[int, tuple[frozenset[_Login], _Login, str]]] = {
     ),
     FrameType.LOGOUT: (
         frozenset((_Login.DONE,)),
-        _Login.IDLE,
+        _Login.LOGGED_OUT,
         "LOGOUT arrived from a client that is not logged in",
     ),
     # Received by a client.
@@ -939,9 +946,9 @@ _AUTH_ORDER: Final[dict[int, tuple[frozenset[_Login], _Login, str]]] = {
         "AUTH_OK arrived without an AUTH_CHALLENGE before it",
     ),
     FrameType.AUTH_FAIL: (
-        frozenset((_Login.IDLE, _Login.STARTED, _Login.ANSWERED)),
+        frozenset((_Login.IDLE, _Login.STARTED)),
         _Login.ANSWERED,
-        "AUTH_FAIL arrived after AUTH_OK",
+        "AUTH_FAIL arrived after the login had ended",
     ),
 }
 

@@ -14,6 +14,7 @@ from hypothesis import given, strategies as st
 
 from alvaro import CloseCode, EncodeError, MessageTooLarge, RemoteProtocolError, protocol
 from alvaro.protocol import (
+    AUTH_MECHANISM,
     CONTROL_LIMIT,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_METADATA_SIZE,
@@ -23,16 +24,29 @@ from alvaro.protocol import (
     PREAMBLE,
     SUPPORTED_FEATURES,
     VERSION,
+    AuthChallenge,
+    AuthFail,
+    AuthOk,
+    AuthResponse,
+    AuthStart,
     Close,
     Decoder,
     Encoding,
     FrameType,
     Hello,
+    Logout,
     Message,
     Ping,
     Pong,
+    Role,
+    encode_auth_challenge,
+    encode_auth_fail,
+    encode_auth_ok,
+    encode_auth_response,
+    encode_auth_start,
     encode_close,
     encode_hello,
+    encode_logout,
     encode_message,
     encode_ping,
     encode_pong,
@@ -110,6 +124,89 @@ def opened(**kwargs: Any) -> Decoder:
     decoder.receive_data(HOST_HELLO)
     assert decoder.events() == [PEER_HELLO]
     assert decoder.handshake_complete
+    return decoder
+
+
+# Feature "auth" (docs/protocol.md, 9.8): the HELLOs of a host that requires login and of a
+# client that can log in, and the SCRAM-SHA-256 messages of RFC 7677's example (user "user",
+# password "pencil").
+AUTH_HOST_HELLO = encode_hello("host", features=["auth"], auth_required=True)
+AUTH_CLIENT_HELLO = encode_hello("client", features=["auth"])
+AUTH_PEER_HELLO = Hello(
+    VERSION,
+    "host",
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_METADATA_SIZE,
+    frozenset({"auth"}),
+    auth_required=True,
+)
+CLIENT_FIRST = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+SERVER_FIRST = (
+    "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+)
+CLIENT_FINAL = (
+    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+)
+SERVER_FINAL = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+
+
+def auth_client(**kwargs: Any) -> Decoder:
+    """A client-side decoder offering "auth" that has received the HELLO of a host that
+    requires login."""
+    decoder = Decoder("client", features=["auth"], **kwargs)
+    decoder.receive_data(AUTH_HOST_HELLO)
+    assert decoder.events() == [AUTH_PEER_HELLO]
+    assert decoder.negotiated == {"auth"}
+    return decoder
+
+
+def login_host(**kwargs: Any) -> Decoder:
+    """A host-side decoder that requires login and has received the HELLO of a client that
+    offers "auth"."""
+    decoder = Decoder("host", features=["auth"], login_required=True, **kwargs)
+    decoder.receive_data(AUTH_CLIENT_HELLO)
+    (hello,) = decoder.events()
+    assert hello == Hello(
+        VERSION, "client", DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE, frozenset({"auth"})
+    )
+    assert decoder.negotiated == {"auth"}
+    return decoder
+
+
+HOST_STAGES = ("idle", "started", "answered", "logged in", "logged out")
+CLIENT_STAGES = ("idle", "challenged", "logged in", "refused", "refused at once")
+
+
+def host_at(stage: str) -> Decoder:
+    """A login host's decoder at ``stage`` of the login, as seen from what it received."""
+    decoder = login_host()
+    steps = HOST_STAGES.index(stage)
+    if steps >= 1:
+        decoder.receive_data(encode_auth_start(CLIENT_FIRST))
+    if steps >= 2:
+        decoder.receive_data(encode_auth_response(CLIENT_FINAL))
+    if steps >= 3:
+        decoder.accept_login()
+    if steps >= 4:
+        decoder.receive_data(encode_logout())
+    assert len(decoder.events()) == min(steps, 2) + (steps >= 4)
+    return decoder
+
+
+def client_at(stage: str) -> Decoder:
+    """A client's decoder at ``stage`` of the login, as seen from what it received."""
+    challenge = encode_auth_challenge(SERVER_FIRST)
+    received = {
+        "idle": [],
+        "challenged": [challenge],
+        "logged in": [challenge, encode_auth_ok(SERVER_FINAL, "user")],
+        "refused": [challenge, encode_auth_fail("no")],
+        "refused at once": [encode_auth_fail("no")],
+    }[stage]
+    decoder = auth_client()
+    decoder.receive_data(b"".join(received))
+    assert len(decoder.events()) == len(received)
     return decoder
 
 
@@ -408,6 +505,9 @@ def test_spec_hello_examples() -> None:
     assert len(SPEC_CLIENT_HELLO) == 98
     host_hello = SPEC_CLIENT_HELLO.replace(b'"client"', b'"host"').replace(b"\x00\x54", b"\x00\x52")
     assert encode_hello("host") == host_hello
+    # alvaro's client lists "auth": six bytes longer (docs/protocol.md, 2.2).
+    auth_hello = SPEC_CLIENT_HELLO.replace(b"[]", b'["auth"]').replace(b"\x00\x54", b"\x00\x5a")
+    assert encode_hello("client", features=["auth"]) == auth_hello
     decoder = Decoder("host")
     decoder.receive_data(SPEC_CLIENT_HELLO)
     assert decoder.events() == [
@@ -502,6 +602,7 @@ def test_converted_keys_that_collide_keep_the_last_value(
     decoder = opened()
     decoder.receive_data(encode_message(data, metadata))
     (message,) = decoder.events()
+    assert isinstance(message, Message)
     assert (message.data, message.metadata) == expected
 
 
@@ -564,17 +665,16 @@ def test_reserved_frame_type_not_negotiated(frame_type: FrameType) -> None:
 @pytest.mark.parametrize(
     ("data", "code"),
     [
-        (frame(FrameType.ACK, b"", 1), CloseCode.PROTOCOL_ERROR),
-        (frame(FrameType.ACK, length=CONTROL_LIMIT + 1), CloseCode.MESSAGE_TOO_BIG),
+        (frame(FrameType.AUTH_CHALLENGE, b"{}", 1), CloseCode.PROTOCOL_ERROR),
+        (frame(FrameType.AUTH_CHALLENGE, length=CONTROL_LIMIT + 1), CloseCode.MESSAGE_TOO_BIG),
+        # Negotiating one feature does not open the types of another.
         (frame(FrameType.REQUEST), CloseCode.PROTOCOL_ERROR),
+        (frame(FrameType.ACK, b"\x00" * 8), CloseCode.PROTOCOL_ERROR),
     ],
+    ids=["flags", "length", "request", "ack"],
 )
-def test_negotiated_reserved_frame_header_is_still_checked(
-    monkeypatch: pytest.MonkeyPatch, data: bytes, code: CloseCode
-) -> None:
-    # No feature is implemented yet: pretend "ack" is, as a future version will.
-    monkeypatch.setattr(protocol, "SUPPORTED_FEATURES", frozenset({"ack"}))
-    expect_error(opened(features=["ack"]), data, code)
+def test_negotiated_reserved_frame_header_is_still_checked(data: bytes, code: CloseCode) -> None:
+    expect_error(auth_client(), data[:6], code)  # the header alone decides
 
 
 @pytest.mark.parametrize("flags", [2, 3, 4, 0x80, 0xFF])
@@ -1193,11 +1293,803 @@ def test_decoder_rejects_an_unknown_role(role: Any) -> None:
         Decoder(role)
 
 
-@pytest.mark.parametrize("features", [["auth"], ["request", "chunk"], ["nope"]])
+@pytest.mark.parametrize(
+    "features", [["auth", "request"], ["request", "chunk"], ["ack"], ["nope"], ["AUTH"]]
+)
 def test_decoder_rejects_unsupported_features(features: list[str]) -> None:
     assert not SUPPORTED_FEATURES.issuperset(features)
     with pytest.raises(ValueError, match="does not implement"):
         Decoder("host", features=features)
+
+
+# --- Feature "auth": login with SCRAM-SHA-256 (docs/protocol.md, 9.8) -------------------------
+
+#: A valid frame of each AUTH type, carrying the messages of RFC 7677's example.
+AUTH_FRAMES: dict[FrameType, bytes] = {
+    FrameType.AUTH_START: encode_auth_start(CLIENT_FIRST),
+    FrameType.AUTH_CHALLENGE: encode_auth_challenge(SERVER_FIRST),
+    FrameType.AUTH_RESPONSE: encode_auth_response(CLIENT_FINAL),
+    FrameType.AUTH_OK: encode_auth_ok(SERVER_FINAL, "user"),
+    FrameType.AUTH_FAIL: encode_auth_fail("wrong user name or password"),
+    FrameType.LOGOUT: encode_logout(),
+}
+#: The AUTH types each role receives, and the ones it never does (the peer's direction).
+RECEIVED_BY = {
+    "host": [FrameType.AUTH_START, FrameType.AUTH_RESPONSE, FrameType.LOGOUT],
+    "client": [FrameType.AUTH_CHALLENGE, FrameType.AUTH_OK, FrameType.AUTH_FAIL],
+}
+RECEIVED_PAIRS = [(role, t) for role, types in RECEIVED_BY.items() for t in types]
+WRONG_DIRECTION_PAIRS = [
+    (role, t)
+    for role in ("host", "client")
+    for t in RECEIVED_BY["client" if role == "host" else "host"]
+]
+#: Each AUTH type with a JSON body to check, at a stage where it is in order, with its members.
+AUTH_BODIES = [
+    ("host", "idle", FrameType.AUTH_START, ("mechanism", "message")),
+    ("host", "started", FrameType.AUTH_RESPONSE, ("message",)),
+    ("client", "idle", FrameType.AUTH_CHALLENGE, ("message",)),
+    ("client", "challenged", FrameType.AUTH_OK, ("message", "user")),
+    ("client", "idle", FrameType.AUTH_FAIL, ("reason",)),
+]
+AUTH_BODY_IDS = [case[2].name for case in AUTH_BODIES]
+MISSING = object()
+#: Text that needs JSON escapes, control characters and characters beyond the BMP.
+TRICKY = 'é "quoted" back\\slash\nline\u2028 😀 \x00 \x7f'
+
+
+def decoder_at(role: str, stage: str) -> Decoder:
+    return host_at(stage) if role == "host" else client_at(stage)
+
+
+def test_auth_is_the_feature_this_version_implements() -> None:
+    assert SUPPORTED_FEATURES == {"auth"}
+    assert AUTH_MECHANISM == "SCRAM-SHA-256"
+
+
+# Encoding.
+
+
+@pytest.mark.parametrize(
+    ("encoded", "frame_type", "body"),
+    [
+        (
+            AUTH_FRAMES[FrameType.AUTH_START],
+            FrameType.AUTH_START,
+            b'{"mechanism":"SCRAM-SHA-256","message":"n,,n=user,r=rOprNGfwEbeRWgbNEkqO"}',
+        ),
+        (
+            AUTH_FRAMES[FrameType.AUTH_CHALLENGE],
+            FrameType.AUTH_CHALLENGE,
+            b'{"message":"' + SERVER_FIRST.encode() + b'"}',
+        ),
+        (
+            AUTH_FRAMES[FrameType.AUTH_RESPONSE],
+            FrameType.AUTH_RESPONSE,
+            b'{"message":"' + CLIENT_FINAL.encode() + b'"}',
+        ),
+        (
+            AUTH_FRAMES[FrameType.AUTH_OK],
+            FrameType.AUTH_OK,
+            b'{"message":"' + SERVER_FINAL.encode() + b'","user":"user"}',
+        ),
+        (
+            AUTH_FRAMES[FrameType.AUTH_FAIL],
+            FrameType.AUTH_FAIL,
+            b'{"reason":"wrong user name or password"}',
+        ),
+        (AUTH_FRAMES[FrameType.LOGOUT], FrameType.LOGOUT, b"{}"),
+        (
+            encode_auth_fail("é\n"),
+            FrameType.AUTH_FAIL,
+            b'{"reason":"\xc3\xa9\\n"}',  # raw UTF-8, escapes only where JSON needs them
+        ),
+    ],
+    ids=[*(t.name for t in AUTH_FRAMES), "utf-8"],
+)
+def test_auth_encoders_write_flags_zero_and_a_compact_json_object(
+    encoded: bytes, frame_type: FrameType, body: bytes
+) -> None:
+    assert encoded == frame(frame_type, body)
+
+
+SPEC_AUTH_START = bytes.fromhex(
+    "0000004a2100"
+    "7b226d656368616e69736d223a22534352414d2d5348412d323536222c226d657373616765223a"
+    "226e2c2c6e3d757365722c723d724f70724e476677456265525767624e456b714f227d"
+)
+
+
+def test_spec_auth_examples() -> None:
+    # docs/protocol.md, 9.8.1: the AUTH_START of RFC 7677's example, 80 bytes, and LOGOUT.
+    assert encode_auth_start(CLIENT_FIRST) == SPEC_AUTH_START
+    assert len(SPEC_AUTH_START) == 80
+    assert encode_logout() == bytes.fromhex("0000000226007b7d")
+    decoder = host_at("idle")
+    decoder.receive_data(SPEC_AUTH_START)
+    assert decoder.events() == [AuthStart("SCRAM-SHA-256", CLIENT_FIRST)]
+
+
+@pytest.mark.parametrize(
+    ("role", "stage", "encoded", "event"),
+    [
+        ("host", "idle", encode_auth_start(TRICKY), AuthStart(AUTH_MECHANISM, TRICKY)),
+        ("host", "idle", encode_auth_start("m", mechanism=TRICKY), AuthStart(TRICKY, "m")),
+        ("host", "idle", encode_auth_start(""), AuthStart(AUTH_MECHANISM, "")),
+        ("host", "started", encode_auth_response(TRICKY), AuthResponse(TRICKY)),
+        ("host", "logged in", encode_logout(), Logout()),
+        ("client", "idle", encode_auth_challenge(TRICKY), AuthChallenge(TRICKY)),
+        ("client", "challenged", encode_auth_ok(TRICKY, "user"), AuthOk(TRICKY, "user")),
+        ("client", "challenged", encode_auth_ok("v=x", TRICKY), AuthOk("v=x", TRICKY)),
+        ("client", "idle", encode_auth_fail(TRICKY), AuthFail(TRICKY)),
+        ("client", "challenged", encode_auth_fail(""), AuthFail("")),
+    ],
+    ids=[
+        "start",
+        "start-mechanism",
+        "start-empty",
+        "response",
+        "logout",
+        "challenge",
+        "ok-message",
+        "ok-user",
+        "fail-at-once",
+        "fail-after-challenge",
+    ],
+)
+def test_auth_frames_round_trip(role: str, stage: str, encoded: bytes, event: object) -> None:
+    decoder = decoder_at(role, stage)
+    decoder.receive_data(encoded)
+    assert decoder.events() == [event]
+    assert decoder.buffered == 0
+
+
+AUTH_ENCODERS = {
+    "AUTH_START": encode_auth_start,
+    "AUTH_CHALLENGE": encode_auth_challenge,
+    "AUTH_RESPONSE": encode_auth_response,
+    "AUTH_OK": lambda text: encode_auth_ok(text, "user"),
+    "AUTH_FAIL": encode_auth_fail,
+}
+
+
+@pytest.mark.parametrize("name", list(AUTH_ENCODERS))
+def test_auth_encoders_refuse_a_body_over_the_control_limit(name: str) -> None:
+    encode = AUTH_ENCODERS[name]
+    room = CONTROL_LIMIT - (len(encode("")) - 6)
+    assert len(encode("x" * room)) == 6 + CONTROL_LIMIT
+    assert len(encode("é" * (room // 2))) <= 6 + CONTROL_LIMIT  # bytes count, not characters
+    with pytest.raises(ValueError, match=f"{name} body of 4097 bytes is over 4096"):
+        encode("x" * (room + 1))
+    with pytest.raises(ValueError, match="over 4096"):
+        encode("é" * (room // 2 + 1))
+
+
+def test_auth_frame_at_the_control_limit_is_accepted() -> None:
+    message = "x" * (CONTROL_LIMIT - len(b'{"message":""}'))
+    encoded = encode_auth_challenge(message)
+    assert len(encoded) == 6 + CONTROL_LIMIT
+    decoder = client_at("idle")
+    decoder.receive_data(encoded)
+    assert decoder.events() == [AuthChallenge(message)]
+
+
+@pytest.mark.parametrize("name", list(AUTH_ENCODERS))
+def test_auth_text_that_is_not_unicode_is_an_encode_error(name: str) -> None:
+    with pytest.raises(EncodeError, match=name):
+        AUTH_ENCODERS[name]("lone \ud800 surrogate")
+
+
+def test_encode_hello_of_a_host_that_requires_login() -> None:
+    encoded = encode_hello("host", features=["auth", "auth"], auth_required=True)
+    assert encoded == AUTH_HOST_HELLO
+    body = encoded[len(PREAMBLE) + 6 :]
+    assert body == (
+        b'{"role":"host","max_message_size":1048576,"max_metadata_size":65536,'
+        b'"features":["auth"],"auth_required":true}'
+    )
+    assert encoded[len(PREAMBLE) :] == frame(FrameType.HELLO, body)
+    assert len(body) == 109  # docs/protocol.md, 9.8.2
+
+
+@pytest.mark.parametrize("role", ["host", "client"])
+def test_encode_hello_sends_auth_required_only_when_asked(role: Any) -> None:
+    body = json.loads(encode_hello(role, features=["auth"])[len(PREAMBLE) + 6 :])
+    assert body == {
+        "role": role,
+        "max_message_size": DEFAULT_MAX_MESSAGE_SIZE,
+        "max_metadata_size": DEFAULT_MAX_METADATA_SIZE,
+        "features": ["auth"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("role", "features"), [("client", ["auth"]), ("host", []), ("host", ["chunk"])]
+)
+def test_only_a_host_listing_auth_can_require_login(role: Any, features: list[str]) -> None:
+    with pytest.raises(ValueError, match="auth"):
+        encode_hello(role, features=features, auth_required=True)
+
+
+# The decoder's options.
+
+
+def test_decoder_that_offers_auth_starts_with_nothing_negotiated() -> None:
+    decoder = Decoder("host", features=["auth"], login_required=True)
+    assert decoder.features == {"auth"}
+    assert decoder.negotiated == frozenset()
+    assert decoder.login_required
+    assert not decoder.logged_in
+
+
+@pytest.mark.parametrize(("role", "features"), [("client", ["auth"]), ("client", []), ("host", [])])
+def test_login_required_needs_a_host_that_offers_auth(role: Any, features: list[str]) -> None:
+    with pytest.raises(ValueError, match="login_required"):
+        Decoder(role, features=features, login_required=True)
+
+
+# Negotiation and the HELLO.
+
+
+def other_role(role: str) -> Any:
+    return "client" if role == "host" else "host"
+
+
+@pytest.mark.parametrize(
+    ("own", "peer", "negotiated"),
+    [
+        ([], [], set()),
+        (["auth"], [], set()),
+        ([], ["auth"], set()),
+        (["auth"], ["auth"], {"auth"}),
+        (["auth"], ["x", "auth", "chunk", "auth"], {"auth"}),
+    ],
+    ids=["neither", "this-side-only", "peer-only", "both", "both-among-others"],
+)
+@pytest.mark.parametrize("role", ["host", "client"])
+def test_negotiated_features_are_the_intersection(
+    role: Any, own: list[str], peer: list[str], negotiated: set[str]
+) -> None:
+    fields = host_hello_fields(role=other_role(role), features=peer)
+    if role == "client" and "auth" in peer:
+        fields["auth_required"] = True
+    decoder = Decoder(role, features=own)
+    decoder.receive_data(hello_frame(fields)[:-1])
+    assert decoder.negotiated == frozenset()  # nothing before the peer's HELLO
+    decoder.receive_data(hello_frame(fields)[-1:])
+    (hello,) = decoder.events()
+    assert isinstance(hello, Hello)
+    assert hello.features == frozenset(peer)
+    assert decoder.negotiated == negotiated
+    # A client learns that it must log in only when "auth" is negotiated.
+    assert hello.auth_required == (role == "client" and negotiated == {"auth"})
+
+
+@pytest.mark.parametrize("side", ["this side", "the peer"])
+@pytest.mark.parametrize(("role", "frame_type"), RECEIVED_PAIRS)
+def test_auth_frames_are_protocol_errors_unless_both_sides_offer_auth(
+    side: str, role: Any, frame_type: FrameType
+) -> None:
+    peer_features = [] if side == "this side" else ["auth"]
+    decoder = Decoder(role, features=["auth"] if side == "this side" else [])
+    decoder.receive_data(
+        encode_hello(
+            other_role(role),
+            features=peer_features,
+            auth_required=role == "client" and side == "the peer",
+        )
+    )
+    assert len(decoder.events()) == 1
+    assert decoder.negotiated == frozenset()
+    exc = expect_error(decoder, AUTH_FRAMES[frame_type], CloseCode.PROTOCOL_ERROR)
+    assert "not negotiated" in str(exc)
+
+
+def test_auth_required_is_ignored_unless_auth_is_negotiated() -> None:
+    # A host that says it requires login without listing "auth"; a client that says it too.
+    decoder = Decoder("client", features=["auth"])
+    decoder.receive_data(hello_frame(host_hello_fields(auth_required=True)))
+    assert decoder.events() == [Hello(1, "host", 1000, 100, frozenset(), auth_required=False)]
+    decoder = Decoder("host", features=["auth"], login_required=True)
+    fields = host_hello_fields(role="client", features=["auth"], auth_required=True)
+    decoder.receive_data(hello_frame(fields))
+    assert decoder.events() == [Hello(1, "client", 1000, 100, frozenset({"auth"}))]
+
+
+@pytest.mark.parametrize(
+    "value", [MISSING, False, None, "true", 1, [True], {}], ids=lambda v: repr(v)[:12]
+)
+def test_client_refuses_a_host_that_lists_auth_without_requiring_login(value: object) -> None:
+    fields = host_hello_fields(features=["auth"])
+    if value is not MISSING:
+        fields["auth_required"] = value
+    exc = expect_error(
+        Decoder("client", features=["auth"]), hello_frame(fields), CloseCode.INVALID_DATA
+    )
+    assert "auth_required" in str(exc)
+
+
+@pytest.mark.parametrize("features", [MISSING, [], ["request", "x"], ["Auth"]], ids=repr)
+def test_login_host_refuses_a_client_that_does_not_offer_auth(features: object) -> None:
+    fields = host_hello_fields(role="client", features=features)
+    if features is MISSING:
+        del fields["features"]
+    decoder = Decoder("host", features=["auth"], login_required=True)
+    exc = expect_error(decoder, hello_frame(fields), CloseCode.POLICY_VIOLATION)
+    assert "login" in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"role": "host"}, CloseCode.PROTOCOL_ERROR),
+        ({"max_message_size": 0}, CloseCode.INVALID_DATA),
+        ({"features": "auth"}, CloseCode.INVALID_DATA),
+    ],
+    ids=["role", "size", "features"],
+)
+def test_login_host_checks_the_hello_before_the_login_policy(
+    changes: dict[str, object], code: CloseCode
+) -> None:
+    fields = host_hello_fields(role="client", features=[])
+    fields.update(changes)
+    decoder = Decoder("host", features=["auth"], login_required=True)
+    expect_error(decoder, hello_frame(fields), code)
+
+
+# The gate: no message reaches a host that requires login before the login succeeds.
+
+
+@pytest.mark.parametrize("stage", ["idle", "started", "answered", "logged out"])
+def test_login_host_refuses_data_from_its_header_before_the_login(stage: str) -> None:
+    # The gate comes before the size and flags checks (D1, D2): the header alone decides.
+    header = frame(FrameType.DATA, flags=0xFF, length=2**32 - 1)
+    decoder = host_at(stage)
+    decoder.receive_data(header[:5])
+    exc = expect_error(decoder, header[5:], CloseCode.POLICY_VIOLATION)
+    assert "login" in str(exc)
+    expect_error(host_at(stage), encode_message({"x": 1}), CloseCode.POLICY_VIOLATION)
+
+
+def test_login_host_takes_messages_after_accept_login() -> None:
+    decoder = login_host(max_message_size=20, max_metadata_size=10)
+    decoder.receive_data(AUTH_FRAMES[FrameType.AUTH_START] + AUTH_FRAMES[FrameType.AUTH_RESPONSE])
+    assert len(decoder.events()) == 2
+    decoder.accept_login()
+    decoder.receive_data(encode_message([1, "é"], {"k": 1}) + encode_message(b"x" * 20))
+    assert decoder.events() == [Message([1, "é"], {"k": 1}), Message(b"x" * 20, {})]
+    # From then on, the limits it announced apply as usual.
+    expect_error(decoder, frame(FrameType.DATA, length=25), CloseCode.MESSAGE_TOO_BIG)
+
+
+def test_data_with_the_auth_response_is_refused() -> None:
+    # The client must wait for AUTH_OK: a message right behind its proof is refused.
+    decoder = host_at("started")
+    data = AUTH_FRAMES[FrameType.AUTH_RESPONSE] + encode_message(1)
+    expect_error(decoder, data, CloseCode.POLICY_VIOLATION)
+    assert decoder.events() == [AuthResponse(CLIENT_FINAL)]
+
+
+def test_events_before_refused_data_survive() -> None:
+    decoder = Decoder("host", features=["auth"], login_required=True)
+    data = AUTH_CLIENT_HELLO + encode_ping(b"p") + AUTH_FRAMES[FrameType.AUTH_START]
+    expect_error(decoder, data + encode_message(1), CloseCode.POLICY_VIOLATION)
+    events = decoder.events()
+    assert events[1:] == [Ping(b"p"), AuthStart(AUTH_MECHANISM, CLIENT_FIRST)]
+
+
+def test_data_before_the_hello_is_a_protocol_error_at_a_login_host() -> None:
+    decoder = Decoder("host", features=["auth"], login_required=True)
+    exc = expect_error(decoder, PREAMBLE + encode_message(1), CloseCode.PROTOCOL_ERROR)
+    assert "before the peer's HELLO" in str(exc)
+
+
+def test_login_host_takes_control_frames_before_the_login() -> None:
+    decoder = host_at("idle")
+    decoder.receive_data(encode_ping(b"1") + encode_pong(b"2"))
+    assert decoder.events() == [Ping(b"1"), Pong(b"2")]
+    decoder.receive_data(encode_close(CloseCode.NORMAL, "never mind") + encode_message(1))
+    assert decoder.events() == [Close(CloseCode.NORMAL, "never mind")]
+    assert decoder.closed
+
+
+def test_host_that_does_not_require_login_takes_messages_at_once() -> None:
+    decoder = Decoder("host", features=["auth"])
+    decoder.receive_data(AUTH_CLIENT_HELLO + encode_message(1) + AUTH_FRAMES[FrameType.AUTH_START])
+    decoder.receive_data(AUTH_FRAMES[FrameType.AUTH_RESPONSE] + encode_message(2))
+    assert decoder.events()[1:] == [
+        Message(1, {}),
+        AuthStart(AUTH_MECHANISM, CLIENT_FIRST),
+        AuthResponse(CLIENT_FINAL),
+        Message(2, {}),
+    ]
+    decoder.accept_login()
+    assert decoder.logged_in
+    decoder.receive_data(encode_message(3))
+    assert decoder.events() == [Message(3, {})]
+
+
+# accept_login() and logged_in.
+
+
+def test_logged_in_follows_the_host_login() -> None:
+    seen = {stage: host_at(stage).logged_in for stage in HOST_STAGES}
+    assert seen == {
+        "idle": False,
+        "started": False,
+        "answered": False,
+        "logged in": True,
+        "logged out": False,
+    }
+
+
+def test_logged_in_follows_the_client_login() -> None:
+    seen = {stage: client_at(stage).logged_in for stage in CLIENT_STAGES}
+    assert seen == {
+        "idle": False,
+        "challenged": False,
+        "logged in": True,
+        "refused": False,
+        "refused at once": False,
+    }
+
+
+@pytest.mark.parametrize("stage", ["idle", "started", "logged in", "logged out"])
+def test_accept_login_needs_an_auth_response(stage: str) -> None:
+    decoder = host_at(stage)
+    logged_in = decoder.logged_in
+    with pytest.raises(RuntimeError, match="AUTH_RESPONSE"):
+        decoder.accept_login()
+    assert decoder.logged_in == logged_in
+
+
+def test_accept_login_before_the_hello() -> None:
+    decoder = Decoder("host", features=["auth"], login_required=True)
+    with pytest.raises(RuntimeError, match="AUTH_RESPONSE"):
+        decoder.accept_login()
+
+
+@pytest.mark.parametrize("stage", CLIENT_STAGES)
+def test_accept_login_is_for_hosts(stage: str) -> None:
+    with pytest.raises(RuntimeError, match="host"):
+        client_at(stage).accept_login()
+
+
+# LOGOUT.
+
+
+def test_logout_returns_the_host_to_the_gate() -> None:
+    decoder = host_at("logged in")
+    decoder.receive_data(encode_message(1) + encode_logout())
+    assert decoder.events() == [Message(1, {}), Logout()]
+    assert not decoder.logged_in
+    expect_error(decoder, encode_message(2)[:6], CloseCode.POLICY_VIOLATION)
+
+
+def test_message_behind_a_logout_is_refused() -> None:
+    decoder = host_at("logged in")
+    expect_error(decoder, encode_logout() + encode_message(2), CloseCode.POLICY_VIOLATION)
+    assert decoder.events() == [Logout()]
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", b" { } ", b'{"note":"bye","n":[1,{}]}'])
+def test_logout_body_is_an_object_or_nothing(body: bytes) -> None:
+    decoder = host_at("logged in")
+    decoder.receive_data(frame(FrameType.LOGOUT, body))
+    assert decoder.events() == [Logout()]
+
+
+@pytest.mark.parametrize("body", [b"[]", b"null", b'"bye"', b"{", b" ", b"{}{}", b'{"\xff":1}'])
+def test_logout_body_that_is_not_an_object(body: bytes) -> None:
+    expect_error(host_at("logged in"), frame(FrameType.LOGOUT, body), CloseCode.INVALID_DATA)
+
+
+# Headers of AUTH frames.
+
+
+@pytest.mark.parametrize(("role", "frame_type"), WRONG_DIRECTION_PAIRS)
+def test_auth_frame_in_the_wrong_direction_is_refused_from_its_header(
+    role: str, frame_type: FrameType
+) -> None:
+    # Before the flags and the length (C4, C5) are looked at.
+    decoder = decoder_at(role, "idle")
+    header = frame(frame_type, flags=0xFF, length=2**32 - 1)
+    exc = expect_error(decoder, header, CloseCode.PROTOCOL_ERROR)
+    assert f"{frame_type.name} is not sent by a {other_role(role)}" in str(exc)
+    expect_error(decoder_at(role, "idle"), AUTH_FRAMES[frame_type], CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize(("role", "frame_type"), RECEIVED_PAIRS)
+@pytest.mark.parametrize(
+    ("flags", "length", "code"),
+    [
+        (1, 2, CloseCode.PROTOCOL_ERROR),
+        (0x80, 2, CloseCode.PROTOCOL_ERROR),
+        (1, 2**32 - 1, CloseCode.PROTOCOL_ERROR),  # flags (C4) before length (C5)
+        (0, CONTROL_LIMIT + 1, CloseCode.MESSAGE_TOO_BIG),
+        (0, 2**32 - 1, CloseCode.MESSAGE_TOO_BIG),
+    ],
+)
+def test_auth_frame_header_checks(
+    role: str, frame_type: FrameType, flags: int, length: int, code: CloseCode
+) -> None:
+    decoder = decoder_at(role, "idle")
+    expect_error(decoder, frame(frame_type, flags=flags, length=length), code)
+
+
+@pytest.mark.parametrize(("role", "frame_type"), RECEIVED_PAIRS)
+def test_auth_frames_before_the_hello(role: Role, frame_type: FrameType) -> None:
+    decoder = Decoder(role, features=["auth"], login_required=role == "host")
+    exc = expect_error(decoder, PREAMBLE + AUTH_FRAMES[frame_type], CloseCode.PROTOCOL_ERROR)
+    assert "before the peer's HELLO" in str(exc)
+
+
+# Bodies of AUTH frames.
+
+
+@pytest.mark.parametrize(("role", "stage", "frame_type", "members"), AUTH_BODIES, ids=AUTH_BODY_IDS)
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"[]",
+        b'"x"',
+        b"null",
+        b"1",
+        b"{",
+        b'{"a":NaN}',
+        b"{}x",
+        b"\xef\xbb\xbf{}",
+        b'{"\xff":1}',
+    ],
+    ids=["empty", "array", "string", "null", "number", "syntax", "nan", "trailing", "bom", "utf8"],
+)
+def test_auth_body_that_is_not_a_json_object(
+    role: str, stage: str, frame_type: FrameType, members: tuple[str, ...], body: bytes
+) -> None:
+    expect_error(decoder_at(role, stage), frame(frame_type, body), CloseCode.INVALID_DATA)
+
+
+@pytest.mark.parametrize(("role", "stage", "frame_type", "members"), AUTH_BODIES, ids=AUTH_BODY_IDS)
+@pytest.mark.parametrize(
+    "value", [MISSING, None, 1, True, [], {}, ["x"]], ids=lambda v: repr(v)[:12]
+)
+def test_auth_member_missing_or_not_a_string(
+    role: str, stage: str, frame_type: FrameType, members: tuple[str, ...], value: object
+) -> None:
+    for member in members:
+        fields: dict[str, object] = dict.fromkeys(members, "x")
+        if value is MISSING:
+            del fields[member]
+        else:
+            fields[member] = value
+        decoder = decoder_at(role, stage)
+        body = json.dumps(fields).encode()
+        exc = expect_error(decoder, frame(frame_type, body), CloseCode.INVALID_DATA)
+        assert repr(member) in str(exc)
+
+
+def test_auth_bodies_accept_any_valid_json_object() -> None:
+    # Whitespace, escapes, unknown members (ignored) and duplicates (the last one wins).
+    body = (
+        b' {\n "message" : "old" , "x-extra" : [1, {"deep": null}],'
+        b' "mechanism":"SCRAM-SHA-256", "message" : "n,,n=\\u0075ser,r=\\u00e9" } '
+    )
+    decoder = host_at("idle")
+    decoder.receive_data(frame(FrameType.AUTH_START, body))
+    assert decoder.events() == [AuthStart("SCRAM-SHA-256", "n,,n=user,r=é")]
+    decoder = client_at("challenged")
+    decoder.receive_data(frame(FrameType.AUTH_OK, b'{"user":"a","message":"v=1","v2":{}}'))
+    assert decoder.events() == [AuthOk("v=1", "a")]
+
+
+# The order of the login exchange.
+
+HOST_OUT_OF_ORDER = [
+    ("started", FrameType.AUTH_START),
+    ("answered", FrameType.AUTH_START),
+    ("logged in", FrameType.AUTH_START),
+    ("idle", FrameType.AUTH_RESPONSE),
+    ("answered", FrameType.AUTH_RESPONSE),
+    ("logged in", FrameType.AUTH_RESPONSE),
+    ("logged out", FrameType.AUTH_RESPONSE),
+    ("idle", FrameType.LOGOUT),
+    ("started", FrameType.LOGOUT),
+    ("answered", FrameType.LOGOUT),
+    ("logged out", FrameType.LOGOUT),
+]
+CLIENT_OUT_OF_ORDER = [
+    ("challenged", FrameType.AUTH_CHALLENGE),
+    ("logged in", FrameType.AUTH_CHALLENGE),
+    ("refused", FrameType.AUTH_CHALLENGE),
+    ("refused at once", FrameType.AUTH_CHALLENGE),
+    ("idle", FrameType.AUTH_OK),
+    ("logged in", FrameType.AUTH_OK),
+    ("refused", FrameType.AUTH_OK),
+    ("refused at once", FrameType.AUTH_OK),
+    ("logged in", FrameType.AUTH_FAIL),
+]
+
+
+@pytest.mark.parametrize(("stage", "frame_type"), HOST_OUT_OF_ORDER)
+def test_host_refuses_auth_frames_out_of_order(stage: str, frame_type: FrameType) -> None:
+    expect_error(host_at(stage), AUTH_FRAMES[frame_type], CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize(("stage", "frame_type"), CLIENT_OUT_OF_ORDER)
+def test_client_refuses_auth_frames_out_of_order(stage: str, frame_type: FrameType) -> None:
+    expect_error(client_at(stage), AUTH_FRAMES[frame_type], CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("stage", ["idle", "challenged"])
+def test_host_may_refuse_with_or_without_a_challenge(stage: str) -> None:
+    decoder = client_at(stage)
+    decoder.receive_data(encode_auth_fail("too many failed logins for this user; try again in 3 s"))
+    assert decoder.events() == [AuthFail("too many failed logins for this user; try again in 3 s")]
+    assert not decoder.logged_in
+
+
+def test_auth_start_after_logout_is_a_protocol_error() -> None:
+    decoder = host_at("logged out")
+    expect_error(decoder, AUTH_FRAMES[FrameType.AUTH_START], CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("stage", ["refused", "refused at once"])
+def test_second_auth_fail_is_a_protocol_error(stage: str) -> None:
+    expect_error(client_at(stage), AUTH_FRAMES[FrameType.AUTH_FAIL], CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("stage", ["idle", "challenged"])
+def test_client_refuses_data_before_auth_ok(stage: str) -> None:
+    header = encode_message(1)[:6]  # refused from the header, like a host's gate
+    expect_error(client_at(stage), header, CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize(
+    ("role", "stage", "frame_type"),
+    [
+        ("host", "started", FrameType.AUTH_START),
+        ("host", "idle", FrameType.AUTH_RESPONSE),
+        ("host", "idle", FrameType.LOGOUT),
+        ("client", "challenged", FrameType.AUTH_CHALLENGE),
+        ("client", "idle", FrameType.AUTH_OK),
+        ("client", "logged in", FrameType.AUTH_FAIL),
+    ],
+    ids=lambda v: v.name if isinstance(v, FrameType) else v,
+)
+def test_auth_order_is_checked_before_the_body(role: str, stage: str, frame_type: int) -> None:
+    # docs/protocol.md 7.1: A1 (the order) before A2 to A4 (the body).
+    expect_error(decoder_at(role, stage), frame(frame_type, b"["), CloseCode.PROTOCOL_ERROR)
+
+
+def test_an_invalid_auth_ok_does_not_log_the_client_in() -> None:
+    decoder = client_at("challenged")
+    body = json.dumps({"message": SERVER_FINAL}).encode()  # no "user"
+    expect_error(decoder, frame(FrameType.AUTH_OK, body), CloseCode.INVALID_DATA)
+    assert not decoder.logged_in
+
+
+def test_an_invalid_auth_response_cannot_be_accepted() -> None:
+    decoder = host_at("started")
+    expect_error(decoder, frame(FrameType.AUTH_RESPONSE, b"{}"), CloseCode.INVALID_DATA)
+    with pytest.raises(RuntimeError, match="AUTH_RESPONSE"):
+        decoder.accept_login()
+
+
+# Segmentation.
+
+
+def test_host_login_one_byte_at_a_time() -> None:
+    parts: list[tuple[bytes, list[object]]] = [
+        (PREAMBLE, []),
+        (
+            AUTH_CLIENT_HELLO[len(PREAMBLE) :],
+            [
+                Hello(
+                    1,
+                    "client",
+                    DEFAULT_MAX_MESSAGE_SIZE,
+                    DEFAULT_MAX_METADATA_SIZE,
+                    frozenset({"auth"}),
+                )
+            ],
+        ),
+        (encode_ping(b"1"), [Ping(b"1")]),
+        (AUTH_FRAMES[FrameType.AUTH_START], [AuthStart(AUTH_MECHANISM, CLIENT_FIRST)]),
+        (AUTH_FRAMES[FrameType.AUTH_RESPONSE], [AuthResponse(CLIENT_FINAL)]),
+        (encode_message({"n": 1}, {"m": 2}), [Message({"n": 1}, {"m": 2})]),
+        (AUTH_FRAMES[FrameType.LOGOUT], [Logout()]),
+        (encode_close(1000, "bye"), [Close(1000, "bye")]),
+    ]
+    decoder = Decoder("host", features=["auth"], login_required=True)
+    for data, events in parts:
+        for fed in range(1, len(data)):
+            decoder.receive_data(data[fed - 1 : fed])
+            assert decoder.buffered == fed
+        assert decoder.events() == []
+        decoder.receive_data(data[-1:])
+        assert decoder.buffered == 0
+        assert decoder.events() == events
+        if events and isinstance(events[0], AuthResponse):
+            decoder.accept_login()  # as the host sends AUTH_OK
+    # In one piece before accept_login() and one after, the same events.
+    whole = Decoder("host", features=["auth"], login_required=True)
+    whole.receive_data(b"".join(data for data, _ in parts[:5]))
+    whole.accept_login()
+    whole.receive_data(b"".join(data for data, _ in parts[5:]))
+    assert whole.events() == [event for _, events in parts for event in events]
+
+
+def test_client_login_one_byte_at_a_time() -> None:
+    parts: list[tuple[bytes, list[object]]] = [
+        (PREAMBLE, []),
+        (AUTH_HOST_HELLO[len(PREAMBLE) :], [AUTH_PEER_HELLO]),
+        (AUTH_FRAMES[FrameType.AUTH_CHALLENGE], [AuthChallenge(SERVER_FIRST)]),
+        (encode_pong(b"2"), [Pong(b"2")]),
+        (AUTH_FRAMES[FrameType.AUTH_OK], [AuthOk(SERVER_FINAL, "user")]),
+        (encode_message(b"raw", {"id": 7}), [Message(b"raw", {"id": 7})]),
+        (encode_close(1001), [Close(1001, "")]),
+    ]
+    decoder = Decoder("client", features=["auth"])
+    for data, events in parts:
+        for byte in data[:-1]:
+            decoder.receive_data(bytes([byte]))
+        assert decoder.events() == []
+        decoder.receive_data(data[-1:])
+        assert decoder.events() == events
+    whole = Decoder("client", features=["auth"])
+    whole.receive_data(b"".join(data for data, _ in parts))
+    assert whole.events() == [event for _, events in parts for event in events]
+
+
+@LIGHT
+@given(st.lists(messages, max_size=5), cut_points, cut_points)
+def test_login_in_any_segmentation(
+    msgs: list[Message], before: list[int], after: list[int]
+) -> None:
+    sent = b"".join(encode_message(m.data, m.metadata) for m in msgs)
+    # The host's side: the login, accept_login() as AUTH_OK goes out, messages, LOGOUT.
+    host = Decoder("host", features=["auth"], login_required=True)
+    login = AUTH_CLIENT_HELLO + AUTH_FRAMES[FrameType.AUTH_START] + encode_ping()
+    login += AUTH_FRAMES[FrameType.AUTH_RESPONSE]
+    received = []
+    for piece in cut(login, before):
+        host.receive_data(piece)
+        received += host.events()
+    host.accept_login()
+    for piece in cut(sent + encode_logout(), after):
+        host.receive_data(piece)
+        received += host.events()
+    assert received[1:] == [
+        AuthStart(AUTH_MECHANISM, CLIENT_FIRST),
+        Ping(),
+        AuthResponse(CLIENT_FINAL),
+        *msgs,
+        Logout(),
+    ]
+    # The client's side, in one stream.
+    client = Decoder("client", features=["auth"])
+    stream = AUTH_HOST_HELLO + AUTH_FRAMES[FrameType.AUTH_CHALLENGE] + encode_pong()
+    stream += AUTH_FRAMES[FrameType.AUTH_OK] + sent
+    received = []
+    for piece in cut(stream, before + after):
+        client.receive_data(piece)
+        received += client.events()
+    assert received == [
+        AUTH_PEER_HELLO,
+        AuthChallenge(SERVER_FIRST),
+        Pong(),
+        AuthOk(SERVER_FINAL, "user"),
+        *msgs,
+    ]
+    assert client.buffered == host.buffered == 0
+
+
+def test_events_before_a_bad_auth_frame_survive_the_error() -> None:
+    decoder = Decoder("client", features=["auth"])
+    good = AUTH_HOST_HELLO + AUTH_FRAMES[FrameType.AUTH_CHALLENGE] + encode_ping(b"!")
+    expect_error(decoder, good + frame(FrameType.AUTH_OK, b"[]"), CloseCode.INVALID_DATA)
+    assert decoder.events() == [AUTH_PEER_HELLO, AuthChallenge(SERVER_FIRST), Ping(b"!")]
 
 
 # --- Optional orjson decoding -----------------------------------------------------------------
@@ -1263,6 +2155,7 @@ def test_long_integers_keep_every_digit_with_orjson_installed() -> None:
     decoder = opened()
     decoder.receive_data(encode_message([2**70, -(10**25)], {"id": 12345678901234567890123}))
     (message,) = decoder.events()
+    assert isinstance(message, Message)
     assert message.data == [2**70, -(10**25)]
     assert message.metadata == {"id": 12345678901234567890123}
 

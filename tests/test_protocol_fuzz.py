@@ -2,12 +2,12 @@
 
 Three parts:
 
-- a Hypothesis state machine that plays a peer through a connection's life (preamble, HELLO, then
-  DATA, PING, PONG and CLOSE frames, valid and invalid, cut into arbitrary pieces) against a
-  :class:`~alvaro.protocol.Decoder`, and checks the decoder against a model of what it must
-  deliver;
-- mutation fuzzing of a corpus of valid frames: bit flips, truncation, duplication, splices,
-  reserved flags, unknown types and lying lengths;
+- a Hypothesis state machine that plays a peer through a connection's life (preamble, HELLO, the
+  login when feature ``auth`` is negotiated, then DATA, PING, PONG and CLOSE frames, valid and
+  invalid, cut into arbitrary pieces) against a :class:`~alvaro.protocol.Decoder`, and checks the
+  decoder against a model of what it must deliver;
+- mutation fuzzing of a corpus of valid frames, after a plain opening or a login: bit flips,
+  truncation, duplication, splices, reserved flags, unknown types and lying lengths;
 - the explicit malformed inputs of R03 that ``tests/test_protocol.py`` does not already cover,
   under both JSON back ends (orjson when installed, and the standard library).
 
@@ -53,18 +53,30 @@ from alvaro.protocol import (
     MAX_LIMIT,
     PREAMBLE,
     VERSION,
+    AuthChallenge,
+    AuthFail,
+    AuthOk,
+    AuthResponse,
+    AuthStart,
     Close,
     Decoder,
     Encoding,
     Event,
     FrameType,
     Hello,
+    Logout,
     Message,
     Ping,
     Pong,
     Role,
+    encode_auth_challenge,
+    encode_auth_fail,
+    encode_auth_ok,
+    encode_auth_response,
+    encode_auth_start,
     encode_close,
     encode_hello,
+    encode_logout,
     encode_message,
     encode_ping,
     encode_pong,
@@ -72,17 +84,22 @@ from alvaro.protocol import (
 from tests.hypothesis_profiles import LONG_TIMEOUT, default_settings, long_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 HEADER = struct.Struct("!IBB")
 HEADER_SIZE = HEADER.size
-EVENT_TYPES = (Hello, Message, Ping, Pong, Close)
+AUTH_EVENTS: dict[Role, tuple[type, ...]] = {
+    "host": (AuthStart, AuthResponse, Logout),
+    "client": (AuthChallenge, AuthOk, AuthFail),
+}
+EVENT_TYPES = (Hello, Message, Ping, Pong, Close, *AUTH_EVENTS["host"], *AUTH_EVENTS["client"])
 # The close codes of section 7 of docs/protocol.md that a decoder may raise.
 DECODER_CODES = frozenset(
     (
         CloseCode.PROTOCOL_ERROR,
         CloseCode.UNSUPPORTED,
         CloseCode.INVALID_DATA,
+        CloseCode.POLICY_VIOLATION,
         CloseCode.MESSAGE_TOO_BIG,
     )
 )
@@ -92,6 +109,11 @@ RESERVED_TYPES = sorted(
 )
 UNKNOWN_TYPES = sorted(frozenset(range(256)) - KNOWN_TYPES)
 CONTROL_TYPES = [FrameType.PING, FrameType.PONG, FrameType.CLOSE, FrameType.HELLO]
+# The AUTH frame types each role receives (docs/protocol.md, 9.8); the others go the other way.
+AUTH_RECEIVED: dict[Role, list[int]] = {
+    "host": [FrameType.AUTH_START, FrameType.AUTH_RESPONSE, FrameType.LOGOUT],
+    "client": [FrameType.AUTH_CHALLENGE, FrameType.AUTH_OK, FrameType.AUTH_FAIL],
+}
 
 # (max_message_size, max_metadata_size) of the decoders under test: tiny limits make the size
 # checks reachable, the defaults let large inputs (deep nesting, long numbers) through.
@@ -99,12 +121,23 @@ LIMITS = [(64, 16), (48, 1000), (1000, 100), (DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_
 
 HOST_HELLO = encode_hello("host")
 PEER_HELLO = Hello(VERSION, "host", DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_METADATA_SIZE)
+# A host that requires login, and the start of a login that a client decoder receives from it.
+LOGIN_HOST_HELLO = encode_hello("host", features=["auth"], auth_required=True)
+LOGIN_PEER_HELLO = Hello(
+    VERSION,
+    "host",
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_METADATA_SIZE,
+    frozenset({"auth"}),
+    auth_required=True,
+)
 
 # Default-run settings: the whole profile for the properties that matter most, a share of it for
 # the narrower ones, so that the default suite stays fast.
 MACHINE = default_settings(0.4, stateful_step_count=20)
 CORPUS_FUZZ = default_settings()
 R03_PROPERTY = default_settings()
+LOGIN_SCRIPTS = default_settings(0.4)
 MACHINE_LONG = long_settings(stateful_step_count=60)
 LONG = long_settings()
 
@@ -169,6 +202,16 @@ def check_events(decoder: Decoder, events: list[Event], error: BaseException | N
     """The invariants that hold for any input, however broken."""
     check_error(error)
     assert all(isinstance(event, EVENT_TYPES) for event in events)
+    # AUTH events only when "auth" is negotiated, and only those of the peer's direction.
+    auth_events = AUTH_EVENTS["host"] + AUTH_EVENTS["client"]
+    for event in events:
+        if isinstance(event, auth_events):
+            assert "auth" in decoder.negotiated
+            assert isinstance(event, AUTH_EVENTS[decoder.role])
+    logouts = [i for i, event in enumerate(events) if isinstance(event, Logout)]
+    if logouts:  # a host takes no message after LOGOUT
+        assert not any(isinstance(event, Message) for event in events[logouts[0] + 1 :])
+        assert not decoder.logged_in
     hellos = [i for i, event in enumerate(events) if isinstance(event, Hello)]
     closes = [i for i, event in enumerate(events) if isinstance(event, Close)]
     assert hellos in ([], [0])  # at most one HELLO, and it comes first
@@ -182,6 +225,10 @@ def check_events(decoder: Decoder, events: list[Event], error: BaseException | N
             assert 1 <= event.max_message_size <= MAX_LIMIT
             assert 1 <= event.max_metadata_size <= MAX_LIMIT
             assert all(isinstance(name, str) for name in event.features)
+            assert decoder.negotiated == event.features & decoder.features
+            assert event.auth_required == (
+                decoder.role == "client" and "auth" in decoder.negotiated
+            )
         elif isinstance(event, Message):
             assert type(event.metadata) is dict
             if type(event.data) is bytes:
@@ -189,9 +236,12 @@ def check_events(decoder: Decoder, events: list[Event], error: BaseException | N
         elif isinstance(event, (Ping, Pong)):
             assert type(event.payload) is bytes
             assert len(event.payload) <= CONTROL_LIMIT
-        else:
+        elif isinstance(event, Close):
             assert 0 <= event.code <= 0xFFFF
             assert type(event.reason) is str
+        elif not isinstance(event, Logout):
+            texts = [getattr(event, name) for name in event.__slots__]
+            assert all(type(text) is str for text in texts)
     assert decoder.handshake_complete == bool(hellos)
     assert decoder.closed == bool(closes)
     if closes:
@@ -352,6 +402,48 @@ json_styles: st.SearchStrategy[dict[str, Any]] = st.sampled_from(
 )
 
 
+auth_texts = st.text(max_size=40)
+# A valid frame of each AUTH type (valid where the login's order allows it), and its members.
+AUTH_FRAME_OF: dict[int, st.SearchStrategy[bytes]] = {
+    FrameType.AUTH_START: st.builds(encode_auth_start, auth_texts)
+    | st.builds(encode_auth_start, auth_texts, mechanism=auth_texts),
+    FrameType.AUTH_CHALLENGE: auth_texts.map(encode_auth_challenge),
+    FrameType.AUTH_RESPONSE: auth_texts.map(encode_auth_response),
+    FrameType.AUTH_OK: st.builds(encode_auth_ok, auth_texts, auth_texts),
+    FrameType.AUTH_FAIL: auth_texts.map(encode_auth_fail),
+    FrameType.LOGOUT: st.sampled_from([encode_logout(), frame(FrameType.LOGOUT)]),
+}
+AUTH_MEMBERS: dict[int, tuple[str, ...]] = {
+    FrameType.AUTH_START: ("mechanism", "message"),
+    FrameType.AUTH_CHALLENGE: ("message",),
+    FrameType.AUTH_RESPONSE: ("message",),
+    FrameType.AUTH_OK: ("message", "user"),
+    FrameType.AUTH_FAIL: ("reason",),
+    FrameType.LOGOUT: (),
+}
+AUTH_EVENT_OF: dict[int, Callable[..., Event]] = {
+    FrameType.AUTH_START: AuthStart,
+    FrameType.AUTH_CHALLENGE: AuthChallenge,
+    FrameType.AUTH_RESPONSE: AuthResponse,
+    FrameType.AUTH_OK: AuthOk,
+    FrameType.AUTH_FAIL: AuthFail,
+    FrameType.LOGOUT: Logout,
+}
+AUTH_ENCODER_OF: dict[int, Callable[..., bytes]] = {
+    FrameType.AUTH_START: encode_auth_start,
+    FrameType.AUTH_CHALLENGE: encode_auth_challenge,
+    FrameType.AUTH_RESPONSE: encode_auth_response,
+    FrameType.AUTH_OK: encode_auth_ok,
+    FrameType.AUTH_FAIL: encode_auth_fail,
+    FrameType.LOGOUT: encode_logout,
+}
+# The AUTH frames a peer of each role sends.
+AUTH_SENT: dict[Role, st.SearchStrategy[bytes]] = {
+    role: st.one_of([AUTH_FRAME_OF[t] for t in AUTH_RECEIVED[other_role(role)]])
+    for role in ("host", "client")
+}
+
+
 def _valid_frames(peer: Role) -> st.SearchStrategy[bytes]:
     return st.one_of(
         st.builds(lambda d, m: encode_message(d, m), json_values | payloads, metadata_values),
@@ -359,6 +451,7 @@ def _valid_frames(peer: Role) -> st.SearchStrategy[bytes]:
         payloads.map(encode_pong),
         st.builds(encode_close, close_codes, close_reasons),
         st.builds(lambda f: encode_hello(peer, features=f)[len(PREAMBLE) :], feature_lists),
+        AUTH_SENT[peer],
     )
 
 
@@ -426,6 +519,8 @@ OPENINGS = [
     "frame before HELLO",
     "bad HELLO",
     "bad HELLO",
+    "login refused",
+    "login refused",
     "wrong magic",
     "version 0",
 ]
@@ -459,7 +554,64 @@ ENDINGS = [
     "invalid JSON payload",
     "invalid metadata",
     "invalid CLOSE",
+    *["AUTH frame out of order"] * 2,
+    *["AUTH frame in the wrong direction"] * 2,
+    *["AUTH frame with a bad body"] * 2,
 ]
+# The endings made of a DATA frame: a host that requires login refuses every DATA frame from
+# its header until the login succeeds (POLICY_VIOLATION, docs/protocol.md 7.1 D0).
+DATA_ENDINGS = frozenset(
+    (
+        "DATA with reserved flags",
+        "DATA body too short",
+        "metadata length past the body",
+        "invalid JSON payload",
+        "invalid metadata",
+    )
+)
+# How the feature "auth" stands: offered by neither side, by the decoder's side only, by the
+# peer only, or by both (negotiated: the peer then logs in, or the decoder's side does).
+LOGINS = ["none", "none", "both", "both", "both", "both", "this side", "peer"]
+# The stages of a login, as the decoder sees them (docs/protocol.md, 9.8).
+HOST_STAGES = ("idle", "started", "answered", "logged in", "logged out")
+CLIENT_STAGES = ("idle", "challenged", "logged in", "refused")
+# The AUTH types that are in order at each stage, and those that are out of order. Left out of
+# the latter: AUTH_START after LOGOUT and a second AUTH_FAIL, which the decoder accepts (a known
+# bug, shown by xfail tests in tests/test_protocol.py).
+IN_ORDER: dict[tuple[Role, str], list[int]] = {
+    ("host", "idle"): [FrameType.AUTH_START],
+    ("host", "started"): [FrameType.AUTH_RESPONSE],
+    ("host", "logged in"): [FrameType.LOGOUT],
+    ("client", "idle"): [FrameType.AUTH_CHALLENGE, FrameType.AUTH_FAIL],
+    ("client", "challenged"): [FrameType.AUTH_OK, FrameType.AUTH_FAIL],
+}
+OUT_OF_ORDER: dict[tuple[Role, str], list[int]] = {
+    ("host", "idle"): [FrameType.AUTH_RESPONSE, FrameType.LOGOUT],
+    ("host", "started"): [FrameType.AUTH_START, FrameType.LOGOUT],
+    ("host", "answered"): [FrameType.AUTH_START, FrameType.AUTH_RESPONSE, FrameType.LOGOUT],
+    ("host", "logged in"): [FrameType.AUTH_START, FrameType.AUTH_RESPONSE],
+    ("host", "logged out"): [FrameType.AUTH_RESPONSE, FrameType.LOGOUT],
+    ("client", "idle"): [FrameType.AUTH_OK],
+    ("client", "challenged"): [FrameType.AUTH_CHALLENGE],
+    ("client", "logged in"): [FrameType.AUTH_CHALLENGE, FrameType.AUTH_OK, FrameType.AUTH_FAIL],
+    ("client", "refused"): [FrameType.AUTH_CHALLENGE, FrameType.AUTH_OK],
+}
+# Bodies no AUTH frame may have (INVALID_DATA), LOGOUT's included: it may be empty, not these.
+BAD_AUTH_BODIES = [
+    b"[]",
+    b"null",
+    b'"x"',
+    b"1",
+    b"{",
+    b"{}x",
+    b"{}{}",
+    b'{"message":NaN}',
+    b'{"message":"\xff"}',
+    b'{"\xc0\x80":1}',
+    b"\xef\xbb\xbf{}",
+]
+NOT_A_STRING: list[object] = [None, 1, 1.5, True, [], {}, ["x"]]
+MISSING = object()
 foreign_bytes = st.sampled_from(
     [b"\x16\x03\x01\x02\x00", b"GET / HTTP/1.1\r\n", b"alvaro\x01"]
 ) | st.binary(min_size=1, max_size=10).filter(lambda b: not MAGIC.startswith(b[:6]))
@@ -475,7 +627,11 @@ class DecoderLife(RuleBasedStateMachine):
     that hold for any input are checked, and the events before the corruption must still have
     been delivered.
 
-    The opening (preamble and HELLO, or a broken one) is drawn at the start. Then the peer sends
+    The opening (preamble and HELLO, or a broken one) is drawn at the start, and with it whether
+    each side offers feature ``auth``. When both do, the life has a login: the client logs in
+    (``login_step``), a host's decoder has ``accept_login()`` called once it has received
+    AUTH_RESPONSE, and DATA is kept out of the login's way (a host refuses it before the login,
+    which the model expects; a client's peer sends none before AUTH_OK). Then the peer sends
     valid frames for a while (``calm``, counted in queued items) before ``break_or_close`` may
     end the connection, so that lives are long enough to interleave many frames. Meanwhile
     ``probe_an_ending`` tries endings on copies of the decoder, so that one life checks many.
@@ -496,6 +652,8 @@ class DecoderLife(RuleBasedStateMachine):
         self.decoder = Decoder("client")
         self.calm = 0
         self.troubled = False  # an error, a corruption or a CLOSE is queued: the end is near
+        self.login = "none"  # LOGINS: who offers feature "auth"
+        self.stage = "idle"  # HOST_STAGES or CLIENT_STAGES, once "auth" is negotiated
 
     # Queueing -----------------------------------------------------------------------------
 
@@ -506,9 +664,24 @@ class DecoderLife(RuleBasedStateMachine):
         if kind in ("error", "garbage") or isinstance(event, Close):
             self.troubled = True
 
+    @property
+    def negotiated(self) -> bool:
+        """Whether feature "auth" is negotiated: there is a login."""
+        return self.login == "both"
+
+    def before_login(self) -> bool:
+        """Whether a login is negotiated and has not succeeded (yet, or any more)."""
+        return self.negotiated and self.stage != "logged in"
+
+    def gated(self) -> bool:
+        """Whether the decoder is a host's that refuses DATA now (section 7.1, D0)."""
+        return self.role == "host" and self.before_login()
+
     def data_error_code(self, data: bytes, content_code: int) -> int:
-        """The code for a complete DATA frame whose content is invalid: the size and layout
-        checks of section 7.1 come before the content is looked at."""
+        """The code for a complete DATA frame whose content is invalid: the login gate, then
+        the size and layout checks of section 7.1 come before the content is looked at."""
+        if self.gated():
+            return CloseCode.POLICY_VIOLATION
         length, _, flags = HEADER.unpack_from(data)
         code = content_code
         if length > self.max_message_size + 4:
@@ -535,17 +708,32 @@ class DecoderLife(RuleBasedStateMachine):
         limits=st.sampled_from(LIMITS),
         opening=st.sampled_from(OPENINGS),
         calm=st.integers(0, 24),
+        login=st.sampled_from(LOGINS),
         data=st.data(),
     )
     def start(
-        self, role: Role, limits: tuple[int, int], opening: str, calm: int, data: st.DataObject
+        self,
+        role: Role,
+        limits: tuple[int, int],
+        opening: str,
+        calm: int,
+        login: str,
+        data: st.DataObject,
     ) -> None:
         self.calm = calm
         self.role = role
         self.peer = other_role(role)
+        self.login = login
         self.max_message_size, self.max_metadata_size = limits
+        offers = login in ("this side", "both")
         self.decoder = Decoder(
-            role, max_message_size=self.max_message_size, max_metadata_size=self.max_metadata_size
+            role,
+            max_message_size=self.max_message_size,
+            max_metadata_size=self.max_metadata_size,
+            features=["auth"] if offers else [],
+            # A host that offers "auth" requires login, as a version-1 host does (9.8), when
+            # the client offers it too; the other case checks plain negotiation.
+            login_required=offers and role == "host" and login == "both",
         )
         reserved = data.draw(st.just(0) | st.integers(0, 255), label="reserved")
         if opening == "wrong magic":
@@ -571,18 +759,28 @@ class DecoderLife(RuleBasedStateMachine):
             body = data.draw(st.binary(max_size=8), label="body")
             early = frame(frame_type, body, flags, length)
             self.queue(early, "error", code=CloseCode.PROTOCOL_ERROR)
+        elif opening == "login refused":
+            # The HELLO of a peer that cannot take part in the login this side offers (7.1 H8,
+            # H9); a HELLO with this side's own role when this side offers no such login.
+            self.bad_hello(data, "login refused")
         else:
             self.bad_hello(data)
 
     def hello(self, data: st.DataObject) -> None:
         message_size, metadata_size = data.draw(st.tuples(sizes, sizes), label="sizes")
-        features = data.draw(feature_lists, label="features")
+        features = [name for name in data.draw(feature_lists, label="features") if name != "auth"]
+        if self.login in ("peer", "both"):
+            at = data.draw(st.integers(0, len(features)), label="where auth goes")
+            features.insert(at, "auth")
+        # A host that lists "auth" requires login and says so (9.8).
+        auth_required = self.peer == "host" and "auth" in features
         if data.draw(st.booleans(), label="with encoder"):
             encoded = encode_hello(
                 self.peer,
                 max_message_size=message_size,
                 max_metadata_size=metadata_size,
                 features=features,
+                auth_required=auth_required,
             )[len(PREAMBLE) :]
         else:
             fields = {
@@ -592,13 +790,24 @@ class DecoderLife(RuleBasedStateMachine):
                 "max_metadata_size": metadata_size,
                 "features": features,
             }
+            if auth_required:
+                fields["auth_required"] = True
+            elif data.draw(st.booleans(), label="auth_required where it is ignored"):
+                fields["auth_required"] = data.draw(small_values, label="ignored value")
             style: dict[str, Any] = data.draw(json_styles, label="style")
             encoded = hello_frame(json.dumps(fields, **style).encode())
-        event = Hello(self.version, self.peer, message_size, metadata_size, frozenset(features))
+        event = Hello(
+            self.version,
+            self.peer,
+            message_size,
+            metadata_size,
+            frozenset(features),
+            auth_required=self.role == "client" and self.negotiated,
+        )
         self.queue(encoded, "event", event)
 
-    def bad_hello(self, data: st.DataObject) -> None:
-        case = data.draw(st.sampled_from(BAD_HELLOS), label="bad HELLO")
+    def bad_hello(self, data: st.DataObject, case: str = "") -> None:
+        case = case or data.draw(st.sampled_from(BAD_HELLOS), label="bad HELLO")
         value = data.draw(small_values, label="value")
         fields: dict[str, Any] = {
             "role": self.peer,
@@ -609,7 +818,26 @@ class DecoderLife(RuleBasedStateMachine):
         raw: bytes | None = None
         flags = 0
         code: int = CloseCode.INVALID_DATA
-        if case == "own role":
+        if case == "login refused" and self.role == "client" and "auth" in self.decoder.features:
+            # A host that lists "auth" without "auth_required": true (9.8, 7.1 H8).
+            fields["features"] = ["auth"]
+            required = data.draw(
+                st.sampled_from([MISSING, False, None, "true", 1, [True], {}]), label="required"
+            )
+            if required is not MISSING:
+                fields["auth_required"] = required
+        elif case == "login refused" and self.decoder.login_required:
+            # A client that does not offer "auth" at a host that requires login (7.1 H9).
+            features = data.draw(
+                st.sampled_from([MISSING, [], ["x"], ["Auth"], ["request", "chunk"]]),
+                label="features",
+            )
+            if features is MISSING:
+                del fields["features"]
+            else:
+                fields["features"] = features
+            code = CloseCode.POLICY_VIOLATION
+        elif case in ("own role", "login refused"):
             fields["role"] = self.role  # two hosts or two clients
             code = CloseCode.PROTOCOL_ERROR
         elif case == "no role":
@@ -647,8 +875,11 @@ class DecoderLife(RuleBasedStateMachine):
 
     # Valid frames -------------------------------------------------------------------------
 
-    @rule(data=json_values | deep_values | payloads, metadata=metadata_values)
-    def message(self, data: Any, metadata: dict[str, Any]) -> None:
+    @rule(data=json_values | deep_values | payloads, metadata=metadata_values, login=st.data())
+    def message(self, data: Any, metadata: dict[str, Any], login: st.DataObject) -> None:
+        if self.before_login():
+            self.instead_of_a_message(encode_message(data, metadata), login)
+            return
         try:
             encoded = encode_message(
                 data,
@@ -665,8 +896,10 @@ class DecoderLife(RuleBasedStateMachine):
         else:
             self.queue(encoded, "event", Message(data, metadata))
 
-    @rule(metadata_over=st.integers(0, 1), message_over=st.integers(0, 1))
-    def message_at_the_limits(self, metadata_over: int, message_over: int) -> None:
+    @rule(metadata_over=st.integers(0, 1), message_over=st.integers(0, 1), login=st.data())
+    def message_at_the_limits(
+        self, metadata_over: int, message_over: int, login: st.DataObject
+    ) -> None:
         """Metadata and message exactly at the decoder's limits, or one byte over."""
         if not self.calm_over():
             metadata_over = message_over = 0
@@ -674,7 +907,9 @@ class DecoderLife(RuleBasedStateMachine):
         meta = b'{"k":"' + b"m" * (meta_size - 8) + b'"}'
         payload = b"p" * (max(0, self.max_message_size - meta_size) + message_over)
         data = data_frame(payload, meta, flags=Encoding.BYTES)
-        if metadata_over or message_over:
+        if self.before_login():
+            self.instead_of_a_message(data, login)
+        elif metadata_over or message_over:
             self.queue(data, "error", code=CloseCode.MESSAGE_TOO_BIG)
         else:
             self.queue(data, "event", Message(payload, {"k": "m" * (meta_size - 8)}))
@@ -686,6 +921,88 @@ class DecoderLife(RuleBasedStateMachine):
         else:
             self.queue(encode_ping(payload), "event", Ping(payload))
 
+    # The login (feature "auth" negotiated) ------------------------------------------------
+
+    def step_available(self) -> bool:
+        """Whether the login can go on: the client logs in, a host's decoder accepts it (only
+        while every queued byte is valid), a logged-in client logs out."""
+        if not self.negotiated:
+            return False
+        if self.role == "client":
+            return self.stage in ("idle", "challenged")
+        if self.stage == "answered":
+            return not self.troubled
+        return self.stage in ("idle", "started", "logged in")
+
+    @precondition(lambda self: self.step_available())
+    @rule(data=st.data())
+    def login_step(self, data: st.DataObject) -> None:
+        self.advance_login(data)
+
+    def advance_login(self, data: st.DataObject) -> None:
+        draw = data.draw
+        stage = self.stage
+        if self.role == "host":
+            if stage == "idle":
+                mechanism = draw(st.just("SCRAM-SHA-256") | auth_texts, label="mechanism")
+                fields = {"mechanism": mechanism, "message": draw(auth_texts, label="message")}
+                self.queue_auth(FrameType.AUTH_START, fields, data)
+                self.stage = "started"
+            elif stage == "started":
+                self.queue_auth(FrameType.AUTH_RESPONSE, {"message": draw(auth_texts)}, data)
+                self.stage = "answered"
+            elif stage == "answered":
+                self.accept_login()
+            elif draw(st.booleans(), label="log out"):
+                self.queue_auth(FrameType.LOGOUT, {}, data)
+                self.stage = "logged out"
+            else:
+                self.queue(encode_pong(b"logged in"), "event", Pong(b"logged in"))
+            return
+        if draw(st.integers(0, 4), label="refused") == 0:
+            self.queue_auth(FrameType.AUTH_FAIL, {"reason": draw(auth_texts)}, data)
+            self.stage = "refused"
+        elif stage == "idle":
+            self.queue_auth(FrameType.AUTH_CHALLENGE, {"message": draw(auth_texts)}, data)
+            self.stage = "challenged"
+        else:
+            fields = {"message": draw(auth_texts), "user": draw(auth_texts, label="user")}
+            self.queue_auth(FrameType.AUTH_OK, fields, data)
+            self.stage = "logged in"
+
+    def queue_auth(self, frame_type: int, fields: dict[str, str], data: st.DataObject) -> None:
+        """Queue a valid AUTH frame, from the encoder or written another valid way."""
+        event = AUTH_EVENT_OF[frame_type](**fields)
+        if data.draw(st.booleans(), label="AUTH with encoder"):
+            encoded = AUTH_ENCODER_OF[frame_type](**fields)
+        elif frame_type == FrameType.LOGOUT and data.draw(st.booleans(), label="empty"):
+            encoded = frame(frame_type)
+        else:
+            members = {**data.draw(extra_members, label="unknown members"), **fields}
+            style: dict[str, Any] = data.draw(json_styles, label="style")
+            encoded = frame(frame_type, json.dumps(members, **style).encode())
+        self.queue(encoded, "event", event)
+
+    def accept_login(self) -> None:
+        """The host's decoder has received AUTH_RESPONSE; the host accepts the login as it
+        sends AUTH_OK. Everything queued is delivered first, as a host calls accept_login()
+        between two reads."""
+        self.feed(len(self.stream))
+        assert self.error is None
+        self.decoder.accept_login()
+        self.stage = "logged in"
+
+    def instead_of_a_message(self, message: bytes, data: st.DataObject) -> None:
+        """Before the login succeeds a peer sends no message: the login goes on instead, mostly.
+        Otherwise a client's peer sends a PING, and a client sends the message for a host to
+        refuse it (once the calm is over)."""
+        if self.step_available() and data.draw(st.integers(0, 3), label="log in now") > 0:
+            self.advance_login(data)
+        elif self.role == "host" and self.calm_over():
+            self.queue(message, "error", code=CloseCode.POLICY_VIOLATION)
+        else:
+            self.queue(encode_ping(b"no message yet"), "event", Ping(b"no message yet"))
+
     # The end: a CLOSE, an invalid frame, or unpredictable bytes ----------------------------
 
     def ending(self, kind: str, data: st.DataObject) -> tuple[bytes, str, Event | None, int]:
@@ -693,6 +1010,10 @@ class DecoderLife(RuleBasedStateMachine):
         ``(bytes, "event", Close, 0)``, ``(bytes, "error", None, code)`` or
         ``(bytes, "garbage", None, 0)``."""
         draw = data.draw
+        if kind in DATA_ENDINGS and self.role == "client" and self.before_login():
+            kind = "AUTH frame out of order"  # a host sends no DATA before AUTH_OK
+        # Once "auth" is negotiated, the AUTH types this side receives pass the type check.
+        auth_types = AUTH_RECEIVED[self.role] if self.negotiated else []
         if kind == "CLOSE":
             code = draw(close_codes, label="close code")
             reason = draw(close_reasons, label="reason")
@@ -707,15 +1028,18 @@ class DecoderLife(RuleBasedStateMachine):
         if kind == "random bytes":
             return draw(st.binary(min_size=1, max_size=64), label="bytes"), "garbage", None, 0
         if kind == "unknown or reserved type":
-            # The type is checked first, whatever the flags and the length (C2, C3).
-            frame_type = draw(st.sampled_from(UNKNOWN_TYPES + RESERVED_TYPES), label="type")
+            # The type is checked first, whatever the flags and the length (C2, C2a, C3).
+            types = [t for t in UNKNOWN_TYPES + RESERVED_TYPES if t not in auth_types]
+            frame_type = draw(st.sampled_from(types), label="type")
             flags = draw(st.integers(0, 255), label="flags")
             length = draw(st.none() | st.integers(0, 2**32 - 1), label="length")
             bad = frame(frame_type, draw(st.binary(max_size=8), label="body"), flags, length)
             return bad, "error", None, CloseCode.PROTOCOL_ERROR
         if kind == "control frame with reserved flags":
-            frame_type = draw(st.sampled_from(CONTROL_TYPES), label="type")
+            frame_type = draw(st.sampled_from(CONTROL_TYPES + auth_types), label="type")
             body = struct.pack("!H", 1000) if frame_type == FrameType.CLOSE else b""
+            if frame_type in auth_types:
+                body = draw(AUTH_FRAME_OF[frame_type], label="AUTH frame")[HEADER_SIZE:]
             bad = frame(frame_type, body, draw(st.integers(1, 255), label="flags"))
             return bad, "error", None, CloseCode.PROTOCOL_ERROR
         if kind == "DATA with reserved flags":
@@ -723,14 +1047,20 @@ class DecoderLife(RuleBasedStateMachine):
             bad = data_frame(draw(payloads, label="payload"), flags=flags)
             return bad, "error", None, self.data_error_code(bad, CloseCode.PROTOCOL_ERROR)
         if kind == "oversized header":
-            frame_type = draw(st.sampled_from([FrameType.DATA, *CONTROL_TYPES]), label="type")
+            types = [*CONTROL_TYPES, *auth_types]
+            if not (self.role == "client" and self.before_login()):
+                types.insert(0, FrameType.DATA)
+            frame_type = draw(st.sampled_from(types), label="type")
             limit = self.max_message_size + 4 if frame_type == FrameType.DATA else CONTROL_LIMIT
             length = min(limit + draw(st.integers(1, 100) | st.just(2**32)), 2**32 - 1)
             bad = frame(frame_type, draw(st.binary(max_size=16), label="body"), length=length)
+            if frame_type == FrameType.DATA and self.gated():
+                return bad, "error", None, CloseCode.POLICY_VIOLATION  # the gate comes first
             return bad, "error", None, CloseCode.MESSAGE_TOO_BIG
         if kind == "DATA body too short":
             bad = frame(FrameType.DATA, draw(st.binary(max_size=3), label="body"))
-            return bad, "error", None, CloseCode.PROTOCOL_ERROR
+            code = CloseCode.POLICY_VIOLATION if self.gated() else CloseCode.PROTOCOL_ERROR
+            return bad, "error", None, code
         if kind == "metadata length past the body":
             meta = draw(st.binary(max_size=8), label="metadata")
             payload = draw(payloads, label="payload")
@@ -751,6 +1081,43 @@ class DecoderLife(RuleBasedStateMachine):
             meta = draw(st.sampled_from(BAD_METADATA), label="metadata")
             bad = data_frame(b"1", meta, flags=flags)
             return bad, "error", None, self.data_error_code(bad, CloseCode.INVALID_DATA)
+        if kind == "AUTH frame out of order":
+            # Not negotiated, every AUTH type is an error (C2); negotiated, the login's order
+            # decides (A1). The frame is valid otherwise.
+            out_of_order = sorted(AUTH_MEMBERS)
+            if self.negotiated:
+                out_of_order = OUT_OF_ORDER[(self.role, self.stage)]
+            frame_type = draw(st.sampled_from(out_of_order), label="type")
+            bad = draw(AUTH_FRAME_OF[frame_type], label="AUTH frame")
+            return bad, "error", None, CloseCode.PROTOCOL_ERROR
+        if kind == "AUTH frame in the wrong direction":
+            # Refused from the header, whatever the flags, the length and the body (C2a).
+            frame_type = draw(st.sampled_from(AUTH_RECEIVED[self.peer]), label="type")
+            bad = draw(AUTH_FRAME_OF[frame_type], label="AUTH frame")
+            if draw(st.booleans(), label="broken header too"):
+                flags = draw(st.integers(0, 255), label="flags")
+                length = draw(st.integers(0, 2**32 - 1), label="length")
+                bad = frame(frame_type, bad[HEADER_SIZE:], flags, length)
+            return bad, "error", None, CloseCode.PROTOCOL_ERROR
+        if kind == "AUTH frame with a bad body":
+            in_order = IN_ORDER.get((self.role, self.stage), []) if self.negotiated else []
+            if not in_order:
+                return self.ending("AUTH frame out of order", data)
+            frame_type = draw(st.sampled_from(in_order), label="type")
+            members = AUTH_MEMBERS[frame_type]
+            bad_member = draw(st.booleans(), label="bad member")
+            if members and bad_member:
+                fields: dict[str, object] = {name: draw(auth_texts) for name in members}
+                name = draw(st.sampled_from(members), label="member")
+                value = draw(st.sampled_from([MISSING, *NOT_A_STRING]), label="value")
+                if value is MISSING:
+                    del fields[name]
+                else:
+                    fields[name] = value
+                body = json.dumps(fields).encode()
+            else:
+                body = draw(st.sampled_from(BAD_AUTH_BODIES), label="body")
+            return frame(frame_type, body), "error", None, CloseCode.INVALID_DATA
         # An invalid CLOSE: too short for a code, or a reason that is not UTF-8.
         body = draw(st.binary(max_size=1) | st.just(b"\x03\xe8bad \xff"), label="body")
         code = CloseCode.PROTOCOL_ERROR if len(body) < 2 else CloseCode.INVALID_DATA
@@ -857,6 +1224,174 @@ def test_connection_life_state_machine_long() -> None:
     run_state_machine_as_test(DecoderLife, settings=MACHINE_LONG)
 
 
+# Logins, stage by stage: the valid frames that lead a decoder to one stage of a login, with
+# PINGs and messages between them, delivered in arbitrary pieces; then, on copies of the decoder,
+# every kind of frame that may or may not come next at that stage. Shorter lives than the state
+# machine's, all of them logins, so that every stage meets every kind of AUTH frame.
+
+#: The AUTH frames (and the host's accept_login() calls) that lead to each stage of a login.
+PATHS: dict[tuple[Role, str], list[list[int | str]]] = {
+    ("host", "idle"): [[]],
+    ("host", "started"): [[FrameType.AUTH_START]],
+    ("host", "answered"): [[FrameType.AUTH_START, FrameType.AUTH_RESPONSE]],
+    ("host", "logged in"): [[FrameType.AUTH_START, FrameType.AUTH_RESPONSE, "accept"]],
+    ("host", "logged out"): [
+        [FrameType.AUTH_START, FrameType.AUTH_RESPONSE, "accept", FrameType.LOGOUT]
+    ],
+    ("client", "idle"): [[]],
+    ("client", "challenged"): [[FrameType.AUTH_CHALLENGE]],
+    ("client", "logged in"): [[FrameType.AUTH_CHALLENGE, FrameType.AUTH_OK]],
+    ("client", "refused"): [[FrameType.AUTH_FAIL], [FrameType.AUTH_CHALLENGE, FrameType.AUTH_FAIL]],
+}
+script_cuts = st.lists(st.integers(0, 2**12), max_size=20)
+
+
+@dataclass(frozen=True)
+class Script:
+    """What a peer sends to lead a decoder to a stage of a login, and what may come next."""
+
+    role: Role  # the decoder's
+    stage: str
+    segments: list[bytes]  # a host's decoder is told accept_login() between two segments
+    events: list[Event]
+    # What may come next, each tried on its own copy of the decoder: the bytes, and the close
+    # code of the error they must raise or the event they must make.
+    nexts: list[tuple[bytes, int | None, Event | None]]
+
+
+def auth_step(draw: st.DrawFn, frame_type: int) -> tuple[bytes, Event]:
+    """A valid AUTH frame of ``frame_type`` and the event it makes."""
+    fields = {name: draw(auth_texts) for name in AUTH_MEMBERS[frame_type]}
+    return AUTH_ENCODER_OF[frame_type](**fields), AUTH_EVENT_OF[frame_type](**fields)
+
+
+def bad_auth_body(draw: st.DrawFn, frame_type: int) -> bytes:
+    """A body ``frame_type`` may not have: not a JSON object, or a member missing or not a
+    string (INVALID_DATA)."""
+    members = AUTH_MEMBERS[frame_type]
+    bad_member = draw(st.booleans())
+    if not (members and bad_member):
+        return draw(st.sampled_from(BAD_AUTH_BODIES))
+    fields: dict[str, object] = {name: draw(auth_texts) for name in members}
+    name = draw(st.sampled_from(members))
+    value = draw(st.sampled_from([MISSING, *NOT_A_STRING]))
+    if value is MISSING:
+        del fields[name]
+    else:
+        fields[name] = value
+    return json.dumps(fields).encode()
+
+
+@st.composite
+def login_scripts(draw: st.DrawFn) -> Script:
+    role, stage = draw(st.sampled_from(sorted(PATHS)))
+    if role == "host":
+        hello = encode_hello("client", features=["auth"])
+        hello_event = Hello(
+            VERSION,
+            "client",
+            DEFAULT_MAX_MESSAGE_SIZE,
+            DEFAULT_MAX_METADATA_SIZE,
+            frozenset({"auth"}),
+        )
+    else:
+        hello, hello_event = LOGIN_HOST_HELLO, LOGIN_PEER_HELLO
+    segments = [hello]
+    events: list[Event] = [hello_event]
+    logged_in = False
+
+    def between() -> None:
+        """PINGs and PONGs, and messages once the login has succeeded."""
+        for _ in range(draw(st.integers(0, 2))):
+            if logged_in and draw(st.booleans()):
+                message = Message(draw(json_values | payloads), draw(metadata_values))
+                segments[-1] += encode_message(*message)
+                events.append(message)
+            else:
+                payload = draw(payloads)
+                pong = draw(st.booleans())
+                segments[-1] += encode_pong(payload) if pong else encode_ping(payload)
+                events.append(Pong(payload) if pong else Ping(payload))
+
+    between()
+    for step in draw(st.sampled_from(PATHS[(role, stage)])):
+        if step == "accept":
+            segments.append(b"")
+            logged_in = True
+        else:
+            assert isinstance(step, int)
+            data, event = auth_step(draw, step)
+            segments[-1] += data
+            events.append(event)
+            logged_in = step == FrameType.AUTH_OK
+        between()
+
+    protocol_error = CloseCode.PROTOCOL_ERROR
+    nexts: list[tuple[bytes, int | None, Event | None]] = []
+    for frame_type in IN_ORDER.get((role, stage), []):
+        data, event = auth_step(draw, frame_type)
+        nexts.append((data, None, event))
+        nexts.append((frame(frame_type, bad_auth_body(draw, frame_type)), 1007, None))
+    for frame_type in OUT_OF_ORDER[(role, stage)]:
+        nexts.append((draw(AUTH_FRAME_OF[frame_type]), protocol_error, None))
+    for frame_type in AUTH_RECEIVED[other_role(role)]:
+        nexts.append((draw(AUTH_FRAME_OF[frame_type]), protocol_error, None))  # the wrong direction
+    # The header checks come before the order: any type this side receives, any stage.
+    frame_type = draw(st.sampled_from(AUTH_RECEIVED[role]))
+    body = draw(AUTH_FRAME_OF[frame_type])[HEADER_SIZE:]
+    nexts.append((frame(frame_type, body, draw(st.integers(1, 255))), protocol_error, None))
+    length = draw(st.integers(CONTROL_LIMIT + 1, 2**32 - 1))
+    nexts.append((frame(frame_type, body, length=length), CloseCode.MESSAGE_TOO_BIG, None))
+    message = Message(draw(json_values | payloads), draw(metadata_values))
+    if logged_in:
+        nexts.append((encode_message(*message), None, message))
+    elif role == "host":  # refused from the header before the login, and after LOGOUT
+        nexts.append((encode_message(*message), CloseCode.POLICY_VIOLATION, None))
+    nexts.append((encode_close(1000, "bye"), None, Close(1000, "bye")))
+    return Script(role, stage, segments, events, nexts)
+
+
+def check_login_script(script: Script, points: list[int]) -> None:
+    decoder = Decoder(script.role, features=["auth"], login_required=script.role == "host")
+    received: list[Event] = []
+    for index, segment in enumerate(script.segments):
+        if index:
+            decoder.accept_login()
+        events, error = feed(decoder, cut(segment, points))
+        assert error is None, error
+        received += events
+    check_events(decoder, received, None)
+    assert received == script.events
+    assert decoder.buffered == 0
+    assert decoder.logged_in == (script.stage == "logged in")
+    for data, code, event in script.nexts:
+        copy = deepcopy(decoder)
+        events, error = feed(copy, cut(data, points))
+        check_events(copy, received + events, error)
+        if code is None:
+            assert error is None, (error, data)
+            assert events == [event]
+        else:
+            assert error is not None, f"the decoder accepted {data!r} at {script.stage}"
+            assert error.code == code, (error, data)
+            assert events == []
+        check_the_end(copy, error)
+
+
+@LOGIN_SCRIPTS
+@given(login_scripts(), script_cuts)
+def test_every_stage_of_a_login_in_any_segmentation(script: Script, points: list[int]) -> None:
+    check_login_script(script, points)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(LONG_TIMEOUT)
+@LONG
+@given(login_scripts(), script_cuts)
+def test_every_stage_of_a_login_in_any_segmentation_long(script: Script, points: list[int]) -> None:
+    check_login_script(script, points)
+
+
 # --- (b) Mutations of a corpus of valid frames --------------------------------------------------
 
 
@@ -894,15 +1429,45 @@ frame_mutations = st.lists(
 )
 
 
-def corpus_stream(indices: list[int]) -> tuple[bytes, list[tuple[int, int, Event]]]:
-    """The host's preamble and HELLO, then corpus frames; with each frame's span and event."""
-    stream = bytearray(HOST_HELLO)
-    spans: list[tuple[int, int, Event]] = [(0, len(HOST_HELLO), PEER_HELLO)]
-    for index in indices:
-        data, event = CORPUS[index]
+#: What a client that logs in receives between the HELLO of a host that requires login and the
+#: corpus frames (RFC 7677's example login).
+LOGIN: list[tuple[bytes, Event]] = [
+    (
+        encode_auth_challenge(
+            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+        ),
+        AuthChallenge(
+            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+        ),
+    ),
+    (encode_ping(b"during the login"), Ping(b"during the login")),
+    (
+        encode_auth_ok("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", "user"),
+        AuthOk("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", "user"),
+    ),
+]
+
+
+def corpus_stream(
+    indices: list[int], login: bool = False
+) -> tuple[bytes, list[tuple[int, int, Event]]]:
+    """The host's preamble and HELLO (and with ``login`` a login), then corpus frames; with
+    each frame's span and event."""
+    hello, hello_event = (LOGIN_HOST_HELLO, LOGIN_PEER_HELLO) if login else (HOST_HELLO, PEER_HELLO)
+    stream = bytearray(hello)
+    spans: list[tuple[int, int, Event]] = [(0, len(hello), hello_event)]
+    for data, event in (LOGIN if login else []) + [CORPUS[index] for index in indices]:
         spans.append((len(stream), len(stream) + len(data), event))
         stream += data
     return bytes(stream), spans
+
+
+def corpus_decoder(small: bool, login: bool) -> Decoder:
+    # The small limits fit every frame of the corpus, but make lying lengths hit them sooner.
+    features = ["auth"] if login else []
+    if small:
+        return Decoder("client", max_message_size=300, max_metadata_size=100, features=features)
+    return Decoder("client", features=features)
 
 
 def mutate_frames(
@@ -930,9 +1495,10 @@ def check_corpus_mutation(
     splice: list[int],
     points: list[int],
     small: bool,
+    login: bool,
 ) -> None:
-    stream, spans = corpus_stream(indices)
-    other, _ = corpus_stream(splice)
+    stream, spans = corpus_stream(indices, login)
+    other, _ = corpus_stream(splice, login)
     mutated = mutate(mutate_frames(stream, spans, frame_ops), other, ops)
     changed = first_difference(stream, mutated)
     # Every frame that ends before the first changed byte is delivered, in order; a CLOSE ends
@@ -944,12 +1510,7 @@ def check_corpus_mutation(
         expected.append(event)
         if isinstance(event, Close):
             break
-    # The small limits fit every frame of the corpus, but make lying lengths hit them sooner.
-    decoder = (
-        Decoder("client", max_message_size=300, max_metadata_size=100)
-        if small
-        else Decoder("client")
-    )
+    decoder = corpus_decoder(small, login)
     received, error = feed(decoder, cut(mutated, points))
     check_events(decoder, received, error)
     assert received[: len(expected)] == expected
@@ -978,6 +1539,7 @@ cut_points = st.lists(st.integers(0, 2**16), max_size=30)
     corpus_indices,
     cut_points,
     st.booleans(),
+    st.booleans(),
 )
 def test_mutated_corpus(
     indices: list[int],
@@ -986,8 +1548,9 @@ def test_mutated_corpus(
     splice: list[int],
     points: list[int],
     small: bool,
+    login: bool,
 ) -> None:
-    check_corpus_mutation(indices, frame_ops, ops, splice, points, small)
+    check_corpus_mutation(indices, frame_ops, ops, splice, points, small, login)
 
 
 @pytest.mark.slow
@@ -1000,6 +1563,7 @@ def test_mutated_corpus(
     corpus_indices,
     cut_points,
     st.booleans(),
+    st.booleans(),
 )
 def test_mutated_corpus_long(
     indices: list[int],
@@ -1008,15 +1572,17 @@ def test_mutated_corpus_long(
     splice: list[int],
     points: list[int],
     small: bool,
+    login: bool,
 ) -> None:
-    check_corpus_mutation(indices, frame_ops, ops, splice, points, small)
+    check_corpus_mutation(indices, frame_ops, ops, splice, points, small, login)
 
 
-def test_unmutated_corpus_is_delivered_whole() -> None:
+@pytest.mark.parametrize("login", [False, True], ids=["plain", "login"])
+def test_unmutated_corpus_is_delivered_whole(login: bool) -> None:
     stream, spans = corpus_stream(
-        [i for i, (_, e) in enumerate(CORPUS) if not isinstance(e, Close)]
+        [i for i, (_, e) in enumerate(CORPUS) if not isinstance(e, Close)], login
     )
-    decoder = Decoder("client")
+    decoder = corpus_decoder(small=False, login=login)
     decoder.receive_data(stream)
     assert decoder.events() == [event for _, _, event in spans]
     assert decoder.buffered == 0
@@ -1058,6 +1624,10 @@ def utf8_case(place: str, bad: bytes) -> tuple[str, bytes]:
         return "open", data_frame(b"1", b'{"k":' + text + b"}")
     if place == "hello-member":
         return "hello", hello_frame(host_hello_body()[:-1] + b',"x-note":' + text + b"}")
+    if place == "auth-member":
+        return "login", frame(FrameType.AUTH_CHALLENGE, b'{"message":' + text + b"}")
+    if place == "auth-unknown-member":
+        return "login", frame(FrameType.AUTH_CHALLENGE, b'{"message":"m","x":' + text + b"}")
     return "open", frame(FrameType.CLOSE, struct.pack("!H", 1000) + b"a" + bad + b"b")
 
 
@@ -1067,6 +1637,8 @@ UTF8_PLACES = [
     "metadata-key",
     "metadata-value",
     "hello-member",
+    "auth-member",
+    "auth-unknown-member",
     "close-reason",
 ]
 
@@ -1074,17 +1646,27 @@ UTF8_PLACES = [
 DEEP = 100_000
 
 
-def large_decoder() -> Decoder:
-    """A client decoder with limits that let inputs nested 10^5 deep through."""
-    return Decoder("client", max_message_size=4 * DEEP * 8, max_metadata_size=2 * DEEP * 8)
+def large_decoder(login: bool = False) -> Decoder:
+    """A client decoder with limits that let inputs nested 10^5 deep through; with ``login``,
+    one that offers feature "auth"."""
+    return Decoder(
+        "client",
+        max_message_size=4 * DEEP * 8,
+        max_metadata_size=2 * DEEP * 8,
+        features=["auth"] if login else [],
+    )
 
 
 def decode_case(kind: str, data: bytes) -> RemoteProtocolError:
-    """Feed ``data`` to a client decoder (before or after the host's HELLO); it must raise."""
-    decoder = large_decoder()
+    """Feed ``data`` to a client decoder (before the host's HELLO, after it, or, for kind
+    ``login``, after the HELLO of a host that requires login); it must raise."""
+    decoder = large_decoder(login=kind == "login")
     if kind == "open":
         decoder.receive_data(HOST_HELLO)
         assert decoder.events() == [PEER_HELLO]
+    elif kind == "login":
+        decoder.receive_data(LOGIN_HOST_HELLO)
+        assert decoder.events() == [LOGIN_PEER_HELLO]
     else:
         data = PREAMBLE + data
     with pytest.raises(RemoteProtocolError) as info:
@@ -1101,6 +1683,11 @@ def test_invalid_utf8_classes_everywhere(json_backend: str, place: str, bad: byt
     error = decode_case(kind, data)
     assert error.code == CloseCode.INVALID_DATA
     assert "UTF-8" in str(error)
+
+
+def auth_challenge(value: bytes) -> bytes:
+    """An AUTH_CHALLENGE whose body has an unknown member with the JSON text ``value``."""
+    return frame(FrameType.AUTH_CHALLENGE, b'{"message":"m","x-extra":' + value + b"}")
 
 
 def nested_hello(member: str, nested: bytes) -> bytes:
@@ -1174,6 +1761,27 @@ R03_INPUTS: list[tuple[str, str, bytes, int, bool]] = [
     ("trailing-hello-x", "hello", hello_frame(host_hello_body() + b"x"), 1007, False),
     ("trailing-hello-nul", "hello", hello_frame(host_hello_body() + b"\x00"), 1007, False),
     ("trailing-hello-object", "hello", hello_frame(host_hello_body() + b"{}"), 1007, False),
+    # The JSON bodies of AUTH frames (docs/protocol.md, 9.8)
+    ("deep-auth-member", "login", auth_challenge(b"[" * 2000 + b"]" * 2000), 1007, False),
+    ("nan-auth-member", "login", auth_challenge(b"NaN"), 1007, False),
+    ("infinity-auth-member", "login", auth_challenge(b"[-Infinity]"), 1007, False),
+    ("auth-not-object", "login", frame(FrameType.AUTH_CHALLENGE, b'["m"]'), 1007, False),
+    ("auth-null", "login", frame(FrameType.AUTH_CHALLENGE, b"null"), 1007, False),
+    ("trailing-auth-x", "login", frame(FrameType.AUTH_CHALLENGE, b'{"message":"m"}x'), 1007, False),
+    (
+        "trailing-auth-object",
+        "login",
+        frame(FrameType.AUTH_CHALLENGE, b'{"message":"m"}{}'),
+        1007,
+        False,
+    ),
+    (
+        "auth-message-number",
+        "login",
+        frame(FrameType.AUTH_CHALLENGE, b'{"message":1}'),
+        1007,
+        False,
+    ),
 ]
 if getattr(sys, "get_int_max_str_digits", lambda: 0)():
     # A 5000-digit integer is over CPython's default limit of 4300 digits for int().
@@ -1241,6 +1849,30 @@ def test_hello_duplicate_members_and_whitespace(
     (hello,) = decoder.events()
     assert isinstance(hello, Hello)
     assert hello.max_message_size == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"message":1,"message":"m"}', AuthChallenge("m")),
+        (b'{"message":"m","message":1}', CloseCode.INVALID_DATA),
+        (b'{"message":"a","x":[1,2],"message":"b"} \r\n', AuthChallenge("b")),
+    ],
+    ids=["last-valid", "last-invalid", "whitespace"],
+)
+def test_auth_last_duplicate_member_is_the_one_taken(
+    json_backend: str, body: bytes, expected: object
+) -> None:
+    decoder = large_decoder(login=True)
+    decoder.receive_data(LOGIN_HOST_HELLO)
+    assert decoder.events() == [LOGIN_PEER_HELLO]
+    error = receive(decoder, frame(FrameType.AUTH_CHALLENGE, body))
+    if isinstance(expected, CloseCode):
+        assert error is not None
+        assert error.code == expected
+    else:
+        assert error is None
+        assert decoder.events() == [expected]
 
 
 @pytest.mark.parametrize(
