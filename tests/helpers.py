@@ -103,3 +103,21 @@ def reset_on_close(stream: anyio.abc.SocketStream) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     except OSError:
         pass
+
+
+class FakeClock:
+    """A monotonic clock and a wall clock for :class:`Accounts` that move only when told to."""
+
+    def __init__(self) -> None:
+        self.mono = 1000.0
+        self.wall = 1_700_000_000.0
+
+    def clock(self) -> float:
+        return self.mono
+
+    def now(self) -> float:
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        self.mono += seconds
+        self.wall += seconds

@@ -25,29 +25,12 @@ from alvaro._accounts import (
     Verifier,
     address_bucket,
 )
+from tests.helpers import FakeClock
 
 # scramp's minimum (RFC 7677): a derivation takes a few milliseconds.
 FAST = 4096
 PASSWORD = "correct horse battery staple \u00e9\u00e8"
 POSIX = os.name == "posix"
-
-
-class FakeClock:
-    """A monotonic clock and a wall clock that move only when told to."""
-
-    def __init__(self) -> None:
-        self.mono = 1000.0
-        self.wall = 1_700_000_000.0
-
-    def clock(self) -> float:
-        return self.mono
-
-    def now(self) -> float:
-        return self.wall
-
-    def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self.wall += seconds
 
 
 @pytest.fixture

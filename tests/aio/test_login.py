@@ -63,7 +63,7 @@ from alvaro.protocol import (
 )
 
 from ..faultproxy import fault_proxy
-from ..helpers import WAIT, T, eventually
+from ..helpers import WAIT, FakeClock, T, eventually
 from ..rawpeer import RawPeer, raw_server
 
 if TYPE_CHECKING:
@@ -96,24 +96,6 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 # --- Tools shared with test_login_security.py ---------------------------------------------------
-
-
-class FakeClock:
-    """A monotonic clock and a wall clock for :class:`Accounts` that move only when told to."""
-
-    def __init__(self) -> None:
-        self.mono = 1000.0
-        self.wall = 1_700_000_000.0
-
-    def clock(self) -> float:
-        return self.mono
-
-    def now(self) -> float:
-        return self.wall
-
-    def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self.wall += seconds
 
 
 def new_accounts(users: dict[str, str] | None = None, **options: Any) -> Accounts:

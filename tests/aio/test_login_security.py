@@ -54,7 +54,7 @@ from alvaro.protocol import (
 )
 
 from ..faultproxy import DIRECTIONS, fault_proxy
-from ..helpers import WAIT, eventually
+from ..helpers import WAIT, FakeClock, eventually
 from ..rawpeer import RawPeer, frame_header, raw_server
 from .test_login import (
     AUTH,
@@ -66,7 +66,6 @@ from .test_login import (
     USER,
     WRONG,
     Attempt,
-    FakeClock,
     LoginPeer,
     Recorder,
     Work,
