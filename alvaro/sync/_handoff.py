@@ -8,6 +8,7 @@ only when it makes room after such a wait, so the common path costs no cross-thr
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from typing import TYPE_CHECKING, Final
@@ -103,10 +104,17 @@ class _Bounded:
 class Dispatcher(_Bounded):
     """Runs one sync object's callbacks in order, never on the event-loop thread.
 
-    By default the callbacks run on a thread of the dispatcher's own, started when the first one
-    arrives. With ``dispatch``, each callback is passed to that function instead, which must run
-    it once, in the order given: ``root.after(0, f)`` for Tk, emitting a queued Qt signal, ...
-    A callback that raises is logged with its traceback; ``on_error`` decides what else happens.
+    The loop thread only appends each callback to a queue; a thread of the dispatcher's own, started
+    when the first one arrives, takes them from there. By default that thread runs them. With
+    ``dispatch``, it passes each one to that function instead, which must run it once, in the order
+    given: ``root.after(0, f)`` for Tk, emitting a queued Qt signal, ... Such a function may block
+    (Tk's ``after`` called from another thread waits for the Tk thread), and the GUI thread may be
+    busy or waiting for alvaro itself (in ``close()``): only this dispatcher's thread then waits,
+    never the loop, so other connections and other alvaro objects go on, and the GUI's own calls
+    into alvaro return.
+
+    A callback that raises is logged with its traceback; the sync objects' own wrappers decide
+    what else happens (closing the connection concerned).
     """
 
     def __init__(
@@ -121,9 +129,14 @@ class Dispatcher(_Bounded):
         self._dispatch = dispatch
         self._name = name
         self._logger = logger
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # Each thread has a queue of its own, so that a thread started after stop() never takes
+        # callbacks that an earlier one (still finishing) was given, which would break the order.
+        self._queue: queue.SimpleQueue[object] | None = None
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
+        # Loop side: the barriers waiting for their turn, released early by unblock().
+        self._barriers: set[anyio.Event] = set()
+        self._dispatch_failed = False
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -140,15 +153,34 @@ class Dispatcher(_Bounded):
         await self._wait_for_room(give_up)
 
     async def barrier(self) -> None:
-        """Loop side: wait until every callback scheduled so far has run."""
+        """Loop side: wait until every callback scheduled so far has run, or until
+        :meth:`unblock` (the thread that would run them may be the one closing)."""
         loop = LoopHandle()
         done = anyio.Event()
+        with self._lock:
+            if self._unbounded:
+                return
+            self._loop = loop
+            self._barriers.add(done)
 
         def reached() -> None:
             loop.call_soon(done.set)
 
-        self.submit_nowait(reached)
-        await done.wait()
+        try:
+            self.submit_nowait(reached)
+            await done.wait()
+        finally:
+            with self._lock:
+                self._barriers.discard(done)
+
+    def unblock(self) -> None:
+        """Stop holding the loop back, from now on, barriers included; safe from any thread."""
+        super().unblock()
+        with self._lock:
+            barriers = list(self._barriers)
+        if barriers and self._loop is not None:
+            for done in barriers:
+                self._loop.call_soon(done.set)
 
     def submit_nowait(self, function: Callable[[], None]) -> None:
         """Schedule ``function`` without waiting, for callbacks that must never be held back."""
@@ -157,14 +189,16 @@ class Dispatcher(_Bounded):
         self._hand_over(function)
 
     def _hand_over(self, function: Callable[[], None]) -> None:
-        if self._dispatch is not None:
-            self._dispatch(lambda: self._run(function))
-            return
+        # The loop thread's whole part: a queue append, which never blocks.
         with self._thread_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+            work = self._queue
+            if work is None or self._thread is None:
+                work = self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._work, args=(work,), name=self._name, daemon=True
+                )
                 self._thread.start()
-        self._queue.put(function)
+        work.put(function)
 
     def _run(self, function: Callable[[], None]) -> None:
         try:
@@ -174,24 +208,44 @@ class Dispatcher(_Bounded):
         finally:
             self._consumed()
 
-    def _work(self) -> None:
+    def _work(self, work: queue.SimpleQueue[object]) -> None:
+        dispatch = self._dispatch
         while True:
-            function = self._queue.get()
+            function = work.get()
             if function is _STOP:
                 return
-            self._run(function)  # type: ignore[arg-type]
+            if dispatch is None:
+                self._run(function)  # type: ignore[arg-type]
+                continue
+            try:
+                dispatch(functools.partial(self._run, function))
+            except Exception:
+                # Typically the GUI is gone (its window destroyed, its main loop ended): the
+                # callback can never run. Say so once, and count it as done so that the loop is
+                # not held back waiting for it.
+                if not self._dispatch_failed:
+                    self._dispatch_failed = True
+                    self._logger.warning(
+                        "the dispatch function raised; callbacks it refuses are dropped",
+                        exc_info=True,
+                    )
+                self._consumed()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Run the callbacks already scheduled, then stop the dispatcher's thread.
+        """Stop the dispatcher's thread once it has handed over the callbacks already scheduled.
 
-        Called from the dispatcher's own thread (inside a callback), it does not wait for itself.
+        Without ``dispatch``, waits (up to ``timeout``) until they have run, unless called from
+        the dispatcher's own thread (inside a callback). With ``dispatch`` it never waits: the
+        caller is often the very GUI thread that would run them, which cannot run them while
+        it waits here; they run once it gets back to its event loop.
         """
         with self._thread_lock:
             thread, self._thread = self._thread, None
-        if thread is None:
+            work, self._queue = self._queue, None
+        if thread is None or work is None:
             return
-        self._queue.put(_STOP)
-        if thread is not threading.current_thread():
+        work.put(_STOP)
+        if self._dispatch is None and thread is not threading.current_thread():
             thread.join(timeout)
 
 

@@ -48,6 +48,8 @@ class Client(ClientAliases):
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
         dispatch: a function that runs a zero-argument callable where you want callbacks to run,
             such as ``lambda f: root.after(0, f)`` for Tk. It must run each one once, in order.
+            The client's dispatcher thread calls it, never the event-loop thread, so it may
+            block; :meth:`close` called on the thread it hands callbacks to returns promptly.
         logger, options: as for :class:`alvaro.aio.Client`.
 
     Example::

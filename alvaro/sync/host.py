@@ -51,7 +51,10 @@ class Host(HostAliases):
         ssl_context: accept only TLS connections, with this context
             (:func:`alvaro.tls.server_context`); see also :meth:`start`'s ``use_ssl``.
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
-        dispatch: a function that runs a zero-argument callable where you want callbacks to run.
+        dispatch: a function that runs a zero-argument callable where you want callbacks to
+            run, such as ``lambda f: root.after(0, f)`` for Tk. It must run each one once, in
+            order. The host's dispatcher thread calls it, never the event-loop thread, so it
+            may block.
         login_required: every client must log in before it reaches any callback; add users
             with :meth:`add_user`. The original ``loginRequired`` spelling works too.
         accounts: the store of users, bans and login history (:class:`alvaro.auth.Accounts`).
