@@ -407,8 +407,14 @@ def encode_message(
         meta = b""  # an empty object travels as zero bytes
     else:
         raise EncodeError(f"metadata must be a dict, not {type(metadata).__name__}")
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        payload = bytes(data) if not isinstance(data, bytes) else data
+    if isinstance(data, bytes):
+        payload = data
+        encoding = Encoding.BYTES
+    elif isinstance(data, (bytearray, memoryview)):
+        try:
+            payload = bytes(data)
+        except ValueError as exc:  # a released memoryview
+            raise EncodeError(f"data cannot be read: {exc}") from exc
         encoding = Encoding.BYTES
     else:
         payload = _dumps(data, "data")
@@ -599,6 +605,11 @@ class Decoder:
         self._buffer = bytearray()
         self._pos = 0
         self._events: list[Event] = []
+        self._sizes: list[int] = []
+        self.message_sizes: list[int] = []
+        """The size on the wire (header included) of each :class:`Message` among the events
+        the last :meth:`events` call returned, in order: what a receive queue should count
+        against its byte limit, since a message's decoded form tells nothing of its size."""
         self._phase = _Phase.PREAMBLE
         self._peer_version = 0
         self._hello_received = False
@@ -638,6 +649,8 @@ class Decoder:
         """Return the events parsed so far, oldest first, and forget them."""
         events = self._events
         self._events = []
+        self.message_sizes = self._sizes
+        self._sizes = []
         return events
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
@@ -692,6 +705,7 @@ class Decoder:
         pos = self._pos
         end = len(buf)
         events = self._events
+        sizes = self._sizes
         with memoryview(buf) as view:
             try:
                 while end - pos >= _HEADER_SIZE and self._phase is not _Phase.CLOSED:
@@ -711,6 +725,7 @@ class Decoder:
                             break
                         pos = start + length
                         events.append(self._message(view, start, length, flags))
+                        sizes.append(_HEADER_SIZE + length)
                         continue
                     self._check_control_header(length, frame_type, flags)
                     start = pos + _HEADER_SIZE

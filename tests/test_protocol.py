@@ -454,6 +454,32 @@ def test_events_are_returned_once() -> None:
     assert decoder.events() == []
 
 
+def test_message_sizes_give_each_message_its_own_wire_size() -> None:
+    """What a receive queue counts: each message's own frame, not a read's bytes shared out
+    over the frames in it (control frames included), so PINGs cannot shrink a message."""
+    decoder = opened()
+    big = encode_message(b"x" * 300_000)
+    small = encode_message({"n": 1}, {"kind": "k"})
+    decoder.receive_data(big + encode_ping() * 1000 + small + encode_pong(b"p"))
+    events = decoder.events()
+    assert len(events) == 1003
+    assert decoder.message_sizes == [len(big), len(small)]
+    # A message cut across reads counts once, with the read in which it completes.
+    decoder.receive_data(small[:5])
+    assert decoder.events() == []
+    assert decoder.message_sizes == []
+    decoder.receive_data(small[5:] + encode_ping())
+    assert decoder.events() == [Message({"n": 1}, {"kind": "k"}), Ping()]
+    assert decoder.message_sizes == [len(small)]
+
+
+def test_a_released_memoryview_is_an_encode_error() -> None:
+    view = memoryview(b"abc")
+    view.release()
+    with pytest.raises(EncodeError, match="released"):
+        encode_message(view)
+
+
 # --- The examples and rules of docs/protocol.md ----------------------------------------------
 
 SPEC_CLIENT_HELLO = bytes.fromhex(
