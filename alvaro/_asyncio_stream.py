@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import threading
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -146,13 +147,23 @@ class _Protocol(asyncio.BufferedProtocol):
 class AsyncioTransport:
     """A connected TCP stream on asyncio, with the interface of the anyio transport."""
 
-    __slots__ = ("_protocol", "_transport", "local_host", "local_port", "peer_host", "peer_port")
+    __slots__ = (
+        "_loop_thread",
+        "_protocol",
+        "_transport",
+        "local_host",
+        "local_port",
+        "peer_host",
+        "peer_port",
+    )
 
     tls = None  # a plaintext connection
 
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol
+        # Made on the loop: asyncio's transports may only be used from this thread.
+        self._loop_thread = threading.get_ident()
         self.peer_host, self.peer_port = _split(transport.get_extra_info("peername"))
         self.local_host, self.local_port = _split(transport.get_extra_info("sockname"))
 
@@ -183,9 +194,14 @@ class AsyncioTransport:
         """Hand ``data`` to asyncio at once if nothing is buffered; return how much was taken.
 
         ``transport.write()`` writes straight to the socket and buffers only what the socket
-        does not take, so the message is as good as sent, in order.
+        does not take, so the message is as good as sent, in order. Only on the loop's thread:
+        asyncio's transports are not thread-safe (a write that meets an error, or fills the
+        socket, schedules work on the loop), so from any other thread this takes nothing and
+        the writer task sends ``data``.
         """
         protocol = self._protocol
+        if threading.get_ident() != self._loop_thread:
+            return 0
         if protocol.lost or protocol.writing_paused or self._transport.get_write_buffer_size():
             return 0
         self._transport.write(data)

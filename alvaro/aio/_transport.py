@@ -104,6 +104,7 @@ class AnyioTransport:
         Only call this while no :meth:`send` is under way, so that bytes cannot be reordered. It
         saves the task switch and the bookkeeping of :meth:`send` for a lone message. Returns 0
         when nothing could be written now, or when the error is left for :meth:`send` to report.
+        Safe from any thread: it is a plain non-blocking ``send()`` on the socket.
         """
         sock = self._direct
         if sock is None:

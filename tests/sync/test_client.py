@@ -746,3 +746,29 @@ def test_asyncio_and_trio_objects_coexist() -> None:
         assert host.running
         assert client.connected
     assert not alvaro_threads()
+
+
+def test_send_data_from_a_plain_thread_never_drives_asyncios_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncio's transports are not thread-safe: a message sent from a plain thread is written
+    by the loop thread, even when the outbox is empty and a direct write would be quickest.
+    (On trio alvaro writes to the socket itself, which is safe from any thread.)"""
+    import asyncio.selector_events
+
+    transport_class: Any = asyncio.selector_events._SelectorSocketTransport
+    writers: list[str] = []
+    write = transport_class.write
+
+    def recording_write(self: Any, data: Any) -> None:
+        writers.append(threading.current_thread().name)
+        write(self, data)
+
+    monkeypatch.setattr(transport_class, "write", recording_write)
+    with echo_host("asyncio") as host, Client(backend="asyncio") as client:
+        connect(client, host.port)
+        for number in range(20):
+            client.send_data(number)  # each one into an empty outbox, with the writer idle
+            assert client.receive(timeout=WAIT).data == number
+    assert writers
+    assert set(writers) == {"alvaro-asyncio-loop"}
