@@ -638,3 +638,58 @@ def test_memory_per_idle_connection(tmp_path: Path, backend: str, tls: bool) -> 
 def test_memory_per_idle_connection_thousand(tmp_path: Path, backend: str, tls: bool) -> None:
     per_connection = measure_idle_connections(tmp_path, backend=backend, tls=tls, count=1000)
     assert per_connection <= BUDGET_KIB
+
+
+# --- A PING flood (control frames have a bound of their own) ----------------------------------
+
+#: What a peer sends in the flood: 100 MiB of PINGs with the largest payload (4 KiB).
+FLOOD_BYTES = 100 * 1024 * 1024
+#: How much the host may grow meanwhile: its PONG bound (64 KiB) plus the batch its writer is
+#: stuck on, a read buffer and allocator noise; far below the flood (the bug grew it by all of it).
+FLOOD_GROWTH_KIB = 4 * 1024
+
+
+def _flood_with_pings(port: int, total: int) -> int:
+    """Connect, do the handshake, then send ``total`` bytes of PINGs and read nothing more;
+    return how many bytes were sent before the host closed the connection (if it did)."""
+    from alvaro.protocol import Decoder, Hello, encode_hello, encode_ping
+
+    ping = encode_ping(b"p" * 4096)
+    batch = ping * 64
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(encode_hello("client"))
+        decoder = Decoder("client")
+        while not any(isinstance(event, Hello) for event in decoder.events()):
+            decoder.receive_data(sock.recv(65536))
+        sent = 0
+        try:
+            while sent < total:
+                sock.sendall(batch)
+                sent += len(batch)
+        except OSError:
+            pass  # dropped (as a slow consumer): the flood is over all the same
+        return sent
+
+
+@linux_only
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ping_flood_from_a_peer_that_never_reads_does_not_grow_the_host(backend: str) -> None:
+    host, port = host_process("--backend", backend)
+    with host:
+        # Warm up: one ordinary round trip, so that what is measured is the flood alone.
+        with alvaro.sync.connect("127.0.0.1", port, backend=backend) as client:
+            client.send_data("warm")
+            assert client.receive(timeout=WAIT).data == "warm"
+        time.sleep(3 * T)
+        before = rss_kib(host.pid)
+        sent = _flood_with_pings(port, FLOOD_BYTES)
+        after = rss_kib(host.pid)
+        assert host.process.poll() is None, host.describe()
+        # The host read the whole flood (it kept reading), and still serves others.
+        assert sent >= FLOOD_BYTES
+        with alvaro.sync.connect("127.0.0.1", port, backend=backend) as client:
+            client.send_data("still here")
+            assert client.receive(timeout=WAIT).data == "still here"
+    print(f"{backend}: host RSS {before} KiB -> {after} KiB after {sent >> 20} MiB of PINGs")
+    assert after - before < FLOOD_GROWTH_KIB

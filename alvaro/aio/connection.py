@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
     from .._settings import Settings
+    from .._throttle import LogThrottle
     from .._types import Metadata
     from ..tls import TLSInfo
     from ._transport import Transport
@@ -65,6 +66,10 @@ _STREAM_PAUSE = 0.0005
 _DIRECT_WRITE_GAP = 0.00005
 # How long a connection that failed its opening handshake waits for the peer's TLS close_notify.
 _TLS_ABORT_GRACE = 0.25
+# PONGs waiting in the outbox, in bytes, beyond which a new PING's answer replaces the newest
+# waiting PONG instead of joining it: a peer that sends PINGs and reads nothing cannot grow the
+# outbox (docs/protocol.md, 5.2; docs/limits.md). About 7,000 empty PONGs or 15 of the largest.
+_PONG_BUDGET = 64 * 1024
 # write_timeout applies to each piece of this size: a peer that takes nothing for that long is
 # stuck, while a large batch on a slow but steady link may take longer as a whole.
 _WRITE_PIECE = 1024 * 1024
@@ -146,12 +151,14 @@ class Connection(ConnectionAliases):
         "_drained",
         "_early_error",
         "_early_events",
+        "_early_sizes",
         "_frame_deadline",
         "_inbox",
         "_inbox_bytes",
         "_inbox_sizes",
         "_inbox_waiter",
         "_last_direct_write",
+        "_last_pong",
         "_latency",
         "_lock",
         "_logger",
@@ -160,7 +167,9 @@ class Connection(ConnectionAliases):
         "_peer",
         "_pending_bytes",
         "_ping_payload",
+        "_pong_bytes",
         "_pong_waiter",
+        "_protocol_errors",
         "_read_scope",
         "_reader_done",
         "_reads",
@@ -189,8 +198,12 @@ class Connection(ConnectionAliases):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         features: frozenset[str] = frozenset(),
         login_required: bool = False,
+        protocol_errors: LogThrottle | None = None,
     ) -> None:
         self._transport = transport
+        # Shared by every connection of a host, so that peers breaking the protocol on purpose
+        # cannot flood its log; None logs every one.
+        self._protocol_errors = protocol_errors
         self._role: Role = role
         self._settings = settings
         self._logger = logger
@@ -205,6 +218,7 @@ class Connection(ConnectionAliases):
         self._state = State.CONNECTING
         self._peer: Hello | None = None
         self._early_events: list[Event] = []
+        self._early_sizes: list[int] = []  # the wire size of each Message in _early_events
         self._early_error: RemoteProtocolError | None = None
         # Outbox: guarded by _lock because send_data() and disconnect() may run on any thread.
         self._lock = threading.Lock()
@@ -213,6 +227,9 @@ class Connection(ConnectionAliases):
         self._blocked_senders = 0
         self._outbox: list[bytes] = []
         self._pending_bytes = 0  # queued plus being written
+        # PONGs in the outbox (not yet taken by the writer): their bytes, and the newest's index.
+        self._pong_bytes = 0
+        self._last_pong: int | None = None
         self._writer_idle = False
         self._thread_sent = False  # a plain thread queued frames since the writer's last look
         self._last_direct_write = -math.inf
@@ -227,7 +244,7 @@ class Connection(ConnectionAliases):
         self._before_echo: Callable[[], Awaitable[None]] | None = None
         # Receive side, used by the loop thread only.
         self._inbox: deque[Message] = deque()
-        # What each queued message took on the wire (shared out per read), and their sum.
+        # What each queued message took on the wire, and their sum.
         self._inbox_sizes: deque[int] = deque()
         self._inbox_bytes = 0
         self._reads = 0  # counts reads for the keepalive: any byte proves the peer alive
@@ -466,17 +483,56 @@ class Connection(ConnectionAliases):
         return True
 
     def _drop_slow_consumer(self, reason: str) -> None:
-        """Drop the connection at once, reported as SLOW_CONSUMER; on the loop thread only."""
+        """Drop the connection at once, reported as SLOW_CONSUMER; on the loop thread only, but
+        possibly outside any task (scheduled from another thread by :meth:`_evict`), where
+        anyio cannot tell the backend: hence the loop handle's clock."""
         self._logger.warning("dropping %s:%s as a slow consumer: %s", self.addr, self.port, reason)
-        self._close_deadline = anyio.current_time()
+        self._close_deadline = self._loop.time()
         self._lose(reason, code=CloseCode.SLOW_CONSUMER, by_peer=False)
 
     def _evict(self, reason: str) -> None:
-        """Drop a slow consumer from any thread (for a broadcast that found its outbox full)."""
+        """Drop a slow consumer from any thread (for a broadcast that found its outbox full).
+
+        Sending stops at once, so that the broadcasts that follow before the loop thread gets
+        to it neither queue more nor evict (and log) again.
+        """
+        with self._lock:
+            if self._send_closed:
+                return
+            self._send_closed = True
         self._loop.run_or_schedule(lambda: self._drop_slow_consumer(reason))
 
     def _wake_writer(self) -> None:
         self._writer_wake.set()
+
+    def _answer_ping(self, payload: bytes) -> None:
+        """Queue the PONG for a peer's PING; on the loop thread.
+
+        PONGs bypass ``outbox_limit`` (keepalive must work while messages wait), so they have a
+        bound of their own: past ``_PONG_BUDGET`` bytes of waiting PONGs, the newest waiting
+        one is replaced by this answer, which then answers every PING since (as WebSocket
+        allows, RFC 6455 section 5.5.3). A peer that floods PINGs and reads nothing holds at
+        most that much here, plus the batch the writer is stuck on.
+        """
+        frame = encode_pong(payload)
+        with self._lock:
+            if self._send_closed:
+                return  # closing meanwhile (perhaps from another thread): no answer due
+            newest = self._last_pong
+            if newest is not None and self._pong_bytes + len(frame) > _PONG_BUDGET:
+                change = len(frame) - len(self._outbox[newest])
+                self._outbox[newest] = frame
+                self._pong_bytes += change
+                self._pending_bytes += change
+                return
+            self._last_pong = len(self._outbox)
+            self._outbox.append(frame)
+            self._pong_bytes += len(frame)
+            self._pending_bytes += len(frame)
+            wake = self._writer_idle
+            self._writer_idle = False
+        if wake:
+            self._writer_wake.set()
 
     async def _write_loop(self) -> None:
         transport = self._transport
@@ -497,6 +553,8 @@ class Connection(ConnectionAliases):
                     frames = self._outbox
                     if frames:
                         self._outbox = []
+                        self._pong_bytes = 0
+                        self._last_pong = None
                         closing = self._close_queued
                     else:
                         self._writer_idle = True
@@ -807,6 +865,7 @@ class Connection(ConnectionAliases):
             await self._abort(None, "")
             raise
         events = decoder.events()
+        self._early_sizes = decoder.message_sizes
         first = events[0]
         if isinstance(first, Close):
             # Refused before the handshake: answer the CLOSE, then report it.
@@ -835,6 +894,8 @@ class Connection(ConnectionAliases):
                 if type(event) is Ping:
                     await self._transport.send(encode_pong(event.payload))
                 elif type(event) is not Pong:
+                    if type(event) is Message:
+                        self._early_sizes.pop(0)
                     return event
             if self._early_error is not None:
                 error, self._early_error = self._early_error, None
@@ -851,6 +912,7 @@ class Connection(ConnectionAliases):
             except RemoteProtocolError as exc:
                 self._early_error = exc  # after the events that came before it
             self._early_events.extend(decoder.events())
+            self._early_sizes.extend(decoder.message_sizes)
 
     async def _abort(self, code: int | None, reason: str) -> None:
         """Give up on a connection that never opened: say why if possible, then close."""
@@ -935,13 +997,15 @@ class Connection(ConnectionAliases):
         decoder = self._decoder
         transport = self._transport
         events = self._early_events
+        sizes = self._early_sizes  # the wire size of each Message in events, in order
         self._early_events = []
+        self._early_sizes = []
         error = self._early_error
         frame_timeout = self._settings.frame_timeout
         scope = self._read_scope
         assert scope is not None
-        share = 0  # the wire bytes of the last read shared out over its messages
         while True:
+            count = 0  # Messages of events seen so far, to find each one's size
             if events and self._frame_deadline < math.inf:
                 # Delivering may wait for the application: the peer's frame clock must not run
                 # meanwhile, nor cancel a callback. Disarmed here, armed again below.
@@ -949,11 +1013,12 @@ class Connection(ConnectionAliases):
                 scope.deadline = self._close_deadline
             for event in events:
                 if type(event) is Message:
+                    count += 1
                     if self._discarding:
                         continue
                     handler = handler_lookup()
                     if handler is None:
-                        await self._queue_message(event, share)
+                        await self._queue_message(event, sizes[count - 1])
                         continue
                     try:
                         result = handler(event.data, event.metadata)
@@ -968,10 +1033,7 @@ class Connection(ConnectionAliases):
                         self._fail(CloseCode.INTERNAL_ERROR, "the application failed")
                         return
                 elif type(event) is Ping:
-                    try:
-                        self._enqueue(encode_pong(event.payload), limit=None)
-                    except ConnectionClosed:
-                        pass  # closing meanwhile (perhaps from another thread): no answer due
+                    self._answer_ping(event.payload)
                 elif type(event) is Close:
                     if self._before_echo is not None and not self._close_queued:
                         with anyio.move_on_after(self._settings.close_timeout):
@@ -986,9 +1048,7 @@ class Connection(ConnectionAliases):
                     self._logger.info("%s logged out from %s:%s", self._user, self.addr, self.port)
                     self._queue_close(CloseCode.NORMAL, "logged out", by_peer=True)
             if error is not None:
-                self._logger.warning(
-                    "closing the connection to %s:%s: %s", self.addr, self.port, error
-                )
+                self._log_protocol_error(error)
                 self._fail(error.code, str(error))
                 return
             if (
@@ -1015,14 +1075,25 @@ class Connection(ConnectionAliases):
                 self._lose(f"the peer closed the connection without a CLOSE frame{partial}")
                 return
             self._reads += 1
-            before = decoder.buffered
             try:
                 decoder.receive_data(chunk)
             except RemoteProtocolError as exc:
                 error = exc  # deliver the frames before the bad one first
             events = decoder.events()
-            if events:
-                share = (before + len(chunk) - decoder.buffered) // len(events)
+            sizes = decoder.message_sizes
+
+    def _log_protocol_error(self, error: RemoteProtocolError) -> None:
+        """Log why the peer's bytes were refused, at most as often as the throttle allows."""
+        more = ""
+        if self._protocol_errors is not None:
+            allowed, suppressed = self._protocol_errors.allow()
+            if not allowed:
+                return
+            if suppressed:
+                more = f" ({suppressed} more protocol errors not logged)"
+        self._logger.warning(
+            "closing the connection to %s:%s: %s%s", self.addr, self.port, error, more
+        )
 
     def _peer_closed(self, event: Close) -> None:
         with self._lock:

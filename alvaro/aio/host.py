@@ -172,6 +172,7 @@ class Host(HostAliases):
         self.authenticator = authenticator
         self._ban_refusals = LogThrottle()
         self._login_failures = LogThrottle()
+        self._protocol_errors = LogThrottle()  # broken handshakes, logins and frames
 
     # --- Callbacks: override in a subclass or assign on the instance ---------------------------
 
@@ -714,11 +715,14 @@ class Host(HostAliases):
                 logger=self.logger,
                 features=_LOGIN_FEATURES if self.login_required else frozenset(),
                 login_required=self.login_required,
+                protocol_errors=self._protocol_errors,
             )
             try:
                 await conn._open(deadline)
             except (RemoteProtocolError, ConnectionClosed, TimeoutError) as exc:
-                self.logger.info("handshake with %s:%s failed: %s", conn.addr, conn.port, exc)
+                self._log_throttled(
+                    self._protocol_errors, "handshake with %s:%s failed: %s", conn, exc
+                )
                 return
             if self.login_required and not await self._login(
                 conn, accepted + self.settings.login_timeout
@@ -748,11 +752,11 @@ class Host(HostAliases):
             await conn._abort(CloseCode.TIMEOUT, reason)
             return False
         except RemoteProtocolError as exc:
-            self.logger.info("login with %s:%s failed: %s", conn.addr, conn.port, exc)
+            self._log_throttled(self._protocol_errors, "login with %s:%s failed: %s", conn, exc)
             await conn._abort(exc.code, str(exc))
             return False
         except ConnectionClosed as exc:
-            self.logger.info("login with %s:%s failed: %s", conn.addr, conn.port, exc)
+            self._log_throttled(self._protocol_errors, "login with %s:%s failed: %s", conn, exc)
             await conn._abort(None, "")
             return False
         except Exception:
@@ -772,6 +776,15 @@ class Host(HostAliases):
             return False
         self.logger.info("%s logged in from %s:%s", user, conn.addr, conn.port)
         return True
+
+    def _log_throttled(
+        self, throttle: LogThrottle, message: str, conn: Connection, exc: BaseException
+    ) -> None:
+        """Log at INFO what a peer can cause at will, as often as ``throttle`` allows."""
+        allowed, suppressed = throttle.allow()
+        if allowed:
+            more = f" ({suppressed} more not logged)" if suppressed else ""
+            self.logger.info(message + "%s", conn.addr, conn.port, exc, more)
 
     def _banned(self, address: str) -> None:
         """Failed logins got ``address`` banned: tell the application, in a task of its own."""

@@ -6,6 +6,7 @@ Each test runs on asyncio and on trio, on loopback addresses only (attackers com
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -196,3 +197,33 @@ async def test_r08_slow_application_pushes_back_on_a_fast_writer() -> None:
     assert got == list(range(count))
     # The outbox never held more than write_limit plus the message that went over it.
     assert peak <= write_limit + 600
+
+
+async def test_protocol_error_logs_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    """Peers that break the protocol on purpose (here 40, in the handshake and after it) get
+    their close codes, but the host's log gets a few lines, not one per attacker."""
+    caplog.set_level(logging.INFO, logger="alvaro.host")
+    async with alvaro.Host(max_unauthenticated_per_address=64) as host:
+        host.got_data = echo
+        for number in range(40):
+            peer = await raw_client(host.port, ATTACKERS[number % len(ATTACKERS)])
+            if number % 2:
+                await peer.send(PREAMBLE + b"\xff" * 64)  # a broken HELLO
+            else:
+                await peer.handshake()
+                await peer.send(frame_header(0, 0x7F))  # an unknown frame type after it
+            with anyio.fail_after(WAIT):
+                closes = [event for event in await peer.read_until_eof() if type(event) is Close]
+            assert [close.code for close in closes] == [CloseCode.PROTOCOL_ERROR]
+            await peer.aclose()
+        # The host is fine and serves a healthy client.
+        async with connect("127.0.0.1", host.port) as client:
+            client.send_data("ok")
+            assert (await client.receive(timeout=WAIT)).data == "ok"
+    logged = [
+        record
+        for record in caplog.records
+        if record.name == "alvaro.host"
+        and ("failed" in record.message or "closing" in record.message)
+    ]
+    assert 1 <= len(logged) <= 5, [record.message for record in logged]

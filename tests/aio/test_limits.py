@@ -8,7 +8,9 @@ connects and says nothing. The cases follow the reliability cases R02, R06, R07,
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
+import tracemalloc
 from typing import Any
 
 import anyio
@@ -20,10 +22,10 @@ import alvaro
 from alvaro import CloseCode, ConnectError, ConnectionClosed, ConnectionClosedError, OutboxFull
 from alvaro.aio import Connection, connect
 from alvaro.aio.host import FD_RESERVE
-from alvaro.protocol import Close, encode_message
+from alvaro.protocol import Close, encode_hello, encode_message, encode_ping
 
 from ..helpers import WAIT, T, eventually
-from ..rawpeer import RawPeer, frame_header, stalled_reader
+from ..rawpeer import RawPeer, frame_header, raw_server, stalled_reader
 
 pytestmark = pytest.mark.anyio
 
@@ -327,6 +329,83 @@ async def test_receive_queue_stays_bounded_while_the_application_does_not_read(
                     assert waiting <= max(max_queue, max_queue_bytes // size) + 256 * 1024 // size
                     received = [await conn.receive() for _ in range(count)]
     assert [int.from_bytes(m.data[:4], "big") for m in received] == list(range(count))
+
+
+async def test_receive_queue_counts_each_message_by_its_own_size() -> None:
+    """A read's bytes are not shared out over the frames in it: 256 KiB messages each followed
+    by 1,000 empty PINGs in the same write still count 256 KiB each against max_queue_bytes."""
+    conns: list[Connection] = []
+    opened = anyio.Event()
+
+    def new_client(conn: Connection) -> None:
+        conns.append(conn)
+        opened.set()
+
+    size = 256 * 1024
+    max_queue_bytes = 512 * 1024
+    burst = encode_message(b"\0" * size) + encode_ping() * 1000
+    sent = 0
+    options = dict(OPTIONS, max_queue=200, max_queue_bytes=max_queue_bytes)
+    async with alvaro.aio.Host(**options) as host:
+        host.new_client = new_client
+        with anyio.fail_after(WAIT):
+            peer = await raw_client(host.port)
+            await peer.handshake()
+            await opened.wait()
+            (conn,) = conns
+
+            async def flood() -> None:
+                nonlocal sent
+                for _ in range(64):  # 16 MiB of messages: more than loopback's buffers hold
+                    await peer.send(burst)
+                    sent += 1
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(flood)
+                previous = -1
+                while sent != previous:  # until the host stops reading
+                    previous = sent
+                    await anyio.sleep(3 * T)
+                assert sent < 64, "the host never stopped reading"
+                # The byte cap, plus the one message that took the queue over it.
+                assert len(conn._inbox) * size <= max_queue_bytes + size
+                assert conn._inbox_bytes >= len(conn._inbox) * size
+                tasks.cancel_scope.cancel()
+            await peer.aclose()
+
+
+async def test_ping_flood_from_a_host_that_never_reads_does_not_grow_the_client() -> None:
+    """The client's answers to a hostile host's PINGs are bounded too (tracemalloc)."""
+    flood = encode_ping(b"p" * 4096) * 64  # 256 KiB a write
+    writes = 128  # 32 MiB in all
+
+    async def hostile_host(peer: RawPeer) -> None:
+        raw = peer.stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await peer.handshake(encode_hello("host"))
+        for _ in range(writes):
+            await peer.send(flood)
+        await peer.send(encode_message("end"))  # after every PING: read once this arrives
+        await anyio.sleep_forever()
+
+    ended = anyio.Event()
+    async with raw_server(hostile_host) as port:
+        client = alvaro.Client(**OPTIONS)
+        client.got_data = lambda data, metadata: ended.set()
+        tracemalloc.start()
+        try:
+            async with anyio.create_task_group() as tasks:
+                with anyio.fail_after(WAIT):
+                    await tasks.start(client.connect, "127.0.0.1", port)
+                    before, _ = tracemalloc.get_traced_memory()
+                    tracemalloc.reset_peak()
+                    await ended.wait()
+                    _, peak = tracemalloc.get_traced_memory()
+                tasks.cancel_scope.cancel()
+        finally:
+            tracemalloc.stop()
+    # Reads of up to 256 KiB and their PINGs come and go; a queue of 32 MiB of PONGs did not.
+    assert peak - before < 4 * 1024 * 1024
 
 
 # --- max_connections and per-address caps (R06, R09) -------------------------------------------
