@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 __all__ = ("HANDOFF_FACTOR", "Dispatcher", "Inbox")
 
 
-_STOP: Final = object()
-
 #: alvaro.sync lets this many times ``max_queue`` messages wait for the callback thread or for
 #: ``receive()``. Each hand-over across threads costs two wake-ups when the loop has to wait, and
 #: at ``max_queue`` (16) those made a sync host three times slower than an async one; at four
@@ -131,7 +129,8 @@ class Dispatcher(_Bounded):
         self._logger = logger
         # Each thread has a queue of its own, so that a thread started after stop() never takes
         # callbacks that an earlier one (still finishing) was given, which would break the order.
-        self._queue: queue.SimpleQueue[object] | None = None
+        # None in a queue tells its thread to stop.
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] | None = None
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         # Loop side: the barriers waiting for their turn, released early by unblock().
@@ -208,14 +207,14 @@ class Dispatcher(_Bounded):
         finally:
             self._consumed()
 
-    def _work(self, work: queue.SimpleQueue[object]) -> None:
+    def _work(self, work: queue.SimpleQueue[Callable[[], None] | None]) -> None:
         dispatch = self._dispatch
         while True:
             function = work.get()
-            if function is _STOP:
+            if function is None:
                 return
             if dispatch is None:
-                self._run(function)  # type: ignore[arg-type]
+                self._run(function)
                 continue
             try:
                 dispatch(functools.partial(self._run, function))
@@ -244,7 +243,7 @@ class Dispatcher(_Bounded):
             work, self._queue = self._queue, None
         if thread is None or work is None:
             return
-        work.put(_STOP)
+        work.put(None)
         if self._dispatch is None and thread is not threading.current_thread():
             thread.join(timeout)
 
