@@ -11,6 +11,7 @@ from ._loop import Backend, shared_loop
 if TYPE_CHECKING:
     import logging
     from collections.abc import Callable
+    from concurrent.futures import Future
 
     from anyio.from_thread import BlockingPortal
 
@@ -37,7 +38,14 @@ def user_callback(obj: object, name: str, base: type) -> Callable[..., object] |
 
 
 class Runner:
-    """A sync object's lease on the shared loop thread, and the dispatcher of its callbacks."""
+    """A sync object's lease on the shared loop thread, the task it runs there, and the
+    dispatcher of its callbacks.
+
+    Starting (:meth:`launch`) and letting go (:meth:`release`) may race from any threads: the
+    lease is taken and given back under one lock, together with the task it is for, so that a
+    losing ``start()`` never gives back a lease it did not take and a ``stop()`` never gives back
+    the lease of a task started after the one it stopped.
+    """
 
     def __init__(
         self,
@@ -56,20 +64,55 @@ class Runner:
             logger=logger,
         )
         self.portal: BlockingPortal | None = None
-        # close() in one thread and serve_forever()'s own clean-up in another may race here.
+        self.task: Future[None] | None = None
+        # Held only for bookkeeping and the start of a task (until it reports that it runs),
+        # never while waiting for a task to end, nor for the dispatcher thread.
         self._lock = threading.Lock()
 
-    def acquire(self) -> BlockingPortal:
-        """Take a lease on the loop thread (starting it if needed)."""
-        with self._lock:
-            if self.portal is None:
-                self.portal = self.loop.acquire()
-            return self.portal
+    @property
+    def running(self) -> bool:
+        """Whether a task was launched and has not finished."""
+        task = self.task
+        return task is not None and not task.done()
 
-    def release(self, timeout: float | None) -> None:
-        """Run the callbacks already scheduled, then give the loop thread back; idempotent."""
-        self.dispatcher.stop(timeout)
+    def launch(
+        self,
+        start: Callable[[BlockingPortal], Future[None]],
+        busy: str,
+    ) -> Future[None]:
+        """Take a lease on the loop thread (starting it if needed) and run ``start(portal)``,
+        which starts the task and returns once it runs; all as one step.
+
+        Raises:
+            RuntimeError: with ``busy``, if a task launched earlier still runs.
+        """
         with self._lock:
-            held, self.portal = self.portal is not None, None
+            if self.running:
+                raise RuntimeError(busy)
+            portal = self.portal
+            took = portal is None
+            if portal is None:
+                portal = self.portal = self.loop.acquire()
+            self.dispatcher.bound()
+            try:
+                self.task = start(portal)
+            except BaseException:
+                if took:
+                    self.portal = None
+                    self.loop.release()
+                raise
+            return self.task
+
+    def release(self, timeout: float | None, ended: Future[None] | None = None) -> None:
+        """Run the callbacks already scheduled, then give the loop thread back; idempotent.
+
+        ``ended`` is the task the caller waited for (perhaps in vain). Does nothing while
+        another task runs: the caller lost a race with a new start, whose task needs the lease.
+        """
+        with self._lock:
+            if self.running and self.task is not ended:
+                return
+            held, self.portal, self.task = self.portal is not None, None, None
         if held:
+            self.dispatcher.stop(timeout)
             self.loop.release()

@@ -84,7 +84,6 @@ class Client(ClientAliases):
         )
         self._connection: Connection | None = None
         self._connection_lock = threading.Lock()
-        self._task: Future[None] | None = None
         # The async client's callbacks hand everything over to this object.
         self._aio.made_connection = self._made_connection  # type: ignore[method-assign]
         self._aio.got_data = self._got_data  # type: ignore[method-assign]
@@ -171,28 +170,28 @@ class Client(ClientAliases):
             WrongThreadError: called on the event-loop thread.
         """
         check_not_loop_thread("connect()")
-        if self._task is not None and not self._task.done():
-            raise RuntimeError("this Client is already connected or connecting")
-        portal = self._runner.acquire()
-        self._runner.dispatcher.bound()
-        try:
-            connect = functools.partial(
-                self._aio.connect,
-                host,
-                port,
-                use_ssl=use_ssl,
-                ssl_cert=ssl_cert,
-                server_hostname=server_hostname,
-                login=login,
-                **seed_options,
-            )
-            self._task, _ = portal.start_task(connect, name=f"alvaro client to {host}:{port}")
-        except BaseException:
-            self._runner.release(None)
-            raise
+        connect = functools.partial(
+            self._aio.connect,
+            host,
+            port,
+            use_ssl=use_ssl,
+            ssl_cert=ssl_cert,
+            server_hostname=server_hostname,
+            login=login,
+            **seed_options,
+        )
+        name = f"alvaro client to {host}:{port}"
+        self._runner.launch(
+            lambda portal: portal.start_task(connect, name=name)[0],
+            "this Client is already connected or connecting",
+        )
         conn = self._aio.connection
         assert conn is not None  # set before the async connect() reports that it is connected
         self._connection_for(conn)
+
+    @property
+    def _task(self) -> Future[None] | None:
+        return self._runner.task
 
     def wait_for_connection(self, timeout: float | None = None) -> bool:
         """Block until connected; return whether it is. Sleeps, using no CPU while it waits."""
@@ -344,8 +343,7 @@ class Client(ClientAliases):
             self._aio.disconnect(reason, code)
             # The async client gives up after close_timeout; allow for that and some slack.
             task.exception(timeout=2 * self.settings.close_timeout + 1)
-            self._task = None
-        self._runner.release(2 * self.settings.close_timeout + 1)
+        self._runner.release(2 * self.settings.close_timeout + 1, task)
 
     def __enter__(self) -> Self:
         return self

@@ -111,7 +111,6 @@ class Host(HostAliases):
         )
         self._connections: dict[aio.Connection, Connection] = {}
         self._connections_lock = threading.Lock()
-        self._task: Future[None] | None = None
         self._aio.new_client = self._new_client  # type: ignore[method-assign]
         self._aio.got_data = self._got_data  # type: ignore[method-assign]
         self._aio.lost_client = self._lost_client  # type: ignore[method-assign]
@@ -344,24 +343,21 @@ class Host(HostAliases):
             WrongThreadError: called on the event-loop thread.
         """
         check_not_loop_thread("start()")
-        if self._task is not None and not self._task.done():
-            raise RuntimeError("this Host is already running")
-        portal = self._runner.acquire()
-        self._runner.dispatcher.bound()
-        try:
-            start = functools.partial(
-                self._aio.start,
-                use_ssl=use_ssl,
-                ssl_cert=ssl_cert,
-                ssl_key=ssl_key,
-                **seed_options,
-            )
-            self._task, _ = portal.start_task(
-                start, name=f"alvaro host on {self._aio.addr}:{self._aio.port}"
-            )
-        except BaseException:
-            self._runner.release(None)
-            raise
+        start = functools.partial(
+            self._aio.start,
+            use_ssl=use_ssl,
+            ssl_cert=ssl_cert,
+            ssl_key=ssl_key,
+            **seed_options,
+        )
+        name = f"alvaro host on {self._aio.addr}:{self._aio.port}"
+        self._runner.launch(
+            lambda portal: portal.start_task(start, name=name)[0], "this Host is already running"
+        )
+
+    @property
+    def _task(self) -> Future[None] | None:
+        return self._runner.task
 
     def serve_forever(self) -> None:
         """Serve until :meth:`stop` is called (from another thread or a callback) or Ctrl+C.
@@ -380,7 +376,7 @@ class Host(HostAliases):
             self.close()
             raise
         finally:
-            self._runner.release(self._shutdown_bound())
+            self._runner.release(self._shutdown_bound(), task)
 
     def stop(self) -> None:
         """Shut down: stop accepting, close every client (GOING_AWAY) after what was queued for
@@ -389,6 +385,9 @@ class Host(HostAliases):
         seconds, whatever the clients do. Safe from any thread and from inside callbacks;
         idempotent. On the event-loop thread it only asks for the shutdown, without waiting.
         """
+        # The task this stops, taken before asking: a start() racing this one either ran
+        # first (then this stops its task) or comes after (then its task is left alone).
+        task = self._task
         # Whoever would make room for waiting messages may be this very thread.
         self._runner.dispatcher.unblock()
         with self._connections_lock:
@@ -396,12 +395,11 @@ class Host(HostAliases):
         for facade in facades:
             facade._inbox.unblock()
         self._aio.stop()
-        task = self._task
         if self._runner.loop.thread_id == threading.get_ident():
             return
         if task is not None:
             task.exception(timeout=self._shutdown_bound())
-        self._runner.release(self._shutdown_bound())
+        self._runner.release(self._shutdown_bound(), task)
 
     def close(self) -> None:
         """Stop the host, run the callbacks already scheduled, and let go of the loop thread.
@@ -410,8 +408,6 @@ class Host(HostAliases):
         """
         check_not_loop_thread("close()")
         self.stop()
-        self._task = None
-        self._runner.release(self._shutdown_bound())
 
     def _shutdown_bound(self) -> float:
         # Shutdown closes clients within close_timeout; the rest is slack for a busy machine.

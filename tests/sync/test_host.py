@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 import alvaro
 from alvaro import CloseCode, ConnectionClosedError, ConnectionClosedOK, WrongThreadError
 from alvaro.sync import Client, Connection, Host
+from alvaro.sync._loop import shared_loop
 
 from ..helpers import WAIT, T, wait_until
 from .support import (
@@ -523,3 +525,70 @@ def test_replies_to_messages_sent_just_before_a_close_still_arrive(
             client.close()  # at once, without waiting for the reply
     assert replies == [["last words", n] for n in range(5)]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# --- Starting and stopping from many threads at once ---------------------------------------------
+
+
+def race(*actions: Callable[[], object]) -> list[str]:
+    """Run each action in a thread of its own, all released at once; return their outcomes
+    ("ok" or the exception's type name), in the order of ``actions``."""
+    barrier = threading.Barrier(len(actions))
+    outcomes = [""] * len(actions)
+
+    def run(index: int, action: Callable[[], object]) -> None:
+        barrier.wait(WAIT)
+        try:
+            action()
+        except Exception as exc:
+            outcomes[index] = type(exc).__name__
+        else:
+            outcomes[index] = "ok"
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+        assert not thread.is_alive()
+    return outcomes
+
+
+def test_concurrent_start_stop_and_close_keep_the_loop_leases_right(sync_backend: Backend) -> None:
+    """A lost start() race raises RuntimeError and gives back nothing it did not take; stop()
+    and close() racing each other, or a start(), leave the host either running (with its one
+    lease) or stopped (with none); another object's close() then works as ever."""
+    loop = shared_loop(sync_backend)
+    with Client(backend=sync_backend) as bystander, echo_host(sync_backend) as other:
+        connect(bystander, other.port)
+        leases = loop.leases
+        for _ in range(10):
+            host = Host(LOOPBACK, 0, backend=sync_backend)
+            assert sorted(race(host.start, host.start, host.start)) == ["RuntimeError"] * 2 + ["ok"]
+            assert host.running
+            assert loop.leases == leases + 1
+            assert race(host.stop, host.close, host.stop) == ["ok"] * 3
+            assert not host.running
+            assert loop.leases == leases
+            outcomes = race(host.start, host.stop)
+            assert outcomes[0] == "ok"
+            assert loop.leases == leases + (1 if host.running else 0)
+            host.close()
+            assert loop.leases == leases
+        bystander.send_data("still fine")
+        assert bystander.receive(timeout=WAIT).data == "still fine"
+    assert loop.leases == leases - 2
+
+
+def test_concurrent_connects_connect_once(sync_backend: Backend) -> None:
+    loop = shared_loop(sync_backend)
+    with echo_host(sync_backend) as host:
+        leases = loop.leases
+        for _ in range(10):
+            client = Client(backend=sync_backend)
+            connect_once = functools.partial(client.connect, LOOPBACK, host.port)
+            outcomes = race(connect_once, connect_once, connect_once)
+            assert sorted(outcomes) == ["RuntimeError"] * 2 + ["ok"]
+            assert loop.leases == leases + 1
+            race(client.close, client.close)
+            assert loop.leases == leases
