@@ -112,10 +112,10 @@ async def _demo(backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | 
         code = conn.close_code
         out.say("host", f"lost {who}: close code {code} ({conn.close_reason or 'no reason'})")
 
-    host.logged_in = logged_in  # type: ignore[method-assign]
-    host.new_client = new_client  # type: ignore[method-assign]
-    host.got_data = got_data  # type: ignore[method-assign]
-    host.lost_client = lost_client  # type: ignore[method-assign]
+    host.logged_in = logged_in
+    host.new_client = new_client
+    host.got_data = got_data
+    host.lost_client = lost_client
 
     async with host:
         out.say("host", f"listening on 127.0.0.1:{host.port}")

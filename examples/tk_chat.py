@@ -38,8 +38,8 @@ class Chat:
         self.name = name
         self.show = show
         self.client = alvaro.sync.Client(dispatch=dispatch)
-        self.client.got_data = self._got_data  # type: ignore[method-assign]
-        self.client.lost_connection = self._lost_connection  # type: ignore[method-assign]
+        self.client.got_data = self._got_data
+        self.client.lost_connection = self._lost_connection
 
     def connect(self, host: str, port: int) -> None:
         """Connect; raises alvaro.ConnectError if the host cannot be reached."""
