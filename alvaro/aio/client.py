@@ -18,7 +18,7 @@ from .._accounts import validate_name, validate_password
 from .._aliases import ClientAliases, SeedClientTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
-from .._settings import Settings
+from .._settings import Settings, SettingsOptions
 from ..exceptions import (
     AuthenticationError,
     ConnectError,
@@ -40,13 +40,19 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
-    from .._settings import SettingsOptions
     from .._types import Metadata, StrPath
     from ..protocol import Message
 
 __all__ = ("Client", "connect")
 
 _LOGIN_FEATURES = frozenset({"auth"})
+
+
+class ClientOptions(SettingsOptions, total=False):
+    """The keyword arguments of :class:`Client`, which :func:`connect` passes on to it."""
+
+    ssl_context: ssl.SSLContext | None
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None
 
 
 class Client(ClientAliases):
@@ -517,7 +523,7 @@ async def connect(
     ssl_cert: StrPath | None = None,
     server_hostname: str | None = None,
     login: tuple[str, str] | None = None,
-    **options: Any,
+    **options: Unpack[ClientOptions],
 ) -> AsyncIterator[Client]:
     """Connect to a host for the duration of an ``async with`` block.
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .. import aio
 from .._aliases import ClientAliases, SeedClientTLS
 from .._close_codes import CloseCode
+from ..aio.client import ClientOptions as AioClientOptions
 from ..exceptions import LocalProtocolError
 from ..protocol import Message
 from ._base import Runner, user_callback
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
     from .._types import Metadata, StrPath
 
 __all__ = ("Client", "connect")
+
+
+class ClientOptions(AioClientOptions, total=False):
+    """The keyword arguments of :class:`Client`, which :func:`connect` passes on to it."""
+
+    backend: Backend
+    dispatch: Callable[[Callable[[], None]], object] | None
 
 
 class Client(ClientAliases):
@@ -371,7 +379,7 @@ def connect(
     ssl_cert: StrPath | None = None,
     server_hostname: str | None = None,
     login: tuple[str, str] | None = None,
-    **options: Any,
+    **options: Unpack[ClientOptions],
 ) -> Iterator[Client]:
     """Connect to a host for the duration of a ``with`` block, then close gracefully.
 
