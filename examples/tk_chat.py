@@ -93,7 +93,12 @@ def main(argv: list[str]) -> None:
         entry.delete(0, "end")
 
     entry.bind("<Return>", send)
-    root.protocol("WM_DELETE_WINDOW", lambda: (chat.close(), root.destroy()))
+
+    def close() -> None:
+        chat.close()
+        root.destroy()
+
+    root.protocol("WM_DELETE_WINDOW", close)
     chat.connect(host, port)
     entry.focus()
     root.mainloop()
