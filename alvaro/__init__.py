@@ -8,8 +8,6 @@ call your functions. ``alvaro.Host`` and ``alvaro.Client`` are the async classes
 
 from __future__ import annotations
 
-import logging
-
 from ._close_codes import CloseCode
 from ._settings import Settings
 from ._version import __version__
@@ -60,5 +58,6 @@ __all__ = (
     "__version__",
 )
 
-# A library adds only a NullHandler: the application decides where log records go.
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+# No handler, not even a NullHandler (websockets' choice too): until the application configures
+# logging, Python's last-resort handler prints WARNING and above to stderr, so that a callback
+# that raised, or a host refusing connections, is not silent. Configuring logging replaces it.

@@ -49,8 +49,14 @@ class CloseCode(enum.IntEnum):
         return code in _SENDABLE or 4100 <= code <= 4999
 
     @classmethod
-    def describe(cls, code: int) -> str:
-        """Return the name of a known code, ``"APPLICATION"`` for 4100-4999, else ``"UNKNOWN"``."""
+    def describe(cls, code: int | None) -> str:
+        """Return the name of a known code, ``"APPLICATION"`` for 4100-4999, else ``"UNKNOWN"``.
+
+        ``None``, the ``close_code`` of a connection that has not started to close, gives
+        ``"NONE"``, so that ``CloseCode.describe(conn.close_code)`` works at any time.
+        """
+        if code is None:
+            return "NONE"
         try:
             return cls(code).name
         except ValueError:

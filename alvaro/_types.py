@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Awaitable
 
-__all__ = ("JSONValue", "MaybeAwaitable", "Metadata", "StrPath")
+__all__ = ("JSONValue", "Metadata", "StrPath")
 
 #: Anything the JSON encoder accepts: None, bool, int, float, str, lists (or tuples) and dicts of
 #: those. A recursive alias would make every user annotation harder to satisfy, so values inside
@@ -22,6 +21,3 @@ Metadata: TypeAlias = dict[str, Any]
 
 #: A file path: a string or a path object (``pathlib.Path``).
 StrPath: TypeAlias = "str | os.PathLike[str]"
-
-#: What a user callback returns: callbacks may be plain functions or ``async def``.
-MaybeAwaitable: TypeAlias = "Awaitable[None] | None"

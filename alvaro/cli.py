@@ -112,10 +112,10 @@ async def _demo(backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | 
         code = conn.close_code
         out.say("host", f"lost {who}: close code {code} ({conn.close_reason or 'no reason'})")
 
-    host.logged_in = logged_in  # type: ignore[method-assign]
-    host.new_client = new_client  # type: ignore[method-assign]
-    host.got_data = got_data  # type: ignore[method-assign]
-    host.lost_client = lost_client  # type: ignore[method-assign]
+    host.logged_in = logged_in
+    host.new_client = new_client
+    host.got_data = got_data
+    host.lost_client = lost_client
 
     async with host:
         out.say("host", f"listening on 127.0.0.1:{host.port}")
@@ -198,6 +198,12 @@ def _demo_contexts(plain: bool) -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
 
 def _run_demo(args: argparse.Namespace) -> int:
     contexts = _demo_contexts(args.plain)
+    # Without -v, errors reach stderr as Python's last-resort handler would print them, but not
+    # the warnings about logging in without TLS: the transcript says that in its own words.
+    errors = logging.StreamHandler()
+    errors.setLevel(logging.ERROR)
+    if not args.verbose:
+        logging.getLogger("alvaro").addHandler(errors)
     try:
         return anyio.run(_demo, args.backend, contexts, backend=args.backend)
     except ModuleNotFoundError as exc:
@@ -205,6 +211,8 @@ def _run_demo(args: argparse.Namespace) -> int:
             raise
         print(f"alvaro demo: {exc}; install it with: pip install 'alvaro[trio]'", file=sys.stderr)
         return 2
+    finally:
+        logging.getLogger("alvaro").removeHandler(errors)
 
 
 # --- alvaro certs ---------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ def make_host(port: int) -> alvaro.sync.Host:
     def new_client(conn: alvaro.sync.Connection) -> None:
         conn.send_data("welcome to the chat", metadata={"from": "host"})
 
-    host.got_data = got_data  # type: ignore[method-assign]
-    host.new_client = new_client  # type: ignore[method-assign]
+    host.got_data = got_data
+    host.new_client = new_client
     return host
 
 

@@ -38,8 +38,8 @@ class Chat:
         self.name = name
         self.show = show
         self.client = alvaro.sync.Client(dispatch=dispatch)
-        self.client.got_data = self._got_data  # type: ignore[method-assign]
-        self.client.lost_connection = self._lost_connection  # type: ignore[method-assign]
+        self.client.got_data = self._got_data
+        self.client.lost_connection = self._lost_connection
 
     def connect(self, host: str, port: int) -> None:
         """Connect; raises alvaro.ConnectError if the host cannot be reached."""
@@ -93,7 +93,12 @@ def main(argv: list[str]) -> None:
         entry.delete(0, "end")
 
     entry.bind("<Return>", send)
-    root.protocol("WM_DELETE_WINDOW", lambda: (chat.close(), root.destroy()))
+
+    def close() -> None:
+        chat.close()
+        root.destroy()
+
+    root.protocol("WM_DELETE_WINDOW", close)
     chat.connect(host, port)
     entry.focus()
     root.mainloop()

@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -22,6 +23,17 @@ T = 0.1 * float(os.environ.get("ALVARO_TEST_TIMEOUT_FACTOR", "1"))
 
 #: Generous bound for waits that should succeed quickly, so a bug fails fast instead of hanging.
 WAIT = 100 * T
+
+
+#: The root of this checkout.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def checkout_env() -> dict[str, str]:
+    """The environment for a Python subprocess that must import this checkout's alvaro, from
+    any working directory, whichever alvaro is installed."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), path]))}
 
 
 def free_port() -> int:

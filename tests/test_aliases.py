@@ -142,7 +142,7 @@ def test_attribute_alias(row: tuple[str, str, str, str], api: str) -> None:
 def test_attribute_alias_reads_the_default(row: tuple[str, str, str, str], api: str) -> None:
     kind, seed, target, _ = row
     obj = make(kind, api)
-    # Before any assignment the seed name reads the PEP 8 default (a bound method).
+    # Before any assignment the seed name reads the PEP 8 default (None: not set).
     assert getattr(obj, seed) == getattr(obj, target)
 
 

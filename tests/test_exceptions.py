@@ -210,6 +210,11 @@ def test_close_code_describe(code: int, name: str) -> None:
     assert CloseCode.describe(code) == name
 
 
+def test_close_code_describe_of_a_connection_not_closing() -> None:
+    # close_code is None until a close starts; describing it must not raise.
+    assert CloseCode.describe(None) == "NONE"
+
+
 def test_close_codes_are_ints() -> None:
     assert int(CloseCode.NORMAL) == 1000
     assert isinstance(CloseCode.PROTOCOL_ERROR, int)

@@ -394,6 +394,8 @@ async def start_tls(
 
     Raises:
         TLSError: the handshake failed; ``kind`` says why.
+        ConnectionClosedError: (host) the client went away before sending a byte, as port
+            probes and health checks do: no TLS failure.
     """
     peer = f"{inner.peer_host}:{inner.peer_port}"
     first = await _first_bytes(inner, peer) if server_side else b""
@@ -420,9 +422,10 @@ async def _first_bytes(inner: Transport, peer: str) -> bytes:
     """
     first = await inner.receive()
     if not first:
-        raise TLSError(
-            f"TLS with {peer} failed: the client closed the connection before the TLS handshake",
-            TLSError.HANDSHAKE,
+        raise ConnectionClosedError(
+            CloseCode.ABNORMAL,
+            f"{peer} closed the connection before sending anything",
+            by_peer=True,
         )
     if first[0] == _TLS_HANDSHAKE_RECORD:
         return first

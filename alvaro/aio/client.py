@@ -18,7 +18,7 @@ from .._accounts import validate_name, validate_password
 from .._aliases import ClientAliases, SeedClientTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
-from .._settings import Settings
+from .._settings import Settings, SettingsOptions
 from ..exceptions import (
     AuthenticationError,
     ConnectError,
@@ -40,14 +40,19 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
-    from .._settings import SettingsOptions
-    from .._types import MaybeAwaitable, Metadata, StrPath
+    from .._types import Metadata, StrPath
     from ..protocol import Message
 
 __all__ = ("Client", "connect")
 
-_MISSING: Any = object()
 _LOGIN_FEATURES = frozenset({"auth"})
+
+
+class ClientOptions(SettingsOptions, total=False):
+    """The keyword arguments of :class:`Client`, which :func:`connect` passes on to it."""
+
+    ssl_context: ssl.SSLContext | None
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None
 
 
 class Client(ClientAliases):
@@ -110,38 +115,38 @@ class Client(ClientAliases):
         self._login_error: AuthenticationError | None = None
         self._warned_plain_login = False
 
-    # --- Callbacks: override in a subclass or assign on the instance ---------------------------
+    # --- Callbacks: assign on the instance or override in a subclass ----------------------------
+    # Attributes rather than methods, so that ``client.got_data = f`` type-checks; a method of a
+    # subclass overrides them all the same. ``None`` means not set. Whatever a callback returns
+    # is ignored, except a coroutine (an ``async def``'s), which is awaited.
 
-    def made_connection(self) -> MaybeAwaitable:
-        """Called once connected (handshake done), before any message is delivered.
+    made_connection: Callable[[], object] | None = None
+    """Called as ``made_connection()`` once connected (handshake done), before any message is
+    delivered.
 
-        Runs in the event loop, in the connection's task; :meth:`send_data` may be used here.
-        """
-        return None
+    Runs in the event loop, in the connection's task; :meth:`send_data` may be used here.
+    """
 
-    def logged_in(self) -> MaybeAwaitable:
-        """Called once the login given to :meth:`connect` has succeeded, just before
-        ``made_connection``.
+    logged_in: Callable[[], object] | None = None
+    """Called as ``logged_in()`` once the login given to :meth:`connect` has succeeded, just
+    before ``made_connection``.
 
-        Runs in the event loop, in the connection's task; :attr:`user` is the user's name.
-        """
-        return None
+    Runs in the event loop, in the connection's task; :attr:`user` is the user's name.
+    """
 
-    def got_data(self, data: Any, metadata: Metadata) -> MaybeAwaitable:
-        """Called for each message the host sends, in order.
+    got_data: Callable[[Any, Metadata], object] | None = None
+    """Called as ``got_data(data, metadata)`` for each message the host sends, in order.
 
-        Runs in the event loop, in the connection's task: the next message is not read until it
-        returns. While this is not set, messages wait for :meth:`receive` instead.
-        """
-        return None
+    Runs in the event loop, in the connection's task: the next message is not read until it
+    returns. While this is not set, messages wait for :meth:`receive` instead.
+    """
 
-    def lost_connection(self) -> MaybeAwaitable:
-        """Called once when the connection has closed, whatever the cause.
+    lost_connection: Callable[[], object] | None = None
+    """Called as ``lost_connection()`` once when the connection has closed, whatever the cause.
 
-        Runs in the event loop. :attr:`connection` still tells ``close_code``,
-        ``close_reason`` and ``closed_by_peer``.
-        """
-        return None
+    Runs in the event loop, in the connection's task. :attr:`connection` still tells
+    ``close_code``, ``close_reason`` and ``closed_by_peer``.
+    """
 
     # --- Information ---------------------------------------------------------------------------
 
@@ -404,18 +409,8 @@ class Client(ClientAliases):
             self._require_connection()._fail(CloseCode.INTERNAL_ERROR, "the application failed")
 
     def _message_handler_lookup(self) -> Callable[[], Callable[[Any, Metadata], object] | None]:
-        overridden = type(self).got_data is not Client.got_data
-
-        def deliver(data: Any, metadata: Metadata) -> object:
-            return self.got_data(data, metadata)
-
-        def lookup() -> Callable[[Any, Metadata], object] | None:
-            assigned = self.__dict__.get("got_data", _MISSING)
-            if assigned is _MISSING:
-                return deliver if overridden else None
-            return None if assigned is None else deliver
-
-        return lookup
+        # The callback is looked up for each message, so that one set meanwhile takes over.
+        return lambda: self.got_data
 
     def wait_for_connection(self, timeout: float | None = None) -> bool:
         """Block the calling thread until connected; return whether it is connected.
@@ -528,7 +523,7 @@ async def connect(
     ssl_cert: StrPath | None = None,
     server_hostname: str | None = None,
     login: tuple[str, str] | None = None,
-    **options: Any,
+    **options: Unpack[ClientOptions],
 ) -> AsyncIterator[Client]:
     """Connect to a host for the duration of an ``async with`` block.
 

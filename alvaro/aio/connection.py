@@ -117,12 +117,15 @@ class _Flag:
         await self._event.wait()
 
 
-async def call_callback(function: Callable[..., object], *args: object) -> None:
-    """Call a user callback that may be a plain function or an ``async def``.
+async def call_callback(function: Callable[..., object] | None, *args: object) -> None:
+    """Call a user callback that may be a plain function or an ``async def``; ``None``, a
+    callback that is not set, does nothing.
 
     Only a coroutine is awaited: a plain function that happens to return an awaitable (such as
     the handle of a task it started) is not waited for, which would deadlock.
     """
+    if function is None:
+        return
     result = function(*args)
     if result is not None and inspect.iscoroutine(result):
         await result

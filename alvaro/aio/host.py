@@ -40,12 +40,10 @@ if TYPE_CHECKING:
 
     from .._accounts import LoginAttempt
     from .._settings import SettingsOptions
-    from .._types import MaybeAwaitable, Metadata, StrPath
+    from .._types import Metadata, StrPath
     from ..auth import Authenticator
 
 __all__ = ("Host",)
-
-_MISSING: Any = object()
 
 #: File descriptors kept free for everything but client connections (logs, files, the listener).
 FD_RESERVE = 64
@@ -174,54 +172,55 @@ class Host(HostAliases):
         self._login_failures = LogThrottle()
         self._protocol_errors = LogThrottle()  # broken handshakes, logins and frames
 
-    # --- Callbacks: override in a subclass or assign on the instance ---------------------------
+    # --- Callbacks: assign on the instance or override in a subclass ----------------------------
+    # Attributes rather than methods, so that ``host.got_data = f`` type-checks; a method of a
+    # subclass overrides them all the same. ``None`` means not set. Whatever a callback returns
+    # is ignored, except a coroutine (an ``async def``'s), which is awaited.
 
-    def new_client(self, conn: Connection) -> MaybeAwaitable:
-        """Called when a client has connected, before any of its messages is delivered.
+    new_client: Callable[[Connection], object] | None = None
+    """Called as ``new_client(conn)`` when a client has connected, before any of its messages
+    is delivered.
 
-        Runs in the event loop, in the connection's task. ``conn.send_data`` may be used here;
-        ``conn.disconnect()`` refuses the client.
-        """
-        return None
+    Runs in the event loop, in the connection's task. ``conn.send_data`` may be used here;
+    ``conn.disconnect()`` refuses the client.
+    """
 
-    def got_data(self, conn: Connection, data: Any, metadata: Metadata) -> MaybeAwaitable:
-        """Called for each message a client sends, in order.
+    got_data: Callable[[Connection, Any, Metadata], object] | None = None
+    """Called as ``got_data(conn, data, metadata)`` for each message a client sends, in order.
 
-        Runs in the event loop, in the connection's task: the next message of this connection is
-        not read until it returns. While this is not set, messages wait in the connection's queue
-        for ``await conn.receive()`` instead.
-        """
-        return None
+    Runs in the event loop, in the connection's task: the next message of this connection is
+    not read until it returns. While this is not set, messages wait in the connection's queue
+    for ``await conn.receive()`` instead.
+    """
 
-    def lost_client(self, conn: Connection) -> MaybeAwaitable:
-        """Called once when a client's connection has closed, whatever the cause.
+    lost_client: Callable[[Connection], object] | None = None
+    """Called as ``lost_client(conn)`` once when a client's connection has closed, whatever the
+    cause.
 
-        Runs in the event loop. ``conn.close_code`` and ``conn.close_reason`` say why;
-        ``conn.closed_by_peer`` says which side ended it.
-        """
-        return None
+    Runs in the event loop, in the connection's task. ``conn.close_code`` and
+    ``conn.close_reason`` say why; ``conn.closed_by_peer`` says which side ended it.
+    """
 
-    def logged_in(self, conn: Connection, user: str) -> MaybeAwaitable:
-        """Called when a client has logged in, just before ``new_client``.
+    logged_in: Callable[[Connection, str], object] | None = None
+    """Called as ``logged_in(conn, user)`` when a client has logged in, just before
+    ``new_client``.
 
-        Runs in the event loop, in the connection's task. ``conn.user`` is ``user``.
-        """
-        return None
+    Runs in the event loop, in the connection's task. ``conn.user`` is ``user``.
+    """
 
-    def blacklisted(self, addr: str) -> MaybeAwaitable:
-        """Called once each time failed logins get an address banned.
+    blacklisted: Callable[[str], object] | None = None
+    """Called as ``blacklisted(addr)`` once each time failed logins get an address banned.
 
-        ``addr`` is the address as bans count it (an IPv6 address as its /64 network). Runs in
-        the event loop, in a task of its own. Bans set by :meth:`blacklist_ip` do not call it.
-        """
-        return None
+    ``addr`` is the address as bans count it (an IPv6 address as its /64 network). Runs in
+    the event loop, in a task of its own. Bans set by :meth:`blacklist_ip` do not call it.
+    """
 
-    def server_started(self, host: Host) -> MaybeAwaitable:
-        """Called once the host is listening; ``host.port`` is the bound port.
+    server_started: Callable[[Host], object] | None = None
+    """Called as ``server_started(host)`` once the host is listening; ``host.port`` is the
+    bound port.
 
-        Runs in the event loop, in the task that called :meth:`start`.
-        """
-        return None
+    Runs in the event loop, in the task that called :meth:`start`.
+    """
 
     # --- Information ---------------------------------------------------------------------------
 
@@ -673,13 +672,16 @@ class Host(HostAliases):
             allowed, suppressed = self._tls_failures.allow()
             if allowed:
                 more = f" ({suppressed} more not logged)" if suppressed else ""
+                # A client gone before its first byte (a port probe, a health check) is no
+                # TLS failure: INFO, as web servers log it.
+                log = self.logger.info if isinstance(exc, ConnectionClosed) else self.logger.warning
                 if isinstance(exc, TimeoutError):
                     what = "timed out"
                 elif isinstance(exc, (TLSError, ConnectionClosed)):
                     what = f"failed: {exc}"
                 else:  # a context that cannot serve (for example, a client's context)
                     what = f"failed with an unexpected error: {exc!r}"
-                self.logger.warning(
+                log(
                     "TLS handshake with %s:%s %s%s",
                     transport.peer_host,
                     transport.peer_port,
@@ -831,15 +833,12 @@ class Host(HostAliases):
     def _message_handler_lookup(
         self, conn: Connection
     ) -> Callable[[], Callable[[Any, Metadata], object] | None]:
-        overridden = type(self).got_data is not Host.got_data
-
         def deliver(data: Any, metadata: Metadata) -> object:
-            return self.got_data(conn, data, metadata)
+            callback = self.got_data
+            assert callback is not None  # lookup() has just checked, in this same task
+            return callback(conn, data, metadata)
 
         def lookup() -> Callable[[Any, Metadata], object] | None:
-            assigned = self.__dict__.get("got_data", _MISSING)
-            if assigned is _MISSING:
-                return deliver if overridden else None
-            return None if assigned is None else deliver
+            return None if self.got_data is None else deliver
 
         return lookup

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .. import aio
 from .._aliases import ClientAliases, SeedClientTLS
 from .._close_codes import CloseCode
+from ..aio.client import ClientOptions as AioClientOptions
 from ..exceptions import LocalProtocolError
 from ..protocol import Message
 from ._base import Runner, user_callback
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
     from .._types import Metadata, StrPath
 
 __all__ = ("Client", "connect")
+
+
+class ClientOptions(AioClientOptions, total=False):
+    """The keyword arguments of :class:`Client`, which :func:`connect` passes on to it."""
+
+    backend: Backend
+    dispatch: Callable[[Callable[[], None]], object] | None
 
 
 class Client(ClientAliases):
@@ -85,31 +93,36 @@ class Client(ClientAliases):
         self._connection: Connection | None = None
         self._connection_lock = threading.Lock()
         # The async client's callbacks hand everything over to this object.
-        self._aio.made_connection = self._made_connection  # type: ignore[method-assign]
-        self._aio.got_data = self._got_data  # type: ignore[method-assign]
-        self._aio.lost_connection = self._lost_connection  # type: ignore[method-assign]
-        self._aio.logged_in = self._logged_in  # type: ignore[method-assign]
+        self._aio.made_connection = self._made_connection
+        self._aio.got_data = self._got_data
+        self._aio.lost_connection = self._lost_connection
+        self._aio.logged_in = self._logged_in
 
-    # --- Callbacks: override in a subclass or assign on the instance ---------------------------
+    # --- Callbacks: assign on the instance or override in a subclass ----------------------------
+    # Attributes rather than methods, so that ``client.got_data = f`` type-checks; a method of a
+    # subclass overrides them all the same. ``None`` means not set. Return values are ignored.
 
-    def logged_in(self) -> None:
-        """Called once the login given to :meth:`connect` has succeeded, just before
-        ``made_connection``; on the dispatcher thread (or through ``dispatch``). :attr:`user`
-        is the user's name."""
+    logged_in: Callable[[], object] | None = None
+    """Called as ``logged_in()`` once the login given to :meth:`connect` has succeeded, just
+    before ``made_connection``; on the dispatcher thread (or through ``dispatch``).
+    :attr:`user` is the user's name."""
 
-    def made_connection(self) -> None:
-        """Called once connected. Runs on the dispatcher thread (or through ``dispatch``)."""
+    made_connection: Callable[[], object] | None = None
+    """Called as ``made_connection()`` once connected, on the dispatcher thread (or through
+    ``dispatch``)."""
 
-    def got_data(self, data: Any, metadata: Metadata) -> None:
-        """Called for each message, in order, on the dispatcher thread (or through ``dispatch``).
+    got_data: Callable[[Any, Metadata], object] | None = None
+    """Called as ``got_data(data, metadata)`` for each message, in order, on the dispatcher
+    thread (or through ``dispatch``).
 
-        While this is not set, messages wait for :meth:`receive` instead. A callback that raises
-        is logged and closes the connection with INTERNAL_ERROR.
-        """
+    While this is not set, messages wait for :meth:`receive` instead. A callback that raises
+    is logged and closes the connection with INTERNAL_ERROR.
+    """
 
-    def lost_connection(self) -> None:
-        """Called once when the connection has closed, on the dispatcher thread (or through
-        ``dispatch``). :attr:`connection` tells ``close_code`` and ``close_reason``."""
+    lost_connection: Callable[[], object] | None = None
+    """Called as ``lost_connection()`` once when the connection has closed, on the dispatcher
+    thread (or through ``dispatch``). :attr:`connection` tells ``close_code`` and
+    ``close_reason``."""
 
     # --- Information ---------------------------------------------------------------------------
 
@@ -366,7 +379,7 @@ def connect(
     ssl_cert: StrPath | None = None,
     server_hostname: str | None = None,
     login: tuple[str, str] | None = None,
-    **options: Any,
+    **options: Unpack[ClientOptions],
 ) -> Iterator[Client]:
     """Connect to a host for the duration of a ``with`` block, then close gracefully.
 

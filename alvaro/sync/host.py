@@ -111,42 +111,49 @@ class Host(HostAliases):
         )
         self._connections: dict[aio.Connection, Connection] = {}
         self._connections_lock = threading.Lock()
-        self._aio.new_client = self._new_client  # type: ignore[method-assign]
-        self._aio.got_data = self._got_data  # type: ignore[method-assign]
-        self._aio.lost_client = self._lost_client  # type: ignore[method-assign]
-        self._aio.server_started = self._server_started  # type: ignore[method-assign]
-        self._aio.logged_in = self._logged_in  # type: ignore[method-assign]
-        self._aio.blacklisted = self._blacklisted  # type: ignore[method-assign]
+        self._aio.new_client = self._new_client
+        self._aio.got_data = self._got_data
+        self._aio.lost_client = self._lost_client
+        self._aio.server_started = self._server_started
+        self._aio.logged_in = self._logged_in
+        self._aio.blacklisted = self._blacklisted
 
-    # --- Callbacks: override in a subclass or assign on the instance ---------------------------
+    # --- Callbacks: assign on the instance or override in a subclass ----------------------------
+    # Attributes rather than methods, so that ``host.got_data = f`` type-checks; a method of a
+    # subclass overrides them all the same. ``None`` means not set. Return values are ignored.
 
-    def new_client(self, conn: Connection) -> None:
-        """Called when a client has connected, before its messages; on the dispatcher thread."""
+    new_client: Callable[[Connection], object] | None = None
+    """Called as ``new_client(conn)`` when a client has connected, before its messages; on the
+    dispatcher thread (or through ``dispatch``)."""
 
-    def got_data(self, conn: Connection, data: Any, metadata: Metadata) -> None:
-        """Called for each message a client sends, in order, on the dispatcher thread.
+    got_data: Callable[[Connection, Any, Metadata], object] | None = None
+    """Called as ``got_data(conn, data, metadata)`` for each message a client sends, in order,
+    on the dispatcher thread (or through ``dispatch``).
 
-        While this is not set, messages wait for ``conn.receive()`` instead. A callback that
-        raises is logged and closes only that client's connection, with INTERNAL_ERROR.
-        """
+    While this is not set, messages wait for ``conn.receive()`` instead. A callback that
+    raises is logged and closes only that client's connection, with INTERNAL_ERROR.
+    """
 
-    def lost_client(self, conn: Connection) -> None:
-        """Called once when a client's connection has closed, on the dispatcher thread."""
+    lost_client: Callable[[Connection], object] | None = None
+    """Called as ``lost_client(conn)`` once when a client's connection has closed, on the
+    dispatcher thread (or through ``dispatch``)."""
 
-    def server_started(self, host: Host) -> None:
-        """Called once the host is listening, on the dispatcher thread."""
+    server_started: Callable[[Host], object] | None = None
+    """Called as ``server_started(host)`` once the host is listening, on the dispatcher thread
+    (or through ``dispatch``)."""
 
-    def logged_in(self, conn: Connection, user: str) -> None:
-        """Called when a client has logged in, just before ``new_client``, on the dispatcher
-        thread (or through ``dispatch``). ``conn.user`` is ``user``."""
+    logged_in: Callable[[Connection, str], object] | None = None
+    """Called as ``logged_in(conn, user)`` when a client has logged in, just before
+    ``new_client``, on the dispatcher thread (or through ``dispatch``). ``conn.user`` is
+    ``user``."""
 
-    def blacklisted(self, addr: str) -> None:
-        """Called once each time failed logins get an address banned, on the dispatcher thread
-        (or through ``dispatch``).
+    blacklisted: Callable[[str], object] | None = None
+    """Called as ``blacklisted(addr)`` once each time failed logins get an address banned, on
+    the dispatcher thread (or through ``dispatch``).
 
-        ``addr`` is the address as bans count it (an IPv6 address as its /64 network). Bans set
-        by :meth:`blacklist_ip` do not call it.
-        """
+    ``addr`` is the address as bans count it (an IPv6 address as its /64 network). Bans set
+    by :meth:`blacklist_ip` do not call it.
+    """
 
     # --- Information ---------------------------------------------------------------------------
 
