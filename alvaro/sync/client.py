@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .. import aio
 from .._aliases import ClientAliases, SeedClientTLS
 from .._close_codes import CloseCode
+from ..aio._transport import check_port
 from ..exceptions import LocalProtocolError
 from ..protocol import Message
 from ._base import Runner, user_callback
@@ -160,8 +161,9 @@ class Client(ClientAliases):
             AuthenticationError: the login failed (the same reason for an unknown user and a
                 wrong password), the host requires login and none was given, or this address
                 is blocked after too many failed logins.
-            ValueError: ``login`` is not a ``(user, password)`` pair of a valid user name and
-                password (checked before connecting).
+            ValueError: ``port`` is not a port number from 1 to 65535, or ``login`` is not a
+                ``(user, password)`` pair of a valid user name and password (checked before
+                connecting).
             TLSError: TLS could not be set up; ``kind`` says why. Never falls back to plaintext.
             ConnectError: the host could not be reached, refused, or failed the handshake.
             TimeoutError: connecting took longer than ``open_timeout``.
@@ -171,6 +173,7 @@ class Client(ClientAliases):
         check_not_loop_thread("connect()")
         if self._task is not None and not self._task.done():
             raise RuntimeError("this Client is already connected or connecting")
+        check_port(port, listening=False)  # before the loop thread is started for nothing
         portal = self._runner.acquire()
         self._runner.dispatcher.bound()
         try:
@@ -376,7 +379,8 @@ def connect(
 
     Raises:
         AuthenticationError: the login failed.
-        ValueError: ``login`` is not a valid ``(user, password)`` pair.
+        ValueError: ``port`` is not a port number, or ``login`` is not a valid
+            ``(user, password)`` pair.
         ConnectError: the host could not be reached or failed the handshake.
         TimeoutError: connecting took longer than ``open_timeout``.
     """
