@@ -183,3 +183,36 @@ def test_a_second_signal_drops_a_client_that_never_answers_the_close(
     assert "".join(host.stderr) == ""
     assert status == 0
     assert host.stdout[-1] == f"returned {first.name}"
+
+
+# --- alvaro demo ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_demo_stops_gracefully_on_a_signal_with_one_line(
+    backend: str, signum: signal.Signals
+) -> None:
+    with Peer("tests.process_peers.stalled_demo", "--backend", backend) as demo:
+        demo.expect("stalled")
+        demo.signal(signum)
+        status = demo.finish()
+    assert "".join(demo.stderr) == f"alvaro demo: stopping ({signum.name})\n"
+    assert status == 128 + signum
+    # Both clients got the host's GOING_AWAY; the transcript said nothing of the stop.
+    closes = [line for line in demo.stdout if line.startswith("closed")]
+    assert closes == [f"closed {CloseCode.GOING_AWAY}"] * 2
+    assert not [line for line in demo.stdout if "lost" in line or "stopping" in line]
+    assert not [line for line in demo.stdout if line.startswith("done")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_demo_a_second_signal_stops_it_at_once(backend: str) -> None:
+    with Peer("tests.process_peers.stalled_demo", "--slow-close", "--backend", backend) as demo:
+        demo.expect("stalled")
+        demo.signal(signal.SIGINT)
+        demo.expect("close received")  # the graceful stop has begun, and would take 600 s
+        demo.signal(signal.SIGTERM)
+        status = demo.finish()
+    assert "".join(demo.stderr) == "alvaro demo: stopping (SIGINT)\n"
+    assert status == 128 + signal.SIGINT
