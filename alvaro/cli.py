@@ -230,8 +230,10 @@ async def _demo_until_signalled(
     Returns the demo's exit status, or 128 plus the number of the first signal.
     """
     stopping = _Stopping()
-    if threading.current_thread() is not threading.main_thread():
-        return await _demo(backend, contexts, stopping)  # signals reach the main thread only
+    # Signals reach the main thread only, and asyncio on Windows cannot receive them: there
+    # Ctrl+C raises KeyboardInterrupt, which _run_demo() turns into one line.
+    if threading.current_thread() is not threading.main_thread() or sys.platform == "win32":
+        return await _demo(backend, contexts, stopping)
     status = 0
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as tasks:
