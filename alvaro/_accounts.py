@@ -74,6 +74,13 @@ DEFAULT_ITERATIONS = 600_000
 _MIN_ITERATIONS = 4096  # scramp refuses fewer (RFC 7677's minimum)
 _MAX_ITERATIONS = 10_000_000  # and more: an iteration count is also a denial-of-service knob
 
+# The longest salt accepted: it travels, with both nonces, in the 4096-byte AUTH_CHALLENGE frame
+# (docs/protocol.md, section 9.8). scramp and PostgreSQL make 16 to 32 bytes.
+_MAX_SALT_BYTES = 1024
+# The latest time a saved file may hold (the end of the year 9999, datetime's last year), so
+# that every LoginAttempt.time can be shown as a date. Later bans are saved as "until removed".
+_MAX_TIME = 253_402_300_799.0
+
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _SALT_BYTES = 32  # what scramp makes (secrets.token_bytes()); fake salts must look the same
 _KEY_BYTES = 32  # SHA-256
@@ -127,7 +134,7 @@ class Verifier(NamedTuple):
         if (
             verifier is None
             or mechanism != MECHANISM
-            or len(verifier.salt) < 12
+            or not 12 <= len(verifier.salt) <= _MAX_SALT_BYTES
             or len(verifier.stored_key) != _KEY_BYTES
             or len(verifier.server_key) != _KEY_BYTES
         ):
@@ -756,8 +763,7 @@ class Accounts:
                 for name, info in sorted(self._users.items())
             }
             blacklist = {
-                bucket: None if math.isinf(expiry) else wall + (expiry - clock)
-                for bucket, expiry in self._bans.items()
+                bucket: _saved_end(wall + (expiry - clock)) for bucket, expiry in self._bans.items()
             }
             attempts = [
                 {"time": a.time, "address": a.address, "username": a.username, "success": a.success}
@@ -781,9 +787,10 @@ class Accounts:
 
         Raises:
             FileNotFoundError: there is no file at ``path``.
-            ValueError: the file is not a valid accounts file (corrupt, truncated, another
-                format, or written by a newer version); the message names the file and the
-                problem.
+            AccountsFileError: (a ``ValueError``) the file is not a valid accounts file:
+                corrupt, truncated, another format, written by a newer version, or with a
+                value of the wrong type or out of range (an iteration count, a salt's length,
+                a time); the message names the file and the problem.
         """
         accounts = cls(**options)
         accounts.restore(path)
@@ -820,6 +827,12 @@ class Accounts:
         logger.debug("accounts loaded from %s", source)
 
 
+def _saved_end(end: float) -> float | None:
+    """A ban's wall-clock end as saved: ``None`` (until removed) for no end, or one after any
+    time a file may hold (a ban of ten thousand years is one until removed)."""
+    return None if end > _MAX_TIME else end
+
+
 def _describe_seconds(seconds: float | None) -> str:
     if seconds is None or math.isinf(seconds):
         return "an unlimited time"
@@ -852,18 +865,20 @@ def _parse_document(raw: bytes) -> _Parsed:
         document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _FormatError(f"it is not JSON (corrupt or truncated?): {exc}") from None
+    except ValueError:  # an integer of more digits than int() reads (sys.get_int_max_str_digits)
+        raise _FormatError("it holds an integer too long to be any of its values") from None
     if not isinstance(document, dict) or document.get("format") != FILE_FORMAT:
         raise _FormatError(f'it does not say "format": "{FILE_FORMAT}"')
     version = document.get("version")
     if isinstance(version, bool) or not isinstance(version, int):
         raise _FormatError("its version is missing or not an integer")
-    if version > FILE_VERSION:
+    if FILE_VERSION < version < 2**31:
         raise _FormatError(
             f"it has version {version}, written by a newer alvaro; this one reads version "
             f"{FILE_VERSION}"
         )
-    if version < 1:
-        raise _FormatError(f"it has an unknown version {version}")
+    if version != FILE_VERSION:
+        raise _FormatError(f"it has an unknown version {_shown(version)}")
     secret = _decode_b64(document.get("secret"), "secret", _SECRET_BYTES)
     return _Parsed(
         secret=secret,
@@ -871,6 +886,24 @@ def _parse_document(raw: bytes) -> _Parsed:
         bans=_parse_bans(_expect(document, "blacklist", dict)),
         attempts=_parse_attempts(_expect(document, "attempts", list)),
     )
+
+
+def _shown(value: object) -> str:
+    """``value`` for an error message, cut short: a hostile file may hold a 4000-digit number."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _time(value: object, what: str) -> float:
+    """A time saved in the file (seconds since the epoch), checked for type and range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _FormatError(f"{what} is not a number: {_shown(value)}")
+    # Compared before float(): an integer such as 10**400 is too large for a float.
+    if not 0 <= value <= _MAX_TIME:  # NaN fails this too
+        raise _FormatError(
+            f"{what} is not a time from 1970 to 9999 (seconds since the epoch): {_shown(value)}"
+        )
+    return float(value)
 
 
 def _refuse_constant(name: str) -> float:
@@ -910,14 +943,21 @@ def _parse_users(users: dict[str, Any]) -> dict[str, Verifier]:
         if record.get("mechanism") != MECHANISM:
             raise _FormatError(f"user {name!r} has a mechanism other than {MECHANISM}")
         iterations = record.get("iterations")
-        try:
-            _check_iterations(iterations)
-        except (TypeError, ValueError) as exc:
-            raise _FormatError(f"user {name!r}: {exc}") from None
-        assert isinstance(iterations, int)
+        if (
+            isinstance(iterations, bool)
+            or not isinstance(iterations, int)
+            or not _MIN_ITERATIONS <= iterations <= _MAX_ITERATIONS
+        ):
+            raise _FormatError(
+                f"user {name!r}: iterations must be an integer from {_MIN_ITERATIONS} to "
+                f"{_MAX_ITERATIONS}, not {_shown(iterations)}"
+            )
         salt = _decode_b64(record.get("salt"), f"the salt of user {name!r}")
-        if len(salt) < 12:  # RFC 5802 sets no minimum; scramp refuses shorter salts
-            raise _FormatError(f"the salt of user {name!r} is too short")
+        # RFC 5802 sets no minimum; scramp refuses shorter salts.
+        if not 12 <= len(salt) <= _MAX_SALT_BYTES:
+            raise _FormatError(
+                f"the salt of user {name!r} has {len(salt)} bytes, not 12 to {_MAX_SALT_BYTES}"
+            )
         result[name] = Verifier(
             salt=salt,
             stored_key=_decode_b64(
@@ -931,16 +971,10 @@ def _parse_users(users: dict[str, Any]) -> dict[str, Verifier]:
     return result
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _parse_bans(bans: dict[str, Any]) -> dict[str, float | None]:
     result: dict[str, float | None] = {}
     for bucket, end in bans.items():
-        if end is not None and not _is_number(end):
-            raise _FormatError(f"the ban of {bucket!r} has an end that is not a number or null")
-        result[bucket] = None if end is None else float(end)
+        result[bucket] = None if end is None else _time(end, f"the end of the ban of {bucket!r}")
     return result
 
 
@@ -949,15 +983,13 @@ def _parse_attempts(attempts: Iterable[Any]) -> list[LoginAttempt]:
     for index, item in enumerate(attempts):
         if (
             not isinstance(item, dict)
-            or not _is_number(item.get("time"))
             or not isinstance(item.get("address"), str)
             or not isinstance(item.get("username"), str)
             or not isinstance(item.get("success"), bool)
         ):
             raise _FormatError(f"login attempt {index} is not a valid record")
-        result.append(
-            LoginAttempt(float(item["time"]), item["address"], item["username"], item["success"])
-        )
+        when = _time(item.get("time"), f"the time of login attempt {index}")
+        result.append(LoginAttempt(when, item["address"], item["username"], item["success"]))
     return result
 
 

@@ -18,8 +18,10 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +33,15 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Sequence
 
-    from .aio import Connection
+    from .aio import Connection, Host
     from .auth import Accounts
     from .testing import TLSFiles
 
 __all__ = ("main",)
 
-_INSTALL_TESTING = "pip install 'alvaro[testing]'"
+# trustme is what alvaro.testing needs: named itself, since "alvaro" on the package index is
+# another project (the original Alvaro 1.x).
+_INSTALL_TRUSTME = "pip install trustme"
 
 
 def _show(value: Any) -> str:
@@ -47,14 +51,32 @@ def _show(value: Any) -> str:
 
 
 class _Transcript:
-    """Prints one line per event, with the speaker in a fixed-width column."""
+    """Prints one line per event, with the speaker in a fixed-width column; nothing once quiet."""
 
     def __init__(self) -> None:
         self.lines = 0
+        self.quiet = False
 
     def say(self, who: str, text: str) -> None:
         self.lines += 1
-        print(f"  [{who:<5}] {text}", flush=True)
+        if not self.quiet:
+            print(f"  [{who:<5}] {text}", flush=True)
+
+
+class _Stopping:
+    """What SIGINT and SIGTERM stop in the demo, and the first of them that came."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.out = _Transcript()
+        self.host: Host | None = None
+        self.talking = anyio.CancelScope()  # the clients' part of the demo
+
+    async def gracefully(self) -> None:
+        """Stop the host as Host.stop() does, then end what the clients were doing."""
+        if self.host is not None:
+            await self.host.aclose()
+        self.talking.cancel()
 
 
 def _over(conn: Connection, *, cipher: bool = True) -> str:
@@ -69,12 +91,14 @@ def _over(conn: Connection, *, cipher: bool = True) -> str:
 _DEMO_USERS = ("alice", "bob")
 
 
-async def _demo(backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None) -> int:
+async def _demo(
+    backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None, stopping: _Stopping
+) -> int:
     # Imported here so that "alvaro --version" stays fast and import-light.
-    from . import AuthenticationError, Host, aio
+    from . import Host
     from .auth import Accounts
 
-    out = _Transcript()
+    out = stopping.out
     how = "in plaintext" if contexts is None else "over TLS"
     print(f"alvaro {__version__} demo: a host and two clients on 127.0.0.1, on {backend}, {how}")
     if contexts is not None:
@@ -93,6 +117,7 @@ async def _demo(backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | 
         accounts.add_user(name, password)
 
     host = Host("127.0.0.1", 0, ssl_context=server_tls, login_required=True, accounts=accounts)
+    stopping.host = host
 
     def logged_in(conn: Connection, user: str) -> None:
         out.say("host", f"{user} logged in from {conn.addr}:{conn.port}")
@@ -117,64 +142,118 @@ async def _demo(backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | 
     host.got_data = got_data
     host.lost_client = lost_client
 
-    async with host:
+    status = 0
+    # Not "async with host": a second signal cancels this task group, which drops the clients
+    # at once, where the host's __aexit__ would wait for a graceful close in any case.
+    async with anyio.create_task_group() as serving:
+        await serving.start(host.start)
         out.say("host", f"listening on 127.0.0.1:{host.port}")
         users = " and ".join(_DEMO_USERS)
         plain = "" if contexts else "; without TLS, user names and messages cross readable"
         out.say("host", f"login required; users {users}, with random passwords{plain}")
-        async with (
-            aio.connect(
-                "127.0.0.1", host.port, ssl_context=client_tls, login=("alice", passwords["alice"])
-            ) as alice,
-            aio.connect(
-                "127.0.0.1", host.port, ssl_context=client_tls, login=("bob", passwords["bob"])
-            ) as bob,
-        ):
-            for name, client in (("alice", alice), ("bob", bob)):
-                assert client.connection is not None
-                if client.connection.tls is not None:
-                    out.say(name, f"connected {_over(client.connection)}, certificate verified")
-                out.say(name, f"logged in as {client.user}, without sending the password")
-                greeting = await client.receive(timeout=10)
-                out.say(
-                    name, f"got {_show(greeting.data)} with metadata {_show(greeting.metadata)}"
-                )
-
-            alice.send_data("Hello, Bob!", metadata={"from": "alice", "kind": "chat"})
-            message = await bob.receive(timeout=10)
-            out.say("bob", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
-
-            bob.send_data({"reply": "Hi Alice!", "mood": ["happy", 3]}, metadata={"from": "bob"})
-            message = await alice.receive(timeout=10)
-            out.say("alice", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
-
-            alice.send_data(bytes(range(8)), metadata={"from": "alice", "kind": "raw"})
-            message = await bob.receive(timeout=10)
-            out.say("bob", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
-
-            out.say("eve", "tries to log in as bob with a wrong password")
+        with stopping.talking:
             try:
-                async with aio.connect(
-                    "127.0.0.1", host.port, ssl_context=client_tls, login=("bob", "guess")
-                ):
-                    out.say("eve", "logged in: this should never happen")
-                    return 1
-            except AuthenticationError as exc:
-                out.say("eve", str(exc))
-            attempts = host.get_login_attempts()
-            failed = [attempt for attempt in attempts if not attempt.success]
-            out.say(
-                "host",
-                f"login attempts: {len(attempts) - len(failed)} succeeded, {len(failed)} failed "
-                f"({', '.join(f'{a.username} from {a.address}' for a in failed)})",
-            )
-
-            out.say("bob", "leaving with reason 'see you'")
-            await bob.aclose("see you")
-            out.say("alice", "leaving")
+                status = await _demo_clients(host, out, passwords, client_tls)
+            except Exception:
+                if stopping.signal is None:
+                    raise
+                # Stopped by a signal: the host closed the clients while they talked.
         out.say("host", "stopping")
-    print(f"\ndone: {out.lines} events, messages went both ways with metadata.")
+        host.stop()
+    if stopping.signal is None:
+        print(f"\ndone: {out.lines} events, messages went both ways with metadata.")
+    return status
+
+
+async def _demo_clients(
+    host: Host, out: _Transcript, passwords: dict[str, str], client_tls: ssl.SSLContext | None
+) -> int:
+    """The clients' part of the demo: log in, talk, fail a login, leave."""
+    from . import AuthenticationError, aio
+
+    async with (
+        aio.connect(
+            "127.0.0.1", host.port, ssl_context=client_tls, login=("alice", passwords["alice"])
+        ) as alice,
+        aio.connect(
+            "127.0.0.1", host.port, ssl_context=client_tls, login=("bob", passwords["bob"])
+        ) as bob,
+    ):
+        for name, client in (("alice", alice), ("bob", bob)):
+            assert client.connection is not None
+            if client.connection.tls is not None:
+                out.say(name, f"connected {_over(client.connection)}, certificate verified")
+            out.say(name, f"logged in as {client.user}, without sending the password")
+            greeting = await client.receive(timeout=10)
+            out.say(name, f"got {_show(greeting.data)} with metadata {_show(greeting.metadata)}")
+
+        alice.send_data("Hello, Bob!", metadata={"from": "alice", "kind": "chat"})
+        message = await bob.receive(timeout=10)
+        out.say("bob", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
+
+        bob.send_data({"reply": "Hi Alice!", "mood": ["happy", 3]}, metadata={"from": "bob"})
+        message = await alice.receive(timeout=10)
+        out.say("alice", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
+
+        alice.send_data(bytes(range(8)), metadata={"from": "alice", "kind": "raw"})
+        message = await bob.receive(timeout=10)
+        out.say("bob", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
+
+        out.say("eve", "tries to log in as bob with a wrong password")
+        try:
+            async with aio.connect(
+                "127.0.0.1", host.port, ssl_context=client_tls, login=("bob", "guess")
+            ):
+                out.say("eve", "logged in: this should never happen")
+                return 1
+        except AuthenticationError as exc:
+            out.say("eve", str(exc))
+        attempts = host.get_login_attempts()
+        failed = [attempt for attempt in attempts if not attempt.success]
+        out.say(
+            "host",
+            f"login attempts: {len(attempts) - len(failed)} succeeded, {len(failed)} failed "
+            f"({', '.join(f'{a.username} from {a.address}' for a in failed)})",
+        )
+
+        out.say("bob", "leaving with reason 'see you'")
+        await bob.aclose("see you")
+        out.say("alice", "leaving")
     return 0
+
+
+async def _demo_until_signalled(
+    backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None
+) -> int:
+    """The demo, which SIGINT or SIGTERM stops gracefully, and a second one at once.
+
+    Returns the demo's exit status, or 128 plus the number of the first signal.
+    """
+    stopping = _Stopping()
+    # Signals reach the main thread only, and asyncio on Windows cannot receive them: there
+    # Ctrl+C raises KeyboardInterrupt, which _run_demo() turns into one line.
+    if threading.current_thread() is not threading.main_thread() or sys.platform == "win32":
+        return await _demo(backend, contexts, stopping)
+    status = 0
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tasks:
+
+            async def run() -> None:
+                nonlocal status
+                status = await _demo(backend, contexts, stopping)
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(run)
+            async for signum in signals:
+                if stopping.signal is not None:
+                    tasks.cancel_scope.cancel()  # the second signal: drop everything now
+                    break
+                stopping.signal = signum
+                stopping.out.quiet = True
+                name = signal.Signals(signum).name
+                print(f"alvaro demo: stopping ({name})", file=sys.stderr, flush=True)
+                tasks.start_soon(stopping.gracefully)
+    return status if stopping.signal is None else 128 + stopping.signal
 
 
 def _demo_contexts(plain: bool) -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
@@ -190,14 +269,28 @@ def _demo_contexts(plain: bool) -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
             raise
         print(
             "alvaro demo: trustme is not installed, so this demo runs without TLS "
-            f"({_INSTALL_TESTING} to see it over TLS)"
+            f"({_INSTALL_TRUSTME} to see it over TLS)"
         )
         return None
     return testing.server_context(ca), testing.client_context(ca)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    contexts = _demo_contexts(args.plain)
+    if args.backend == "trio":
+        try:
+            import trio  # noqa: F401 - only to tell a missing trio in one line
+        except ImportError:
+            print(
+                "alvaro demo: --backend trio needs trio, which is not installed: pip install trio",
+                file=sys.stderr,
+            )
+            return 2
+    # The signal handlers of this thread, put back afterwards (asyncio would reset them).
+    handlers = (
+        {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
     # Without -v, errors reach stderr as Python's last-resort handler would print them, but not
     # the warnings about logging in without TLS: the transcript says that in its own words.
     errors = logging.StreamHandler()
@@ -205,14 +298,16 @@ def _run_demo(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger("alvaro").addHandler(errors)
     try:
-        return anyio.run(_demo, args.backend, contexts, backend=args.backend)
-    except ModuleNotFoundError as exc:
-        if exc.name != args.backend:
-            raise
-        print(f"alvaro demo: {exc}; install it with: pip install 'alvaro[trio]'", file=sys.stderr)
-        return 2
+        contexts = _demo_contexts(args.plain)
+        return anyio.run(_demo_until_signalled, args.backend, contexts, backend=args.backend)
+    except KeyboardInterrupt:  # Ctrl+C before or after the demo handles signals itself
+        print("alvaro demo: stopped (SIGINT)", file=sys.stderr)
+        return 128 + signal.SIGINT
     finally:
         logging.getLogger("alvaro").removeHandler(errors)
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 # --- alvaro certs ---------------------------------------------------------------------------------
@@ -233,7 +328,7 @@ def _certs(directory: Path, extra_names: Sequence[str], force: bool) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "trustme":
             raise
-        print(f"alvaro certs: needs trustme: {_INSTALL_TESTING}", file=sys.stderr)
+        print(f"alvaro certs: needs trustme: {_INSTALL_TRUSTME}", file=sys.stderr)
         return 2
     names = tuple(dict.fromkeys((*testing.LOOPBACK_NAMES, *extra_names)))
     targets = [directory / name for name in _CERT_FILES]
@@ -510,7 +605,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "Write a throwaway CA certificate, a server certificate and key for localhost,\n"
             "127.0.0.1 and ::1, and a client certificate and key (for mutual TLS) to DIR.\n"
             "For local development and tests only.\n\n"
-            f"Needs trustme: {_INSTALL_TESTING}"
+            f"Needs trustme: {_INSTALL_TRUSTME}"
         ),
     )
     certs.add_argument("dir", metavar="DIR", type=Path, help="the folder to write to")

@@ -1,9 +1,9 @@
 """alvaro's pytest plugin: fixtures for testing programs that use alvaro.
 
-Registered through the ``pytest11`` entry point, so a project with ``alvaro[testing]`` installed
-gets these fixtures with no conftest of its own. Importing the plugin defines fixtures and
-nothing else: no hooks, no autouse fixtures, no options; trustme is imported only by a test that
-uses a TLS fixture.
+Registered through the ``pytest11`` entry point, so a project with alvaro installed gets these
+fixtures with no conftest of its own (the TLS ones need trustme, which the ``testing`` extra
+adds). Importing the plugin defines fixtures and nothing else: no hooks, no autouse fixtures,
+no options; trustme is imported only by a test that uses a TLS fixture.
 
 TLS fixtures (session-scoped, so the CA is made once):
 

@@ -1,8 +1,9 @@
 """Helpers for testing programs that use alvaro: throwaway CAs, TLS contexts, running hosts.
 
-Install with ``pip install alvaro[testing]`` (which adds trustme). Under pytest the same helpers
-are fixtures (``alvaro_ca``, ``alvaro_host``, ...; see :mod:`alvaro.pytest_plugin`), with no
-conftest needed. For unittest or plain scripts, call these functions::
+Needs trustme (``pip install trustme``; the ``testing`` extra of this project adds it, as in
+``pip install ".[testing]"`` from a checkout). Under pytest the same helpers are fixtures
+(``alvaro_ca``, ``alvaro_host``, ...; see :mod:`alvaro.pytest_plugin`), with no conftest
+needed. For unittest or plain scripts, call these functions::
 
     ca = alvaro.testing.make_ca()
     host = alvaro.Host("127.0.0.1", 0, ssl_context=alvaro.testing.server_context(ca))
@@ -56,14 +57,14 @@ def make_ca() -> trustme.CA:
     """Make a throwaway certificate authority (a :class:`trustme.CA`).
 
     Raises:
-        ModuleNotFoundError: trustme is not installed (``pip install alvaro[testing]``).
+        ModuleNotFoundError: trustme is not installed (``pip install trustme``).
     """
     try:
         # Imported only when needed: trustme loads cryptography, which takes a while.
         import trustme
     except ModuleNotFoundError as exc:
         raise ModuleNotFoundError(
-            "alvaro.testing needs trustme: pip install 'alvaro[testing]'", name="trustme"
+            "alvaro.testing needs trustme: pip install trustme", name="trustme"
         ) from exc
     return trustme.CA()
 

@@ -213,8 +213,12 @@ def versions() -> dict[str, str | None]:
     """Versions of everything measured (``None``: not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    found: dict[str, str | None] = {}
-    for name in ("alvaro", "anyio", "trio", "uvloop", "websockets", "pyzmq", "matplotlib"):
+    import alvaro
+
+    # alvaro's own version from the code measured: an editable install's metadata can be
+    # stale, and "alvaro" in the metadata may be the original Alvaro 1.x from the index.
+    found: dict[str, str | None] = {"alvaro": alvaro.__version__}
+    for name in ("anyio", "trio", "uvloop", "websockets", "pyzmq", "matplotlib"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import pytest
 import scramp  # type: ignore[import-untyped]  # scramp ships no type information
+from hypothesis import given, strategies as st
 
+from alvaro import AccountsFileError
 from alvaro._accounts import (
     DEFAULT_ITERATIONS,
     Accounts,
@@ -26,6 +29,7 @@ from alvaro._accounts import (
     address_bucket,
 )
 from tests.helpers import FakeClock
+from tests.hypothesis_profiles import default_settings
 
 # scramp's minimum (RFC 7677): a derivation takes a few milliseconds.
 FAST = 4096
@@ -502,6 +506,18 @@ def test_save_and_load_round_trip(accounts: Accounts, fake_clock: FakeClock, tmp
     assert loaded.auth_info("nobody") == accounts.auth_info("nobody")
 
 
+def test_a_ban_longer_than_a_file_holds_is_saved_without_end(
+    accounts: Accounts, tmp_path: Path
+) -> None:
+    """A file holds times up to the year 9999: a longer ban is saved as one until removed, so
+    that every file save() writes loads again."""
+    accounts.ban("198.51.100.1", 1e12)  # some 30,000 years
+    path = tmp_path / "accounts.json"
+    accounts.save(path)
+    assert json.loads(path.read_text("utf-8"))["blacklist"] == {"198.51.100.1": None}
+    assert Accounts.load(path, iterations=FAST).blacklist == {"198.51.100.1": math.inf}
+
+
 def test_restore_replaces_the_state(accounts: Accounts, tmp_path: Path) -> None:
     accounts.add_user("alice", PASSWORD)
     path = tmp_path / "accounts.json"
@@ -582,17 +598,43 @@ def _corrupt_documents(document: dict[str, object]):
     yield "bad ban", changed(blacklist={"10.0.0.1": "soon"}), "ban"
     yield "bad attempt", changed(attempts=[{"time": 1}]), "attempt 0"
     yield "NaN", text.replace(b'"version": 1', b'"version": NaN'), "NaN"
+    # Numbers of the right kind out of range, and of the wrong kind: each is named.
+    attempt = document["attempts"][0]  # type: ignore[index]
+    for label, count in (("float", 4096.0), ("bool", True), ("huge", 10**400), ("text", "4096")):
+        iterations = {"alice": {**alice, "iterations": count}}
+        yield f"{label} iterations", changed(users=iterations), "iterations must be an integer"
+    long_salt = base64.b64encode(bytes(1025)).decode()
+    yield "long salt", changed(users={"alice": {**alice, "salt": long_salt}}), "salt"
+    short_salt = base64.b64encode(bytes(11)).decode()
+    yield "short salt", changed(users={"alice": {**alice, "salt": short_salt}}), "salt"
+    yield "huge ban end", changed(blacklist={"10.0.0.1": 10**400}), "ban of '10.0.0.1'"
+    yield "negative ban end", changed(blacklist={"10.0.0.1": -1}), "ban of '10.0.0.1'"
+    yield "bool ban end", changed(blacklist={"10.0.0.1": True}), "ban of '10.0.0.1'"
+    yield "ban end past 9999", changed(blacklist={"10.0.0.1": 1e12}), "ban of '10.0.0.1'"
+    yield "infinite ban end", text.replace(b'"10.0.0.9": ', b'"10.0.0.9": 1e400, "x": '), "ban"
+    yield "huge attempt time", changed(attempts=[{**attempt, "time": 10**400}]), "attempt 0"
+    yield "negative attempt time", changed(attempts=[{**attempt, "time": -5.0}]), "attempt 0"
+    yield "string attempt time", changed(attempts=[{**attempt, "time": "now"}]), "attempt 0"
+    yield "bool attempt time", changed(attempts=[{**attempt, "time": False}]), "attempt 0"
+    yield "float version", changed(version=1.0), "version"
+    yield "huge version", changed(version=10**400), f"unknown version {'1' + '0' * 36}..."
+    yield "negative version", changed(version=-1), "unknown version -1"
+    digits = b"9" * 5000  # more than int() reads: ValueError, not JSONDecodeError
+    yield "long integer", text.replace(b'"version": 1', b'"version": ' + digits), "too long"
 
 
 def test_corrupt_files_give_a_clear_error(accounts: Accounts, tmp_path: Path) -> None:
+    """BUG: a ban end or attempt time of 10**400 raised OverflowError, a 5000-digit integer a
+    bare ValueError without the file's name, and 1e12 or 1e400 as an end was taken."""
     document = _valid_document(accounts, tmp_path)
     for label, content, words in _corrupt_documents(document):
         path = tmp_path / f"{label.replace(' ', '-')}.json"
         path.write_bytes(content)
-        with pytest.raises(ValueError, match="not a valid alvaro accounts file") as caught:
+        with pytest.raises(AccountsFileError, match="not a valid alvaro accounts file") as caught:
             Accounts.load(path, iterations=FAST)
         assert str(path) in str(caught.value), label
         assert words in str(caught.value), (label, str(caught.value))
+        assert len(str(caught.value)) < 400, label  # no 4000-digit number in the message
 
 
 def test_failed_restore_leaves_the_store_as_it_was(accounts: Accounts, tmp_path: Path) -> None:
@@ -602,6 +644,93 @@ def test_failed_restore_leaves_the_store_as_it_was(accounts: Accounts, tmp_path:
     with pytest.raises(ValueError, match=r"broken\.json"):
         accounts.restore(path)
     assert accounts.users == ["alice"]
+
+
+# --------------------------------------------------- numbers of a saved file, damaged at random
+
+#: Where a saved file holds numbers (or null, for a ban without an end).
+_NUMBER_PATHS: tuple[tuple[str | int, ...], ...] = (
+    ("version",),
+    ("users", "alice", "iterations"),
+    ("blacklist", "198.51.100.1"),
+    ("blacklist", "198.51.100.2"),
+    ("attempts", 0, "time"),
+    ("attempts", 1, "time"),
+)
+# What json.dumps cannot write: put into the text afterwards, in place of these strings.
+_RAW_NUMBERS = {'"<5000 digits>"': "9" * 5000, '"<1e400>"': "1e400", '"<-1e400>"': "-1e400"}
+
+_ODD_VALUES = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([10**400, -(10**400), 2**63, 253_402_300_800, 253_402_300_799]),
+    st.floats(),  # NaN and the infinities included: written as NaN, Infinity, -Infinity
+    st.booleans(),
+    st.none(),
+    st.text(max_size=8),
+    st.sampled_from([[], {}, *_RAW_NUMBERS]),
+)
+
+
+@pytest.fixture(scope="module")
+def saved_store() -> tuple[dict[str, object], Accounts]:
+    """A saved document with a user, a timed and an endless ban and two login attempts, and a
+    store to restore damaged copies into."""
+    source = Accounts(iterations=FAST)
+    source.add_user("alice", PASSWORD)
+    source.ban("198.51.100.1", 3600)
+    source.ban("198.51.100.2")
+    source.record_failure("10.0.0.1", "bob")
+    source.record_success("10.0.0.1", "alice")
+    document: dict[str, object] = source._snapshot()
+    return document, source
+
+
+@default_settings()
+@given(changes=st.lists(st.tuples(st.sampled_from(_NUMBER_PATHS), _ODD_VALUES), min_size=1))
+def test_damaged_numbers_raise_accounts_file_error_or_load_in_range(
+    saved_store: tuple[dict[str, object], Accounts],
+    tmp_path_factory: pytest.TempPathFactory,
+    changes: list[tuple[tuple[str | int, ...], object]],
+) -> None:
+    """Whatever number (or other value) replaces the numbers of a saved file, loading it either
+    raises AccountsFileError, naming the file and changing nothing, or gives values in range
+    that save and load again: never OverflowError, a bare ValueError or a TypeError."""
+    document, store = saved_store
+    damaged = json.loads(json.dumps(document))
+    for path, value in changes:
+        target = damaged
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    text = json.dumps(damaged, allow_nan=True)
+    for placeholder, raw in _RAW_NUMBERS.items():
+        text = text.replace(placeholder, raw)
+    folder = tmp_path_factory.mktemp("damaged", numbered=True)
+    path = folder / "accounts.json"
+    path.write_text(text, "utf-8")
+
+    def state() -> tuple[object, ...]:
+        return store.users, store.blacklist.keys(), store.login_attempts(), store._secret
+
+    before = state()
+    try:
+        loaded = Accounts.load(path, iterations=FAST)
+    except AccountsFileError as exc:
+        error: str | None = str(exc)
+    else:
+        error = None
+    if error is not None:
+        assert str(path) in error
+        with pytest.raises(AccountsFileError):
+            store.restore(path)
+        assert state() == before
+        return
+    for attempt in loaded.login_attempts():
+        assert 0 <= attempt.time <= 253_402_300_799
+    assert all(left > 0 for left in loaded.blacklist.values())
+    assert loaded.auth_info("alice").iterations == damaged["users"]["alice"]["iterations"]
+    loaded.save(folder / "again.json")
+    assert Accounts.load(folder / "again.json", iterations=FAST).users == ["alice"]
 
 
 _SAVER = textwrap.dedent(

@@ -165,7 +165,7 @@ def test_demo_without_trustme_says_so_and_runs_in_plaintext() -> None:
     # One line says why there is no TLS and how to get it; then the plaintext demo runs.
     assert lines[0] == (
         "alvaro demo: trustme is not installed, so this demo runs without TLS "
-        "(pip install 'alvaro[testing]' to see it over TLS)"
+        "(pip install trustme to see it over TLS)"
     )
     assert lines[1].endswith("on asyncio, in plaintext")
     check_transcript(lines[1:], None)
@@ -217,6 +217,18 @@ def test_demo_never_shows_the_passwords(
         assert any("logging in to 127.0.0.1:" in message for message in warned)
     else:
         assert warned == []
+
+
+@pytest.mark.parametrize("plain", [[], ["--plain"]], ids=["tls", "plain"])
+def test_demo_on_trio_without_trio_says_so_in_one_line(plain: list[str]) -> None:
+    """BUG: this printed a 43-line traceback (anyio's LookupError) and exited with 1."""
+    without_trio = WITHOUT_TRUSTME.replace("'trustme'", "'trio'")
+    result = run(sys.executable, "-c", without_trio, "demo", "--backend", "trio", *plain)
+    assert result.stderr == (
+        "alvaro demo: --backend trio needs trio, which is not installed: pip install trio\n"
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
 
 
 def test_demo_rejects_unknown_backend() -> None:
@@ -325,7 +337,7 @@ def test_certs_without_trustme(tmp_path: Path) -> None:
     result = run(sys.executable, "-c", WITHOUT_TRUSTME, "certs", str(folder))
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr == "alvaro certs: needs trustme: pip install 'alvaro[testing]'\n"
+    assert result.stderr == "alvaro certs: needs trustme: pip install trustme\n"
     assert not folder.exists()
 
 
@@ -883,7 +895,7 @@ def test_certs_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "--name NAME" in out
     assert "--force" in out
-    assert "pip install 'alvaro[testing]'" in out
+    assert "Needs trustme: pip install trustme" in out
 
 
 def test_console_script() -> None:

@@ -1,6 +1,6 @@
 """A user's test suite, as a program that uses alvaro would write it with alvaro's pytest plugin.
 
-It uses only what ``pip install alvaro[testing]`` provides: the fixtures the plugin registers
+It uses only what ``pip install ".[testing]"`` provides: the fixtures the plugin registers
 through its ``pytest11`` entry point (no conftest, no imports of them) and :mod:`alvaro.testing`.
 Async tests are marked ``@pytest.mark.anyio``; this repository's conftest runs them on asyncio
 and trio, and a user's suite may do the same by parametrizing the ``anyio_backend`` fixture.

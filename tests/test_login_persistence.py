@@ -150,9 +150,22 @@ def _bad_key(data: bytes) -> bytes:
     return json.dumps(document).encode()
 
 
+def _huge_ban_end(data: bytes) -> bytes:
+    document = json.loads(data)
+    document["blacklist"]["198.51.100.7"] = 10**400  # OverflowError, once
+    return json.dumps(document).encode()
+
+
+def _long_integer(data: bytes) -> bytes:
+    # More digits than int() reads: a bare ValueError without the file's name, once.
+    return data.replace(b'"version": 1', b'"version": ' + b"1" * 5000)
+
+
 @pytest.mark.parametrize(
     "damage",
     [
+        pytest.param(_huge_ban_end, id="huge_ban_end"),
+        pytest.param(_long_integer, id="long_integer"),
         pytest.param(_truncated, id="truncated"),
         pytest.param(lambda data: b"", id="empty"),
         pytest.param(lambda data: b"\xff\xfe garbage", id="not_utf8"),

@@ -2121,7 +2121,7 @@ def test_events_before_a_bad_auth_frame_survive_the_error() -> None:
 # --- Optional orjson decoding -----------------------------------------------------------------
 
 needs_orjson = pytest.mark.skipif(
-    protocol._orjson_loads is None, reason="orjson (alvaro[speedups]) is not installed"
+    protocol._orjson_loads is None, reason="orjson (the speedups extra) is not installed"
 )
 
 #: JSON texts that stress where orjson and the standard library differ: long integers, huge

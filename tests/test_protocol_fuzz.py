@@ -346,7 +346,7 @@ def json_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     """Runs a test with orjson decoding (when installed) and with the standard library only."""
     if request.param == "orjson":
         if protocol._orjson_loads is None:
-            pytest.skip("orjson (alvaro[speedups]) is not installed")
+            pytest.skip("orjson (the speedups extra) is not installed")
     else:
         monkeypatch.setattr(protocol, "_orjson_loads", None)
     return str(request.param)

@@ -27,7 +27,14 @@ if TYPE_CHECKING:
     from .._asyncio_stream import AsyncioTransport
     from ._tls import TLSTransport
 
-__all__ = ("AnyioTransport", "Listener", "Transport", "listen", "open_transport")
+__all__ = (
+    "AnyioTransport",
+    "Listener",
+    "Transport",
+    "check_port",
+    "listen",
+    "open_transport",
+)
 
 logger = logging.getLogger("alvaro.transport")
 
@@ -43,6 +50,26 @@ ACCEPT_CAPACITY_ERRNOS = frozenset(
     for code in (getattr(errno, name, None) for name in ("EMFILE", "ENFILE", "ENOMEM", "ENOBUFS"))
     if code is not None
 )
+
+
+def check_port(port: object, *, listening: bool) -> int:
+    """Return ``port`` if it is a TCP port number: an ``int`` (not a ``bool``) from 1 to 65535,
+    or 0 too when ``listening`` (0 picks a free port).
+
+    Checked before any socket call: the operating system and the backends would otherwise
+    disagree (an ``OverflowError`` on asyncio, an ``ExceptionGroup`` on trio) or quietly turn
+    ``None`` into 0 and ``3.5`` into 3.
+
+    Raises:
+        ValueError: ``port`` is not such a number. A wrong type is a ValueError too, as for
+            every other option of alvaro: a port read from a file or a command line is one
+            value to check, whatever went wrong with it.
+    """
+    lowest = 0 if listening else 1
+    if isinstance(port, bool) or not isinstance(port, int) or not lowest <= port <= 65535:
+        allowed = "0 (any free port) to 65535" if listening else "1 to 65535"
+        raise ValueError(f"port must be an integer from {allowed}, not {port!r}")
+    return port
 
 
 def _split_address(address: object) -> tuple[str, int]:

@@ -32,7 +32,7 @@ from ..protocol import encode_logout
 from ._login import client_login
 from ._loop import LoopHandle
 from ._tls import check_context, start_tls
-from ._transport import Transport, open_transport
+from ._transport import Transport, check_port, open_transport
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
@@ -197,7 +197,7 @@ class Client(ClientAliases):
         (which returns once connected), or run this in its own task or thread.
 
         Args:
-            host, port: where the host listens.
+            host, port: where the host listens; ``port`` is an ``int`` from 1 to 65535.
             use_ssl: connect with TLS, trusting the CA certificate(s) in the PEM file
                 ``ssl_cert``, or the system's CAs when ``ssl_cert`` is ``None``. The original
                 library's ``useSSL`` and ``sslCert`` spellings work too. Same as
@@ -217,8 +217,8 @@ class Client(ClientAliases):
                 an unknown user and a wrong password). Also when the host requires login and
                 none was given, when it does not use logins and one was, and when this address
                 is blocked after too many failed logins.
-            ValueError: ``login`` is not a ``(user, password)`` pair of a valid user name and
-                password (checked before connecting).
+            ValueError: ``port`` is not a port number, or ``login`` is not a ``(user,
+                password)`` pair of a valid user name and password (checked before connecting).
             TLSError: TLS could not be set up; its ``kind`` says why (untrusted CA, name
                 mismatch, expired certificate, a plaintext host, ...). Never falls back to
                 plaintext.
@@ -229,6 +229,7 @@ class Client(ClientAliases):
         """
         if self._connecting:
             raise RuntimeError("this Client is already connected or connecting")
+        check_port(port, listening=False)
         if "sslKey" in seed_options:
             raise TypeError("a client takes no sslKey: its sslCert is the CA file it trusts")
         context = self._tls_context(*seed_tls_options(seed_options, use_ssl, ssl_cert))
@@ -534,9 +535,11 @@ async def connect(
 
     Raises:
         AuthenticationError: the login failed.
+        ValueError: ``port`` is not a port number from 1 to 65535, or ``login`` is not valid.
         ConnectError: the host could not be reached or failed the handshake.
         TimeoutError: connecting took longer than ``open_timeout``.
     """
+    check_port(port, listening=False)
     client = Client(**options)
     with unwrap_group():
         async with anyio.create_task_group() as tasks:

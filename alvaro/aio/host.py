@@ -28,7 +28,7 @@ from ..protocol import _DATA_HEADER, PREAMBLE, encode_close, encode_message
 from ._login import host_login
 from ._loop import LoopHandle, LoopLocalLimiter
 from ._tls import check_context, start_tls
-from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, Transport, listen
+from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, Transport, check_port, listen
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ class Host(HostAliases):
     Args:
         addr: the address to listen on; ``"localhost"`` or ``"127.0.0.1"`` stay on this machine,
             ``"0.0.0.0"`` or ``"::"`` accept from the network.
-        port: the TCP port; 0 picks a free one (read it from :attr:`port` once started).
+        port: the TCP port, an ``int`` from 0 to 65535; 0 picks a free one (read it from
+            :attr:`port` once started). Anything else raises ``ValueError``.
         ssl_context: accept only TLS connections, with this context; build one with
             :func:`alvaro.tls.server_context` (which also sets up mutual TLS). ``None`` (the
             default) accepts plaintext connections only. See also :meth:`start`'s ``use_ssl``.
@@ -145,7 +146,7 @@ class Host(HostAliases):
         self.max_connections = max_connections
         self.max_unauthenticated_per_address = max_unauthenticated_per_address
         self.addr = addr
-        self.port = port
+        self.port = check_port(port, listening=True)
         self.ssl_context = check_context(ssl_context, server_side=True)
         self._bind_port = port  # what to bind on each start; port 0 picks a new free port
         self.settings = Settings(**options)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .. import aio
 from .._aliases import ClientAliases, SeedClientTLS
 from .._close_codes import CloseCode
+from ..aio._transport import check_port
 from ..aio.client import ClientOptions as AioClientOptions
 from ..exceptions import LocalProtocolError
 from ..protocol import Message
@@ -174,8 +175,9 @@ class Client(ClientAliases):
             AuthenticationError: the login failed (the same reason for an unknown user and a
                 wrong password), the host requires login and none was given, or this address
                 is blocked after too many failed logins.
-            ValueError: ``login`` is not a ``(user, password)`` pair of a valid user name and
-                password (checked before connecting).
+            ValueError: ``port`` is not a port number from 1 to 65535, or ``login`` is not a
+                ``(user, password)`` pair of a valid user name and password (checked before
+                connecting).
             TLSError: TLS could not be set up; ``kind`` says why. Never falls back to plaintext.
             ConnectError: the host could not be reached, refused, or failed the handshake.
             TimeoutError: connecting took longer than ``open_timeout``.
@@ -183,6 +185,7 @@ class Client(ClientAliases):
             WrongThreadError: called on the event-loop thread.
         """
         check_not_loop_thread("connect()")
+        check_port(port, listening=False)  # before the loop thread is started for nothing
         connect = functools.partial(
             self._aio.connect,
             host,
@@ -389,7 +392,8 @@ def connect(
 
     Raises:
         AuthenticationError: the login failed.
-        ValueError: ``login`` is not a valid ``(user, password)`` pair.
+        ValueError: ``port`` is not a port number, or ``login`` is not a valid
+            ``(user, password)`` pair.
         ConnectError: the host could not be reached or failed the handshake.
         TimeoutError: connecting took longer than ``open_timeout``.
     """

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import signal
 import threading
+from concurrent.futures import CancelledError
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import aio
@@ -17,9 +20,9 @@ from .connection import Connection
 if TYPE_CHECKING:
     import logging
     import ssl
-    from collections.abc import Callable, Collection
+    from collections.abc import Callable, Collection, Iterator
     from concurrent.futures import Future
-    from types import TracebackType
+    from types import FrameType, TracebackType
 
     from typing_extensions import Self, Unpack
 
@@ -36,7 +39,7 @@ class Host(HostAliases):
 
     ``start()`` returns once listening; the host then runs on alvaro's background event-loop
     thread (one per process, shared by every alvaro.sync object). ``serve_forever()`` blocks
-    until ``stop()`` or Ctrl+C.
+    until ``stop()``, Ctrl+C or SIGTERM, which stop it gracefully.
 
     Callbacks (``new_client(conn)``, ``got_data(conn, data, metadata)``, ``lost_client(conn)``,
     ``server_started(host)``, and with login ``logged_in(conn, user)`` and
@@ -366,24 +369,55 @@ class Host(HostAliases):
     def _task(self) -> Future[None] | None:
         return self._runner.task
 
-    def serve_forever(self) -> None:
-        """Serve until :meth:`stop` is called (from another thread or a callback) or Ctrl+C.
+    def serve_forever(self) -> signal.Signals | None:
+        """Serve until :meth:`stop` is called (from another thread or a callback), or until
+        SIGINT (Ctrl+C) or SIGTERM.
 
-        Starts the host first if needed. On Ctrl+C the host shuts down cleanly and the
-        ``KeyboardInterrupt`` is raised again, so the program still stops.
+        Starts the host first if needed. On the main thread it handles SIGINT and SIGTERM while
+        it serves: the first one shuts the host down gracefully, as :meth:`stop` does (every
+        client gets GOING_AWAY after what was queued for it), and a second one during that
+        shutdown drops the clients still connected at once. Nothing is printed and nothing is
+        raised; the previous handlers are back when this returns. A signal that was ignored
+        (``SIG_IGN``, as for SIGINT in a background job) stays ignored.
+
+        On any other thread no signal can be handled (Python runs signal handlers on the main
+        thread only): stop the host with :meth:`stop` from elsewhere.
+
+        Returns:
+            The signal that stopped the host (``signal.SIGINT`` or ``signal.SIGTERM``), or
+            ``None`` when :meth:`stop` did. A script that ends with ``serve_forever()`` exits
+            with status 0 either way; ``sys.exit(128 + signum)`` follows the shell's custom.
         """
         check_not_loop_thread("serve_forever()")
         if self._task is None or self._task.done():
             self.start()
         task = self._task
         assert task is not None
-        try:
-            task.result()
-        except KeyboardInterrupt:
-            self.close()
-            raise
-        finally:
-            self._runner.release(self._shutdown_bound(), task)
+        loop = self._aio._loop
+        received: list[signal.Signals] = []
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            # Runs on the main thread, wherever it is waiting: only hands work to the loop
+            # thread, without taking any lock the waiting thread might hold.
+            received.append(signal.Signals(signum))
+            if loop is not None:
+                # On the loop thread stop() only asks for the shutdown; a cancelled start()
+                # closes every connection at once.
+                loop.call_soon(self.stop if len(received) == 1 else task.cancel)
+
+        with _handling_signals(on_signal):
+            try:
+                task.result()
+            except CancelledError:
+                if not received:
+                    raise
+            except KeyboardInterrupt:  # SIGINT left to Python (its handler was set in C)
+                self.close()
+                raise
+            finally:
+                # Still under the handlers: a signal now must not end in a traceback either.
+                self._runner.release(self._shutdown_bound(), task)
+        return received[0] if received else None
 
     def stop(self) -> None:
         """Shut down: stop accepting, close every client (GOING_AWAY) after what was queued for
@@ -490,6 +524,28 @@ class Host(HostAliases):
             self.logger.exception("an alvaro.sync host callback raised")
             if conn is not None:
                 conn.disconnect("the application failed", CloseCode.INTERNAL_ERROR)
+
+
+@contextmanager
+def _handling_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """Handle SIGINT and SIGTERM with ``handler`` for the block, then put the previous
+    handlers back.
+
+    Only on the main thread, the one Python runs handlers on and lets set them. A signal that
+    is ignored stays so, and one whose handler was set outside Python (which Python could not
+    put back) is left alone.
+    """
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            current = signal.getsignal(signum)
+            if current is not None and current is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, current in previous.items():
+            signal.signal(signum, current)
 
 
 def _closing(conn: aio.Connection) -> Callable[[], bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -424,6 +425,45 @@ async def test_invalid_settings_are_refused() -> None:
     async with alvaro.Host("127.0.0.1", 0) as host, connect("127.0.0.1", host.port) as client:
         with pytest.raises(ValueError, match="close code"):
             client.disconnect(code=CloseCode.ABNORMAL)
+
+
+#: Not ports: over 65535, negative, and values of other types (a bool is not a port either).
+BAD_PORTS = [70000, 65536, -1, None, 3.5, "8888", True, False]
+
+
+@pytest.mark.parametrize("port", [*BAD_PORTS, 0], ids=repr)
+async def test_a_client_refuses_an_invalid_port_before_connecting(port: Any) -> None:
+    """BUG: 70000 raised OverflowError on asyncio and an ExceptionGroup on trio; None connected
+    to port 0 and 3.5 to port 3. A client cannot connect to port 0."""
+    message = rf"port must be an integer from 1 to 65535, not {re.escape(repr(port))}$"
+    client = alvaro.Client()
+    with pytest.raises(ValueError, match=message):
+        await client.connect("127.0.0.1", port)
+    with pytest.raises(ValueError, match=message):
+        async with connect("127.0.0.1", port):
+            pytest.fail("entered the block")
+    assert client.connection is None
+    async with alvaro.Host("127.0.0.1", 0) as host:
+        host.got_data = echo  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(client.connect, "127.0.0.1", host.port)  # the same client, intact
+            client.send_data("after a bad port")
+            with anyio.fail_after(WAIT):
+                assert (await client.receive()).data == "after a bad port"
+            await client.aclose()
+
+
+@pytest.mark.parametrize("port", BAD_PORTS, ids=repr)
+def test_a_host_refuses_an_invalid_port_when_made(port: Any) -> None:
+    allowed = r"from 0 \(any free port\) to 65535"
+    message = rf"port must be an integer {allowed}, not {re.escape(repr(port))}$"
+    with pytest.raises(ValueError, match=message):
+        alvaro.Host("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("port", [1, 65535, 0])
+def test_ports_at_the_limits_are_accepted(port: int) -> None:
+    assert alvaro.Host("127.0.0.1", port).port == port
 
 
 @pytest.mark.parametrize("runner", ["asyncio.run", "trio.run", "anyio.run"])

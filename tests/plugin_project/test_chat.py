@@ -1,6 +1,6 @@
 """A user's tests of an alvaro program, with the fixtures of alvaro's pytest plugin.
 
-Nothing here sets the plugin up: installing ``alvaro[testing]`` is enough. The async tests run
+Nothing here sets the plugin up: installing alvaro with trustme is enough. The async tests run
 on the anyio plugin's backends, which this module chooses with its own ``anyio_backend``.
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -228,6 +229,24 @@ def test_connect_refused_raises_connect_error_and_leaves_no_thread(sync_backend:
     finally:
         client.close()
     assert shared_loop(sync_backend).leases == 0
+
+
+@pytest.mark.parametrize("port", [70000, -1, 0, None, 3.5, "8888", True], ids=repr)
+def test_an_invalid_port_is_refused_before_the_loop_thread_starts(
+    sync_backend: Backend, port: Any
+) -> None:
+    message = rf"port must be an integer from 1 to 65535, not {re.escape(repr(port))}$"
+    with Client(backend=sync_backend) as client, pytest.raises(ValueError, match=message):
+        client.connect(LOOPBACK, port)
+    with (
+        pytest.raises(ValueError, match=message),
+        alvaro.sync.connect(LOOPBACK, port, backend=sync_backend),
+    ):
+        pytest.fail("entered the block")
+    assert shared_loop(sync_backend).leases == 0
+    assert not loop_threads()
+    with pytest.raises(ValueError, match="from 0 \\(any free port\\) to 65535"):
+        Host(LOOPBACK, port if port != 0 else 65536, backend=sync_backend)
 
 
 # --- (d) Errors inside the loop reach the caller typed ---------------------------------------
