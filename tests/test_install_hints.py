@@ -29,7 +29,12 @@ def files(folder: str, pattern: str) -> list[Path]:
 
 @pytest.mark.parametrize(
     "path",
-    [*files("alvaro", "*.py"), *files("docs", "*.md"), *files("examples", "*.py")],
+    [
+        ROOT / "README.md",
+        *files("alvaro", "*.py"),
+        *files("docs", "*.md"),
+        *files("examples", "*.py"),
+    ],
     ids=lambda path: str(path.relative_to(ROOT)),
 )
 def test_nothing_tells_users_to_install_alvaro_from_the_index(path: Path) -> None:
