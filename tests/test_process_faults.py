@@ -23,12 +23,11 @@ import itertools
 import os
 import random
 import socket
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -40,13 +39,13 @@ from alvaro import CloseCode, ConnectionClosed
 
 from .helpers import WAIT, T, open_fds, rss_kib
 from .process_peers.streaming_client import message
+from .processes import Peer, host_process
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from alvaro.aio import Connection
 
-PEERS = Path(__file__).parent / "process_peers"
 LOOPBACK = "127.0.0.1"
 BACKENDS = [pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")]
 
@@ -60,124 +59,6 @@ KILL_NOTICED_WITHIN = 1.0 + 20 * T
 
 #: Timeouts of the in-test hosts and clients: small, so that a fault resolves fast.
 OPTIONS: dict[str, Any] = {"open_timeout": 50 * T, "close_timeout": 20 * T}
-
-
-# --- Peer processes ---------------------------------------------------------------------------
-
-
-class Peer:
-    """A script of ``tests/process_peers`` running as a process; its output is kept by line.
-
-    Use it as a context manager: leaving the block kills the process if it still runs, reaps
-    it, and closes its pipes.
-    """
-
-    def __init__(self, script: str, *args: str, stdin: bool = False) -> None:
-        self.name = script
-        self.process = subprocess.Popen(
-            [sys.executable, "-u", str(PEERS / script), *args],
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._changed = threading.Condition()
-        assert self.process.stdout is not None
-        assert self.process.stderr is not None
-        self._pumps = [
-            threading.Thread(target=self._pump, args=(stream, sink), daemon=True)
-            for stream, sink in (
-                (self.process.stdout, self.stdout),
-                (self.process.stderr, self.stderr),
-            )
-        ]
-        for pump in self._pumps:
-            pump.start()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def _pump(self, stream: IO[str], sink: list[str]) -> None:
-        for line in stream:
-            with self._changed:
-                sink.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def lines(self, prefix: str) -> list[str]:
-        """The lines printed on stdout so far that start with ``prefix``."""
-        with self._changed:
-            return [line for line in self.stdout if line.startswith(prefix)]
-
-    def errors(self, text: str) -> list[str]:
-        """The lines printed on stderr so far that contain ``text``."""
-        with self._changed:
-            return [line for line in self.stderr if text in line]
-
-    def describe(self) -> str:
-        with self._changed:
-            return (
-                f"{self.name} (exit code {self.process.poll()}): "
-                f"stdout {self.stdout[-10:]}, stderr {self.stderr[-30:]}"
-            )
-
-    def wait_for(self, prefix: str, timeout: float = WAIT) -> str:
-        """Wait (blocking) for a line on stdout that starts with ``prefix``, and return it."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.stdout:
-                    if line.startswith(prefix):
-                        return line
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not any(pump.is_alive() for pump in self._pumps):
-                    break
-                self._changed.wait(min(remaining, 0.5))
-        raise AssertionError(f"no line starting with {prefix!r}: {self.describe()}")
-
-    def tell(self, line: str) -> None:
-        """Write a line to the process's stdin."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def kill(self) -> float:
-        """SIGKILL the process (without waiting for it); return the time, on time.monotonic()."""
-        killed_at = time.monotonic()
-        self.process.kill()
-        return killed_at
-
-    def close(self) -> None:
-        """Kill the process if it runs, reap it, collect the rest of its output, close pipes."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=WAIT)
-        for pump in self._pumps:
-            pump.join(timeout=WAIT)
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-
-    def __enter__(self) -> Peer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def host_process(*args: str) -> tuple[Peer, int]:
-    """Start ``process_peers/host.py`` with ``args``; return it and the port it listens on."""
-    peer = Peer("host.py", *args)
-    try:
-        port = int(peer.wait_for("listening ").split()[1])
-    except BaseException:
-        peer.close()
-        raise
-    return peer, port
 
 
 async def until(predicate: Callable[[], bool], what: Callable[[], str], timeout: float) -> None:

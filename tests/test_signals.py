@@ -13,14 +13,10 @@
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import socket
-import subprocess
-import sys
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -29,9 +25,7 @@ from alvaro import CloseCode, ConnectionClosedOK
 from alvaro.protocol import Close, Decoder, Event, Hello, encode_hello
 
 from .helpers import WAIT
-
-if TYPE_CHECKING:
-    from types import TracebackType
+from .processes import Peer
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
@@ -39,81 +33,6 @@ E = TypeVar("E", bound=Event)
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ["asyncio", "trio"]
 SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
-
-
-class Peer:
-    """``python -m MODULE ARGS`` run from the repository's root (so that it imports this
-    checkout's alvaro), its output read by threads so that every wait has a timeout."""
-
-    def __init__(self, module: str, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-u", "-m", module, *args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read_stdout, daemon=True),
-            threading.Thread(target=self._read_stderr, daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read_stdout(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.stdout.append(line.rstrip("\n"))
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def _read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        self.stderr.extend(self.process.stderr)
-
-    def expect(self, prefix: str) -> str:
-        """Wait for the next stdout line that starts with ``prefix``; return it."""
-        while True:
-            try:
-                line = self.lines.get(timeout=WAIT)
-            except queue.Empty:
-                raise AssertionError(f"no line {prefix!r} within {WAIT} s") from None
-            if line is None:
-                raise AssertionError(f"the process ended before {prefix!r}: {self.stderr}")
-            if line.startswith(prefix):
-                return line
-
-    def signal(self, signum: signal.Signals) -> None:
-        os.kill(self.process.pid, signum)
-
-    def finish(self) -> int:
-        """Wait (bounded) for the process to end by itself; return its exit status."""
-        try:
-            status = self.process.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the process did not end within {WAIT} s") from None
-        for reader in self._readers:
-            reader.join(WAIT)
-        return status
-
-    def __enter__(self) -> Peer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(WAIT)
-        for pipe in (self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def read_until(sock: socket.socket, decoder: Decoder, kind: type[E]) -> E:
@@ -138,11 +57,11 @@ def test_serve_forever_stops_gracefully_and_quietly_on_a_signal(
     """BUG: Ctrl+C printed an 8-line traceback, and SIGTERM killed the process: its clients
     saw close code 1006 (ABNORMAL) instead of GOING_AWAY."""
     with Peer("tests.process_peers.sync_host", "--backend", backend) as host:
-        port = int(host.expect("listening ").split()[1])
+        port = int(host.wait_for("listening ").split()[1])
         with alvaro.sync.connect("127.0.0.1", port, backend=backend) as client:
-            host.expect("new client")
+            host.wait_for("new client")
             client.send_data("a burst, please", metadata={"burst": 500})
-            host.expect("queued 500")
+            host.wait_for("queued 500")
             host.signal(signum)
             # What was queued comes first, then the host's GOING_AWAY.
             assert [client.receive(timeout=WAIT).data for _ in range(500)] == list(range(500))
@@ -151,7 +70,7 @@ def test_serve_forever_stops_gracefully_and_quietly_on_a_signal(
             assert closed.value.code == CloseCode.GOING_AWAY
             assert closed.value.by_peer
         status = host.finish()
-    assert "".join(host.stderr) == ""  # no traceback, nothing at all
+    assert host.stderr == []  # no traceback, nothing at all
     assert status == 0
     assert host.stdout[-1] == f"returned {signum.name}"
 
@@ -168,19 +87,19 @@ def test_a_second_signal_drops_a_client_that_never_answers_the_close(
     """BUG: the second Ctrl+C added a second, chained traceback."""
     args = ("--backend", backend, "--close-timeout", "600")
     with Peer("tests.process_peers.sync_host", *args) as host:
-        port = int(host.expect("listening ").split()[1])
+        port = int(host.wait_for("listening ").split()[1])
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
             decoder = Decoder("client")
             sock.sendall(encode_hello("client"))
             read_until(sock, decoder, Hello)
-            host.expect("new client")
+            host.wait_for("new client")
             host.signal(first)
             # The host says GOING_AWAY, then would wait ten minutes for an answer.
             assert read_until(sock, decoder, Close).code == CloseCode.GOING_AWAY
             host.signal(second)
             status = host.finish()
             assert sock.recv(65536) == b""  # dropped
-    assert "".join(host.stderr) == ""
+    assert host.stderr == []
     assert status == 0
     assert host.stdout[-1] == f"returned {first.name}"
 
@@ -194,10 +113,10 @@ def test_demo_stops_gracefully_on_a_signal_with_one_line(
     backend: str, signum: signal.Signals
 ) -> None:
     with Peer("tests.process_peers.stalled_demo", "--backend", backend) as demo:
-        demo.expect("stalled")
+        demo.wait_for("stalled")
         demo.signal(signum)
         status = demo.finish()
-    assert "".join(demo.stderr) == f"alvaro demo: stopping ({signum.name})\n"
+    assert demo.stderr == [f"alvaro demo: stopping ({signum.name})"]
     assert status == 128 + signum
     # Both clients got the host's GOING_AWAY; the transcript said nothing of the stop.
     closes = [line for line in demo.stdout if line.startswith("closed")]
@@ -209,10 +128,10 @@ def test_demo_stops_gracefully_on_a_signal_with_one_line(
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_demo_a_second_signal_stops_it_at_once(backend: str) -> None:
     with Peer("tests.process_peers.stalled_demo", "--slow-close", "--backend", backend) as demo:
-        demo.expect("stalled")
+        demo.wait_for("stalled")
         demo.signal(signal.SIGINT)
-        demo.expect("close received")  # the graceful stop has begun, and would take 600 s
+        demo.wait_for("close received")  # the graceful stop has begun, and would take 600 s
         demo.signal(signal.SIGTERM)
         status = demo.finish()
-    assert "".join(demo.stderr) == "alvaro demo: stopping (SIGINT)\n"
+    assert demo.stderr == ["alvaro demo: stopping (SIGINT)"]
     assert status == 128 + signal.SIGINT
