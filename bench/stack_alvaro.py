@@ -229,8 +229,10 @@ def _client_sync(workload: str, params: Params, port: int) -> dict[str, Any]:
 async def _open_idle(
     count: int, port: int, report: Report, options: dict[str, Any]
 ) -> dict[str, Any]:
-    # A bounded number of handshakes in flight at once, so the listen backlog never overflows.
-    limiter = anyio.CapacityLimiter(64)
+    # A bounded number of handshakes in flight at once, so the listen backlog never overflows,
+    # and no more than a host lets one address have in its handshakes (the default
+    # max_unauthenticated_per_address, 16): more would be refused with TRY_AGAIN_LATER.
+    limiter = anyio.CapacityLimiter(16)
     opened = 0
     all_open = anyio.Event()
     async with anyio.create_task_group() as tasks:
