@@ -558,6 +558,10 @@ class Connection(ConnectionAliases):
                         self._outbox = []
                         self._pong_bytes = 0
                         self._last_pong = None
+                        # From now on it tells whether a thread sends while this batch is
+                        # written: a lone message (a request waiting for its reply) never
+                        # makes the writer pause.
+                        self._thread_sent = False
                         closing = self._close_queued
                     else:
                         self._writer_idle = True
