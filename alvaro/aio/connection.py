@@ -436,11 +436,13 @@ class Connection(ConnectionAliases):
                     f"{self._pending_bytes} bytes are waiting to be sent to {self.addr}:"
                     f"{self.port} (outbox_limit is {limit}); use 'await send()' to wait for room"
                 )
+            burst = False
             if self._writer_idle and not self._pending_bytes:
                 # Nothing is queued or being written: write straight to the socket, saving the
                 # writer's task switch, unless the last such write was a moment ago. Messages
                 # that come that close together form a burst, which the writer sends in one
-                # write instead of one system call each.
+                # write instead of one system call each. (The transport may refuse a direct
+                # write from this thread: then the loop thread makes it, _write_for_thread.)
                 now = time.monotonic()
                 if now - self._last_direct_write >= _DIRECT_WRITE_GAP:
                     self._last_direct_write = now
@@ -448,6 +450,8 @@ class Connection(ConnectionAliases):
                     if written == len(frame):
                         return
                     frame = frame[written:]
+                else:
+                    burst = True
             self._outbox.append(frame)
             self._pending_bytes += len(frame)
             if self._loop.in_loop_thread():
@@ -463,8 +467,10 @@ class Connection(ConnectionAliases):
                 wake_here = False
         if wake_here:
             self._writer_wake.set()
-        else:
+        elif burst:
             self._loop.call_soon(self._wake_writer)
+        else:
+            self._loop.call_soon(self._write_for_thread)
 
     async def _send_in_time(self, data: bytes, timeout: float) -> bool:
         """Send ``data``, each piece of it within ``timeout``; ``False`` if the peer stopped
@@ -507,6 +513,39 @@ class Connection(ConnectionAliases):
 
     def _wake_writer(self) -> None:
         self._writer_wake.set()
+
+    def _write_for_thread(self) -> None:
+        """Write what plain threads queued while the writer was idle; on the loop thread,
+        scheduled by the send that found the writer idle.
+
+        Straight to the socket when it takes it all, as :meth:`_enqueue` does on the loop
+        thread (a thread may not: asyncio's transports are not thread-safe), which saves the
+        writer's task switch; whatever is left, and any CLOSE, goes to the writer, which is
+        still waiting to be woken.
+        """
+        with self._lock:
+            frames = self._outbox
+            if frames and not self._close_queued and not self._send_closed:
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                written = self._transport.send_now(data)
+                if written:
+                    self._outbox = [] if written == len(data) else [data[written:]]
+                    self._pong_bytes = 0
+                    self._last_pong = None
+                    self._written(written)
+                if written == len(data):
+                    self._writer_idle = True
+                    return
+        self._writer_wake.set()
+
+    def _written(self, count: int) -> None:
+        """``count`` queued bytes went out: let waiting senders in; hold ``_lock`` to call."""
+        self._pending_bytes -= count
+        if self._blocked_senders and self._room is not None:
+            self._room.notify_all()
+        if self._drained is not None:
+            self._drained.set()
+            self._drained = None
 
     def _answer_ping(self, payload: bytes) -> None:
         """Queue the PONG for a peer's PING; on the loop thread.
@@ -582,12 +621,7 @@ class Connection(ConnectionAliases):
                     return
                 in_flight = 0
                 with self._lock:
-                    self._pending_bytes -= len(data)
-                    if self._blocked_senders and self._room is not None:
-                        self._room.notify_all()
-                if self._drained is not None:
-                    self._drained.set()
-                    self._drained = None
+                    self._written(len(data))
                 if closing:
                     return  # the CLOSE frame was the last of this batch
         except ConnectionClosedError as exc:
