@@ -528,6 +528,9 @@ class Connection(ConnectionAliases):
             if frames and not self._close_queued and not self._send_closed:
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
                 written = self._transport.send_now(data)
+                # As for a direct write: a thread's next message within _DIRECT_WRITE_GAP is
+                # part of a burst, which goes to the writer to be batched.
+                self._last_direct_write = time.monotonic()
                 if written:
                     self._outbox = [] if written == len(data) else [data[written:]]
                     self._pong_bytes = 0
