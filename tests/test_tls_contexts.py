@@ -5,7 +5,7 @@
   every unreadable file is a :class:`~alvaro.TLSError` of kind CONFIGURATION naming the path.
 * :class:`~alvaro.tls.TLSInfo.peer_names`.
 * :class:`alvaro._throttle.LogThrottle`, on a fake clock.
-* :func:`alvaro.aio._tls.classify_ssl_error`: which :mod:`ssl` error becomes which ``kind``.
+* :func:`alvaro.aio._io.tls.classify_ssl_error`: which :mod:`ssl` error becomes which ``kind``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import alvaro
 import alvaro.tls
 from alvaro import TLSError, _throttle
 from alvaro._throttle import LogThrottle
-from alvaro.aio._tls import classify_ssl_error
+from alvaro.aio._io import classify_ssl_error
 from alvaro.tls import TLSInfo
 
 if TYPE_CHECKING:

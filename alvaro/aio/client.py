@@ -29,10 +29,9 @@ from ..exceptions import (
     WrongThreadError,
 )
 from ..protocol import encode_logout
+from ._io import Transport, check_context, check_port, open_transport, start_tls
 from ._login import client_login
 from ._loop import LoopHandle
-from ._tls import check_context, start_tls
-from ._transport import Transport, check_port, open_transport
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:

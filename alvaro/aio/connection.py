@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from .._throttle import LogThrottle
     from .._types import Metadata
     from ..tls import TLSInfo
-    from ._transport import Transport
+    from ._io import Transport
 
 __all__ = ("Connection", "State")
 

@@ -25,10 +25,17 @@ from ..exceptions import (
     TLSError,
 )
 from ..protocol import _DATA_HEADER, PREAMBLE, encode_close, encode_message
+from ._io import (
+    ACCEPT_CAPACITY_ERRNOS,
+    Listener,
+    Transport,
+    check_context,
+    check_port,
+    listen,
+    start_tls,
+)
 from ._login import host_login
 from ._loop import LoopHandle, LoopLocalLimiter
-from ._tls import check_context, start_tls
-from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, Transport, check_port, listen
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .. import aio
 from .._aliases import ClientAliases, SeedClientTLS
 from .._close_codes import CloseCode
-from ..aio._transport import check_port
+from ..aio._io import check_port
 from ..aio.client import ClientOptions as AioClientOptions
 from ..exceptions import LocalProtocolError
 from ..protocol import Message

@@ -11,7 +11,7 @@ import pytest
 import trustme
 from anyio.streams.tls import TLSStream
 
-from alvaro.aio._transport import AnyioTransport
+from alvaro.aio._io.anyio_tcp import AnyioTransport
 
 from ..helpers import WAIT
 
@@ -140,8 +140,8 @@ def _raw_socket(transport: object) -> socket.socket:
 async def test_accepted_and_connected_sockets_send_small_writes_at_once() -> None:
     """Nagle's algorithm is off on both ends: a burst of small replies must not wait for the
     peer's delayed ACK (which cost every reply burst of an asyncio host 40 ms)."""
+    from alvaro.aio._io import listen, open_transport
     from alvaro.aio._loop import LoopHandle
-    from alvaro.aio._transport import listen, open_transport
 
     trio = LoopHandle().is_trio
     listener = await listen("127.0.0.1", 0, trio=trio)

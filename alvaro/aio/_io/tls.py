@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .._close_codes import CloseCode
-from ..exceptions import ConnectionClosed, ConnectionClosedError, TLSError
-from ..protocol import MAGIC, PREAMBLE, encode_close
-from ..tls import TLSInfo
+from ..._close_codes import CloseCode
+from ...exceptions import ConnectionClosed, ConnectionClosedError, TLSError
+from ...protocol import MAGIC, PREAMBLE, encode_close
+from ...tls import TLSInfo
 
 if TYPE_CHECKING:
-    from ._transport import Transport
+    from .base import Transport
 
 __all__ = ("TLSTransport", "check_context", "classify_ssl_error", "start_tls")
 

@@ -3,7 +3,7 @@
 On trio, alvaro talks to the network through anyio. On asyncio, anyio's stream adds a task switch
 to every send and two ``epoll_ctl`` calls to every receive, and each read allocates a fresh
 256 KiB buffer. This module has the same interface as the anyio transport of
-``alvaro.aio._transport`` but sits directly on asyncio's ``BufferedProtocol``:
+``anyio_tcp`` but sits directly on asyncio's ``BufferedProtocol``:
 
 * reads go into one scratch buffer shared by every connection of the loop (the protocol copies
   each read out at once, on the loop thread), so an idle connection holds no buffer at all;
@@ -11,7 +11,7 @@ to every send and two ``epoll_ctl`` calls to every receive, and each read alloca
 * reading pauses while more than ``_READ_HIGH`` received bytes wait for the reader, so a slow
   application still pushes back on the sender through TCP.
 
-Only this module imports asyncio; ``alvaro.aio`` stays backend-neutral.
+Only this module imports asyncio; the rest of ``alvaro.aio`` stays backend-neutral.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, cast
 
 import anyio
 
-from ._close_codes import CloseCode
-from .exceptions import ConnectionClosedError
+from ..._close_codes import CloseCode
+from ...exceptions import ConnectionClosedError
+from .base import split_address
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -164,8 +165,8 @@ class AsyncioTransport:
         self._protocol = protocol
         # Made on the loop: asyncio's transports may only be used from this thread.
         self._loop_thread = threading.get_ident()
-        self.peer_host, self.peer_port = _split(transport.get_extra_info("peername"))
-        self.local_host, self.local_port = _split(transport.get_extra_info("sockname"))
+        self.peer_host, self.peer_port = split_address(transport.get_extra_info("peername"))
+        self.local_host, self.local_port = split_address(transport.get_extra_info("sockname"))
 
     async def receive(self) -> bytes:
         """Return the next bytes from the peer, or ``b""`` once the peer has closed its side.
@@ -249,12 +250,6 @@ class AsyncioTransport:
             await self._protocol.closed()
         if scope.cancelled_caught:
             transport.abort()  # the peer does not take what is buffered: drop it
-
-
-def _split(address: object) -> tuple[str, int]:
-    if isinstance(address, tuple) and len(address) >= 2:
-        return str(address[0]), int(address[1])
-    return str(address), 0
 
 
 async def open_connection(host: str, port: int) -> AsyncioTransport:

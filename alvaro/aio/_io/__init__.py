@@ -1,0 +1,27 @@
+"""The stream seam: the only part of ``alvaro.aio`` that touches sockets, ssl and asyncio.
+
+Everything above it sees a :class:`~.base.Transport` (``receive``/``send``/``send_now``/
+``aclose``) that raises alvaro's own exceptions. ``base`` declares that shape; ``anyio_tcp``
+(trio) and ``asyncio_tcp`` (asyncio) are the TCP transports, ``tcp`` opens and accepts
+connections with the right one, and ``tls`` runs TLS over either.
+"""
+
+from __future__ import annotations
+
+from .base import Transport, check_port, split_address
+from .tcp import ACCEPT_CAPACITY_ERRNOS, Listener, listen, open_transport
+from .tls import TLSTransport, check_context, classify_ssl_error, start_tls
+
+__all__ = (
+    "ACCEPT_CAPACITY_ERRNOS",
+    "Listener",
+    "TLSTransport",
+    "Transport",
+    "check_context",
+    "check_port",
+    "classify_ssl_error",
+    "listen",
+    "open_transport",
+    "split_address",
+    "start_tls",
+)
