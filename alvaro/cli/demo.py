@@ -1,0 +1,308 @@
+"""``alvaro demo``: a host and two clients on 127.0.0.1, over TLS with a throwaway CA, with login.
+
+It prints what they say to each other. SIGINT or SIGTERM stops it gracefully, a second one at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._version import __version__
+from ._common import INSTALL_TRUSTME, USAGE, CommandError, killed_by, tell, throwaway_ca
+
+if TYPE_CHECKING:
+    import argparse
+    import ssl
+
+    from ..aio import Connection, Host
+    from ._common import Subcommands
+
+__all__ = ("register",)
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``alvaro demo`` to the ``alvaro`` command."""
+    demo = commands.add_parser(
+        "demo", help="run a host and two clients over TLS, with login, and show what they say"
+    )
+    demo.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="the event loop to run on (default: asyncio)",
+    )
+    demo.add_argument(
+        "--plain", action="store_true", help="run without TLS (by default a throwaway CA is made)"
+    )
+    demo.set_defaults(run=_run_demo)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return f"{len(value)} raw bytes {value[:16]!r}"
+    return json.dumps(value, ensure_ascii=False)
+
+
+class _Transcript:
+    """Prints one line per event, with the speaker in a fixed-width column; nothing once quiet."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.quiet = False
+
+    def say(self, who: str, text: str) -> None:
+        self.lines += 1
+        if not self.quiet:
+            print(f"  [{who:<5}] {text}", flush=True)
+
+
+class _Stopping:
+    """What SIGINT and SIGTERM stop in the demo, and the first of them that came."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.out = _Transcript()
+        self.host: Host | None = None
+        self.talking = anyio.CancelScope()  # the clients' part of the demo
+
+    async def gracefully(self) -> None:
+        """Stop the host as Host.stop() does, then end what the clients were doing."""
+        if self.host is not None:
+            await self.host.aclose()
+        self.talking.cancel()
+
+
+def _over(conn: Connection, *, cipher: bool = True) -> str:
+    """How a connection travels: its TLS version (and cipher), or plaintext."""
+    info = conn.tls
+    if info is None:
+        return "in plaintext"
+    return f"over {info.version} ({info.cipher})" if cipher else f"over {info.version}"
+
+
+# The demo's users. Their passwords are random, made for each run, and never printed.
+_DEMO_USERS = ("alice", "bob")
+
+
+async def _demo(
+    backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None, stopping: _Stopping
+) -> int:
+    # Imported here so that "alvaro --version" stays fast and import-light.
+    from .. import Host
+    from ..auth import Accounts
+
+    out = stopping.out
+    how = "in plaintext" if contexts is None else "over TLS"
+    print(f"alvaro {__version__} demo: a host and two clients on 127.0.0.1, on {backend}, {how}")
+    if contexts is not None:
+        print("(a throwaway CA made for this demo signs the host's certificate; --plain for none)")
+    print()
+    server_tls, client_tls = contexts if contexts is not None else (None, None)
+
+    # 4096 key-derivation rounds, the least SCRAM allows, instead of the default 600,000: a
+    # login then costs each client about a millisecond instead of about 0.2 s. The rounds are
+    # what an attacker pays per guess against a stolen accounts file; these accounts live in
+    # this process only, for a few seconds, with random passwords, and are never saved. Real
+    # accounts keep the default.
+    accounts = Accounts(iterations=4096)
+    passwords = {name: secrets.token_urlsafe(16) for name in _DEMO_USERS}
+    for name, password in passwords.items():
+        accounts.add_user(name, password)
+
+    host = Host("127.0.0.1", 0, ssl_context=server_tls, login_required=True, accounts=accounts)
+    stopping.host = host
+
+    def logged_in(conn: Connection, user: str) -> None:
+        out.say("host", f"{user} logged in from {conn.addr}:{conn.port}")
+
+    def new_client(conn: Connection) -> None:
+        out.say("host", f"new client from {conn.addr}:{conn.port} {_over(conn, cipher=False)}")
+        conn.send_data("welcome", metadata={"from": "host", "clients": len(host.clients)})
+
+    async def got_data(conn: Connection, data: Any, metadata: dict[str, Any]) -> None:
+        out.say("host", f"got {_show(data)} with metadata {_show(metadata)}; relaying it")
+        for other in host.clients:
+            if other is not conn:
+                await other.send(data, metadata={**metadata, "relayed_by": "host"})
+
+    def lost_client(conn: Connection) -> None:
+        who = conn.user or f"{conn.addr}:{conn.port}"
+        code = conn.close_code
+        out.say("host", f"lost {who}: close code {code} ({conn.close_reason or 'no reason'})")
+
+    host.logged_in = logged_in
+    host.new_client = new_client
+    host.got_data = got_data
+    host.lost_client = lost_client
+
+    status = 0
+    # Not "async with host": a second signal cancels this task group, which drops the clients
+    # at once, where the host's __aexit__ would wait for a graceful close in any case.
+    async with anyio.create_task_group() as serving:
+        await serving.start(host.start)
+        out.say("host", f"listening on 127.0.0.1:{host.port}")
+        users = " and ".join(_DEMO_USERS)
+        plain = "" if contexts else "; without TLS, user names and messages cross readable"
+        out.say("host", f"login required; users {users}, with random passwords{plain}")
+        with stopping.talking:
+            try:
+                status = await _demo_clients(host, out, passwords, client_tls)
+            except Exception:
+                if stopping.signal is None:
+                    raise
+                # Stopped by a signal: the host closed the clients while they talked.
+        out.say("host", "stopping")
+        host.stop()
+    if stopping.signal is None:
+        print(f"\ndone: {out.lines} events, messages went both ways with metadata.")
+    return status
+
+
+async def _demo_clients(
+    host: Host, out: _Transcript, passwords: dict[str, str], client_tls: ssl.SSLContext | None
+) -> int:
+    """The clients' part of the demo: log in, talk, fail a login, leave."""
+    from .. import AuthenticationError, aio
+
+    async with (
+        aio.connect(
+            "127.0.0.1", host.port, ssl_context=client_tls, login=("alice", passwords["alice"])
+        ) as alice,
+        aio.connect(
+            "127.0.0.1", host.port, ssl_context=client_tls, login=("bob", passwords["bob"])
+        ) as bob,
+    ):
+        for name, client in (("alice", alice), ("bob", bob)):
+            assert client.connection is not None
+            if client.connection.tls is not None:
+                out.say(name, f"connected {_over(client.connection)}, certificate verified")
+            out.say(name, f"logged in as {client.user}, without sending the password")
+            greeting = await client.receive(timeout=10)
+            out.say(name, f"got {_show(greeting.data)} with metadata {_show(greeting.metadata)}")
+
+        alice.send_data("Hello, Bob!", metadata={"from": "alice", "kind": "chat"})
+        message = await bob.receive(timeout=10)
+        out.say("bob", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
+
+        bob.send_data({"reply": "Hi Alice!", "mood": ["happy", 3]}, metadata={"from": "bob"})
+        message = await alice.receive(timeout=10)
+        out.say("alice", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
+
+        alice.send_data(bytes(range(8)), metadata={"from": "alice", "kind": "raw"})
+        message = await bob.receive(timeout=10)
+        out.say("bob", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
+
+        out.say("eve", "tries to log in as bob with a wrong password")
+        try:
+            async with aio.connect(
+                "127.0.0.1", host.port, ssl_context=client_tls, login=("bob", "guess")
+            ):
+                out.say("eve", "logged in: this should never happen")
+                return 1
+        except AuthenticationError as exc:
+            out.say("eve", str(exc))
+        attempts = host.get_login_attempts()
+        failed = [attempt for attempt in attempts if not attempt.success]
+        out.say(
+            "host",
+            f"login attempts: {len(attempts) - len(failed)} succeeded, {len(failed)} failed "
+            f"({', '.join(f'{a.username} from {a.address}' for a in failed)})",
+        )
+
+        out.say("bob", "leaving with reason 'see you'")
+        await bob.aclose("see you")
+        out.say("alice", "leaving")
+    return 0
+
+
+async def _demo_until_signalled(
+    backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None
+) -> int:
+    """The demo, which SIGINT or SIGTERM stops gracefully, and a second one at once.
+
+    Returns the demo's exit status, or 128 plus the number of the first signal.
+    """
+    stopping = _Stopping()
+    # Signals reach the main thread only, and asyncio on Windows cannot receive them: there
+    # Ctrl+C raises KeyboardInterrupt, which _run_demo() turns into one line.
+    if threading.current_thread() is not threading.main_thread() or sys.platform == "win32":
+        return await _demo(backend, contexts, stopping)
+    status = 0
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tasks:
+
+            async def run() -> None:
+                nonlocal status
+                status = await _demo(backend, contexts, stopping)
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(run)
+            async for signum in signals:
+                if stopping.signal is not None:
+                    tasks.cancel_scope.cancel()  # the second signal: drop everything now
+                    break
+                stopping.signal = signum
+                stopping.out.quiet = True
+                name = signal.Signals(signum).name
+                tell("demo", f"stopping ({name})")
+                tasks.start_soon(stopping.gracefully)
+    return status if stopping.signal is None else killed_by(stopping.signal)
+
+
+def _demo_contexts(plain: bool) -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
+    """The demo's host and client TLS contexts from a throwaway CA; ``None`` for plaintext."""
+    if plain:
+        return None
+    from .. import testing
+
+    ca = throwaway_ca()
+    if ca is None:
+        tell(
+            "demo",
+            "trustme is not installed, so this demo runs without TLS "
+            f"({INSTALL_TRUSTME} to see it over TLS)",
+            file=sys.stdout,
+        )
+        return None
+    return testing.server_context(ca), testing.client_context(ca)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    if args.backend == "trio":
+        try:
+            import trio  # noqa: F401 - only to tell a missing trio in one line
+        except ImportError:
+            raise CommandError(
+                "--backend trio needs trio, which is not installed: pip install trio", USAGE
+            ) from None
+    # The signal handlers of this thread, put back afterwards (asyncio would reset them).
+    handlers = (
+        {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
+    # Without -v, errors reach stderr as Python's last-resort handler would print them, but not
+    # the warnings about logging in without TLS: the transcript says that in its own words.
+    errors = logging.StreamHandler()
+    errors.setLevel(logging.ERROR)
+    if not args.verbose:
+        logging.getLogger("alvaro").addHandler(errors)
+    try:
+        contexts = _demo_contexts(args.plain)
+        return anyio.run(_demo_until_signalled, args.backend, contexts, backend=args.backend)
+    except KeyboardInterrupt:  # Ctrl+C before or after the demo handles signals itself
+        tell("demo", "stopped (SIGINT)")
+        return killed_by(signal.SIGINT)
+    finally:
+        logging.getLogger("alvaro").removeHandler(errors)
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
