@@ -16,11 +16,21 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._version import __version__
-from ._common import INSTALL_TRUSTME, USAGE, CommandError, killed_by, tell, throwaway_ca
+from ._common import (
+    FAILED,
+    INSTALL_TRUSTME,
+    OK,
+    USAGE,
+    CommandError,
+    killed_by,
+    tell,
+    throwaway_ca,
+)
 
 if TYPE_CHECKING:
     import argparse
     import ssl
+    from contextlib import AbstractAsyncContextManager
 
     from ..aio import Connection, Host
     from ._common import Subcommands
@@ -49,6 +59,11 @@ def _show(value: Any) -> str:
     if isinstance(value, bytes):
         return f"{len(value)} raw bytes {value[:16]!r}"
     return json.dumps(value, ensure_ascii=False)
+
+
+def _got(data: Any, metadata: dict[str, Any]) -> str:
+    """What a host or a client says when a message arrives."""
+    return f"got {_show(data)} with metadata {_show(metadata)}"
 
 
 class _Transcript:
@@ -128,7 +143,7 @@ async def _demo(
         conn.send_data("welcome", metadata={"from": "host", "clients": len(host.clients)})
 
     async def got_data(conn: Connection, data: Any, metadata: dict[str, Any]) -> None:
-        out.say("host", f"got {_show(data)} with metadata {_show(metadata)}; relaying it")
+        out.say("host", f"{_got(data, metadata)}; relaying it")
         for other in host.clients:
             if other is not conn:
                 await other.send(data, metadata={**metadata, "relayed_by": "host"})
@@ -143,7 +158,7 @@ async def _demo(
     host.got_data = got_data
     host.lost_client = lost_client
 
-    status = 0
+    status = OK
     # Not "async with host": a second signal cancels this task group, which drops the clients
     # at once, where the host's __aexit__ would wait for a graceful close in any case.
     async with anyio.create_task_group() as serving:
@@ -172,41 +187,38 @@ async def _demo_clients(
     """The clients' part of the demo: log in, talk, fail a login, leave."""
     from .. import AuthenticationError, aio
 
+    def log_in(user: str, password: str) -> AbstractAsyncContextManager[aio.Client]:
+        return aio.connect("127.0.0.1", host.port, ssl_context=client_tls, login=(user, password))
+
+    async def hear(name: str, client: aio.Client) -> None:
+        message = await client.receive(timeout=10)
+        out.say(name, _got(message.data, message.metadata))
+
     async with (
-        aio.connect(
-            "127.0.0.1", host.port, ssl_context=client_tls, login=("alice", passwords["alice"])
-        ) as alice,
-        aio.connect(
-            "127.0.0.1", host.port, ssl_context=client_tls, login=("bob", passwords["bob"])
-        ) as bob,
+        log_in("alice", passwords["alice"]) as alice,
+        log_in("bob", passwords["bob"]) as bob,
     ):
         for name, client in (("alice", alice), ("bob", bob)):
             assert client.connection is not None
             if client.connection.tls is not None:
                 out.say(name, f"connected {_over(client.connection)}, certificate verified")
             out.say(name, f"logged in as {client.user}, without sending the password")
-            greeting = await client.receive(timeout=10)
-            out.say(name, f"got {_show(greeting.data)} with metadata {_show(greeting.metadata)}")
+            await hear(name, client)
 
         alice.send_data("Hello, Bob!", metadata={"from": "alice", "kind": "chat"})
-        message = await bob.receive(timeout=10)
-        out.say("bob", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
+        await hear("bob", bob)
 
         bob.send_data({"reply": "Hi Alice!", "mood": ["happy", 3]}, metadata={"from": "bob"})
-        message = await alice.receive(timeout=10)
-        out.say("alice", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
+        await hear("alice", alice)
 
         alice.send_data(bytes(range(8)), metadata={"from": "alice", "kind": "raw"})
-        message = await bob.receive(timeout=10)
-        out.say("bob", f"got {_show(message.data)} with metadata {_show(message.metadata)}")
+        await hear("bob", bob)
 
         out.say("eve", "tries to log in as bob with a wrong password")
         try:
-            async with aio.connect(
-                "127.0.0.1", host.port, ssl_context=client_tls, login=("bob", "guess")
-            ):
+            async with log_in("bob", "guess"):
                 out.say("eve", "logged in: this should never happen")
-                return 1
+                return FAILED
         except AuthenticationError as exc:
             out.say("eve", str(exc))
         attempts = host.get_login_attempts()
@@ -220,7 +232,7 @@ async def _demo_clients(
         out.say("bob", "leaving with reason 'see you'")
         await bob.aclose("see you")
         out.say("alice", "leaving")
-    return 0
+    return OK
 
 
 async def _demo_until_signalled(
@@ -235,7 +247,7 @@ async def _demo_until_signalled(
     # Ctrl+C raises KeyboardInterrupt, which _run_demo() turns into one line.
     if threading.current_thread() is not threading.main_thread() or sys.platform == "win32":
         return await _demo(backend, contexts, stopping)
-    status = 0
+    status = OK
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as tasks:
 
