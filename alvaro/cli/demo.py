@@ -5,27 +5,17 @@ It prints what they say to each other. SIGINT or SIGTERM stops it gracefully, a 
 
 from __future__ import annotations
 
+import functools
 import json
-import logging
 import secrets
-import signal
 import sys
-import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._version import __version__
-from ._common import (
-    FAILED,
-    INSTALL_TRUSTME,
-    OK,
-    USAGE,
-    CommandError,
-    killed_by,
-    tell,
-    throwaway_ca,
-)
+from ._common import FAILED, INSTALL_TRUSTME, OK, tell, throwaway_ca
+from ._foreground import Stopping, check_backend, run_in_foreground, until_signalled
 
 if TYPE_CHECKING:
     import argparse
@@ -79,14 +69,17 @@ class _Transcript:
             print(f"  [{who:<5}] {text}", flush=True)
 
 
-class _Stopping:
-    """What SIGINT and SIGTERM stop in the demo, and the first of them that came."""
+class _Stopping(Stopping):
+    """What SIGINT and SIGTERM stop in the demo."""
 
     def __init__(self) -> None:
-        self.signal: int | None = None
+        super().__init__()
         self.out = _Transcript()
         self.host: Host | None = None
         self.talking = anyio.CancelScope()  # the clients' part of the demo
+
+    def on_signal(self) -> None:
+        self.out.quiet = True
 
     async def gracefully(self) -> None:
         """Stop the host as Host.stop() does, then end what the clients were doing."""
@@ -235,40 +228,6 @@ async def _demo_clients(
     return OK
 
 
-async def _demo_until_signalled(
-    backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None
-) -> int:
-    """The demo, which SIGINT or SIGTERM stops gracefully, and a second one at once.
-
-    Returns the demo's exit status, or 128 plus the number of the first signal.
-    """
-    stopping = _Stopping()
-    # Signals reach the main thread only, and asyncio on Windows cannot receive them: there
-    # Ctrl+C raises KeyboardInterrupt, which _run_demo() turns into one line.
-    if threading.current_thread() is not threading.main_thread() or sys.platform == "win32":
-        return await _demo(backend, contexts, stopping)
-    status = OK
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with anyio.create_task_group() as tasks:
-
-            async def run() -> None:
-                nonlocal status
-                status = await _demo(backend, contexts, stopping)
-                tasks.cancel_scope.cancel()
-
-            tasks.start_soon(run)
-            async for signum in signals:
-                if stopping.signal is not None:
-                    tasks.cancel_scope.cancel()  # the second signal: drop everything now
-                    break
-                stopping.signal = signum
-                stopping.out.quiet = True
-                name = signal.Signals(signum).name
-                tell("demo", f"stopping ({name})")
-                tasks.start_soon(stopping.gracefully)
-    return status if stopping.signal is None else killed_by(stopping.signal)
-
-
 def _demo_contexts(plain: bool) -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
     """The demo's host and client TLS contexts from a throwaway CA; ``None`` for plaintext."""
     if plain:
@@ -287,34 +246,21 @@ def _demo_contexts(plain: bool) -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
     return testing.server_context(ca), testing.client_context(ca)
 
 
+async def _demo_until_signalled(
+    backend: str, contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None
+) -> int:
+    stopping = _Stopping()  # in the event loop: it makes a cancel scope
+    work = functools.partial(_demo, backend, contexts, stopping)
+    return await until_signalled("demo", work, stopping)
+
+
 def _run_demo(args: argparse.Namespace) -> int:
-    if args.backend == "trio":
-        try:
-            import trio  # noqa: F401 - only to tell a missing trio in one line
-        except ImportError:
-            raise CommandError(
-                "--backend trio needs trio, which is not installed: pip install trio", USAGE
-            ) from None
-    # The signal handlers of this thread, put back afterwards (asyncio would reset them).
-    handlers = (
-        {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-        if threading.current_thread() is threading.main_thread()
-        else {}
-    )
-    # Without -v, errors reach stderr as Python's last-resort handler would print them, but not
-    # the warnings about logging in without TLS: the transcript says that in its own words.
-    errors = logging.StreamHandler()
-    errors.setLevel(logging.ERROR)
-    if not args.verbose:
-        logging.getLogger("alvaro").addHandler(errors)
-    try:
+    check_backend(args.backend)
+
+    def start() -> int:
         contexts = _demo_contexts(args.plain)
         return anyio.run(_demo_until_signalled, args.backend, contexts, backend=args.backend)
-    except KeyboardInterrupt:  # Ctrl+C before or after the demo handles signals itself
-        tell("demo", "stopped (SIGINT)")
-        return killed_by(signal.SIGINT)
-    finally:
-        logging.getLogger("alvaro").removeHandler(errors)
-        for signum, handler in handlers.items():
-            if handler is not None:
-                signal.signal(signum, handler)
+
+    # Without -v, errors reach stderr, but not the warnings about logging in without TLS: the
+    # transcript says that in its own words.
+    return run_in_foreground("demo", start, log_errors=not args.verbose)
