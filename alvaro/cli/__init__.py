@@ -7,7 +7,8 @@ file ``Host.save()`` writes and ``Host.load()`` reads). This package is the only
 that prints, and it configures logging only when asked to (``-v``).
 
 One module a command (``demo``, ``admin``), each adding its subcommands to the parser that
-``parser`` builds; ``_common`` holds their one-line messages and exit statuses.
+``parser`` builds; ``_common`` holds their one-line messages and exit statuses, ``_foreground``
+what runs an event loop until a signal stops it.
 """
 
 from __future__ import annotations
