@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 if TYPE_CHECKING:
-    from ._accounts import LoginAttempt
     from ._types import Metadata, StrPath
+    from .accounts import LoginAttempt
 
 __all__ = (
     "ALIASES",

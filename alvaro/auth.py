@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
 
-from ._accounts import (
+from .accounts import (
     DEFAULT_ITERATIONS,
     MAX_NAME_BYTES,
     MAX_PASSWORD_BYTES,

@@ -21,7 +21,7 @@ import scramp  # type: ignore[import-untyped]  # scramp ships no type informatio
 from hypothesis import given, strategies as st
 
 from alvaro import AccountsFileError
-from alvaro._accounts import (
+from alvaro.accounts import (
     DEFAULT_ITERATIONS,
     Accounts,
     LoginAttempt,
@@ -366,11 +366,11 @@ def test_tracked_addresses_stay_bounded(fake_clock: FakeClock) -> None:
     for host in range(1000):
         accounts.record_failure(f"10.0.{host // 256}.{host % 256}", f"user{host}")
     assert len(accounts._addresses) <= 10
-    assert len(accounts._accounts) <= 10
+    assert len(accounts._names) <= 10
     fake_clock.advance(24 * 3600 + 1)
     accounts.record_failure("10.9.9.9", "someone")
     assert len(accounts._addresses) == 1
-    assert len(accounts._accounts) == 1
+    assert len(accounts._names) == 1
 
 
 # ------------------------------------------------------------------------ account delays
@@ -672,7 +672,7 @@ _ODD_VALUES = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def saved_store() -> tuple[dict[str, object], Accounts]:
+def saved_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], Accounts]:
     """A saved document with a user, a timed and an endless ban and two login attempts, and a
     store to restore damaged copies into."""
     source = Accounts(iterations=FAST)
@@ -681,7 +681,9 @@ def saved_store() -> tuple[dict[str, object], Accounts]:
     source.ban("198.51.100.2")
     source.record_failure("10.0.0.1", "bob")
     source.record_success("10.0.0.1", "alice")
-    document: dict[str, object] = source._snapshot()
+    path = tmp_path_factory.mktemp("saved") / "accounts.json"
+    source.save(path)
+    document: dict[str, object] = json.loads(path.read_bytes())
     return document, source
 
 
@@ -736,7 +738,7 @@ def test_damaged_numbers_raise_accounts_file_error_or_load_in_range(
 _SAVER = textwrap.dedent(
     """
     import sys
-    from alvaro._accounts import Accounts
+    from alvaro.accounts import Accounts
 
     path = sys.argv[1]
     accounts = Accounts.load(path, iterations=4096, max_attempts=100_000)

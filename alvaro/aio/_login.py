@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-# scramp ships no type information; the calls into it stay in this module and _accounts.
+# scramp ships no type information; the calls into it stay in this module and alvaro.accounts.
 import scramp  # type: ignore[import-untyped]
 
-from .._accounts import MECHANISM, Verifier, validate_name
 from .._close_codes import CloseCode
+from ..accounts import MECHANISM, Verifier, validate_name
 from ..exceptions import (
     AuthenticationError,
     ConnectionClosed,
@@ -44,7 +44,7 @@ from .connection import _echo_code
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .._accounts import Accounts
+    from ..accounts import Accounts
     from ..auth import Authenticator
     from .connection import Connection
 

@@ -14,11 +14,11 @@ import anyio.abc
 import anyio.lowlevel
 
 from .. import tls
-from .._accounts import validate_name, validate_password
 from .._aliases import ClientAliases, SeedClientTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings, SettingsOptions
+from ..accounts import validate_name, validate_password
 from ..exceptions import (
     AuthenticationError,
     ConnectError,

@@ -10,12 +10,12 @@ import anyio
 import anyio.abc
 
 from .. import tls
-from .._accounts import Accounts, address_bucket
 from .._aliases import HostAliases, SeedServerTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings
 from .._throttle import LogThrottle
+from ..accounts import Accounts, address_bucket
 from ..exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self, Unpack
 
-    from .._accounts import LoginAttempt
     from .._settings import SettingsOptions
     from .._types import Metadata, StrPath
+    from ..accounts import LoginAttempt
     from ..auth import Authenticator
 
 __all__ = ("Host",)

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self, Unpack
 
-    from .._accounts import Accounts, LoginAttempt
     from .._settings import SettingsOptions
     from .._types import Metadata, StrPath
+    from ..accounts import Accounts, LoginAttempt
     from ..auth import Authenticator
 
 __all__ = ("Host",)

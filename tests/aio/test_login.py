@@ -35,7 +35,7 @@ import scramp  # type: ignore[import-untyped]  # scramp ships no type informatio
 import scramp.core  # type: ignore[import-untyped]
 from anyio.streams.tls import TLSStream
 
-import alvaro._accounts
+import alvaro.accounts.verifiers
 import alvaro.aio.host
 import alvaro.testing
 from alvaro import AuthenticationError, CloseCode, ConnectError
@@ -377,7 +377,7 @@ def count_work(monkeypatch: pytest.MonkeyPatch) -> Work:
         monkeypatch.setattr(owner, name, counting)
 
     spy(hashlib, "pbkdf2_hmac", "pbkdf2")
-    spy(alvaro._accounts, "_derive", "derive")
+    spy(alvaro.accounts.verifiers, "derive", "derive")
     spy(scramp.ScramMechanism, "make_server", "make_server")
     spy(scramp.core.ScramServer, "set_client_first", "client_first")
     spy(scramp.core.ScramServer, "set_client_final", "proof")
