@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
+from .accounts.facade import AccountsFacade
+
 if TYPE_CHECKING:
     from ._types import Metadata, StrPath
     from .accounts import LoginAttempt
@@ -90,8 +92,8 @@ class ConnectionAliases(_SeedNames):
         self.send_data(data, metaData)
 
 
-class HostAliases(_SeedNames):
-    """Seed names of a Host."""
+class HostAliases(_SeedNames, AccountsFacade):
+    """Seed names of a Host, and the accounts methods they call (:class:`AccountsFacade`)."""
 
     _seed_callbacks: ClassVar[dict[str, str]] = {
         "newClient": "new_client",
@@ -105,27 +107,6 @@ class HostAliases(_SeedNames):
     gotData = Alias("got_data")
     serverStarted = Alias("server_started")
     loggedIn = Alias("logged_in")
-
-    def add_user(self, name: str, password: str, *, replace: bool = False) -> None:
-        raise NotImplementedError
-
-    def blacklist_ip(self, addr: str, seconds: float | None = None) -> None:
-        raise NotImplementedError
-
-    def get_login_attempts(
-        self,
-        username: str | None = None,
-        address: str | None = None,
-        start: float | None = None,
-        end: float | None = None,
-    ) -> list[LoginAttempt]:
-        raise NotImplementedError
-
-    def save(self, path: StrPath) -> None:
-        raise NotImplementedError
-
-    def load(self, path: StrPath) -> None:
-        raise NotImplementedError
 
     def addUser(self, username: str, password: str) -> None:
         """Seed name of :meth:`add_user`."""

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .._settings import SettingsOptions
     from .._types import Metadata, StrPath
-    from ..accounts import Accounts, LoginAttempt
+    from ..accounts import Accounts
     from ..auth import Authenticator
 
 __all__ = ("Host",)
@@ -262,73 +262,6 @@ class Host(HostAliases):
                 return test(self._connection_for(conn))
 
         return self._aio.broadcast(data, metadata, exclude=excluded, where=keep)
-
-    # --- Users, bans and the login history: safe from any thread ------------------------------
-
-    def add_user(self, name: str, password: str, *, replace: bool = False) -> None:
-        """Add a user who may log in, or with ``replace=True`` also change a user's password.
-
-        Deriving the stored verifier takes about 0.2 s of CPU (the iteration count of
-        :attr:`accounts`), in the calling thread. See :meth:`alvaro.aio.Host.add_user`.
-
-        Raises:
-            ValueError: an invalid name or password, or the user exists and ``replace`` is
-                false.
-        """
-        self._aio.add_user(name, password, replace=replace)
-
-    def remove_user(self, name: str) -> None:
-        """Remove a user; clients logged in as that user stay connected.
-
-        Raises:
-            KeyError: there is no such user.
-        """
-        self._aio.remove_user(name)
-
-    @property
-    def users(self) -> list[str]:
-        """The user names, sorted."""
-        return self._aio.users
-
-    def blacklist_ip(self, addr: str, seconds: float | None = None) -> None:
-        """Refuse connections from ``addr`` (an IPv6 address: its /64) for ``seconds``, or
-        until :meth:`unblacklist_ip` when ``None``. Connections already open are left alone."""
-        self._aio.blacklist_ip(addr, seconds)
-
-    def unblacklist_ip(self, addr: str) -> bool:
-        """Lift a ban on ``addr`` and forget its failed logins; return whether it was banned."""
-        return self._aio.unblacklist_ip(addr)
-
-    @property
-    def blacklist(self) -> dict[str, float]:
-        """The banned addresses, each with the seconds left (``math.inf`` for no end)."""
-        return self._aio.blacklist
-
-    def get_login_attempts(
-        self,
-        username: str | None = None,
-        address: str | None = None,
-        start: float | None = None,
-        end: float | None = None,
-    ) -> list[LoginAttempt]:
-        """The recorded login attempts matching every given criterion, oldest first; see
-        :meth:`alvaro.aio.Host.get_login_attempts`."""
-        return self._aio.get_login_attempts(username, address, start, end)
-
-    def save(self, path: StrPath) -> None:
-        """Write the users, bans and login history to ``path``, atomically; blocks for the
-        disk write."""
-        self._aio.save(path)
-
-    def load(self, path: StrPath) -> None:
-        """Replace the users, bans and login history with those saved in ``path``.
-
-        Raises:
-            FileNotFoundError: there is no such file.
-            AccountsFileError: the file is corrupt, truncated, or from a newer alvaro; nothing
-                is changed then.
-        """
-        self._aio.load(path)
 
     # --- Running -------------------------------------------------------------------------------
 
