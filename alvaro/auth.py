@@ -1,4 +1,4 @@
-"""Users, login and blacklisting: the pieces a host's login is made of.
+"""Users, login and bans: the pieces a host's login is made of.
 
 A host that requires login (``Host(login_required=True)``) checks each client with
 SCRAM-SHA-256 (RFC 5802, RFC 7677): the client proves it knows the password without sending it,

@@ -210,12 +210,18 @@ class LoginThrottle:
             return self._names.pop(recorded_name(username), None) is not None
 
     @property
-    def blacklist(self) -> dict[str, float]:
+    def bans(self) -> dict[str, float]:
         """The banned addresses (buckets), each with the seconds left (``math.inf``: no end)."""
         with self._lock:
             now = self._clock()
             self._drop_expired_bans(now)
             return {bucket: expiry - now for bucket, expiry in self._bans.items()}
+
+    @property
+    def blacklist(self) -> dict[str, float]:
+        """Deprecated name of :attr:`bans` (see ``DEPRECATED`` in ``alvaro._aliases``)."""
+        # Not warning yet: ``alvaro users blacklist`` still reads it.
+        return self.bans
 
     def account_delay(self, username: str) -> float:
         """Return how many seconds the next login attempt for ``username`` must wait.
@@ -244,7 +250,7 @@ class LoginThrottle:
         The failure is counted for the address (bucket) and for the user name, whether or not
         the user exists, and goes into the history. When the address reaches ``max_failures``
         failures within ``failure_window`` seconds it is banned for ``ban_duration`` seconds and
-        this returns ``True`` (once per ban: the host's ``blacklisted`` event).
+        this returns ``True`` (once per ban: the host's ``ip_banned`` event).
         """
         bucket = address_bucket(address)
         name = recorded_name(username)

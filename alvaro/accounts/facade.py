@@ -53,22 +53,24 @@ class AccountsFacade:
         """The user names, sorted."""
         return self.accounts.users
 
-    def blacklist_ip(self, addr: str, seconds: float | None = None) -> None:
-        """Refuse connections from ``addr`` (an IPv6 address: its /64) for ``seconds``, or
-        until :meth:`unblacklist_ip` when ``None``. Refused at accept, before TLS.
+    def ban_ip(self, addr: str, seconds: float | None = None) -> None:
+        """Ban ``addr`` (an IPv6 address: its /64): refuse its connections for ``seconds``, or
+        until :meth:`unban_ip` when ``None``. Refused at accept, before TLS.
 
-        Connections already open are left alone. Safe from any thread.
+        Connections already open are left alone, and ``ip_banned`` is not called (it is for
+        bans that failed logins cause). A ban that already lasts longer is kept. Safe from any
+        thread.
         """
         self.accounts.ban(addr, seconds)
 
-    def unblacklist_ip(self, addr: str) -> bool:
+    def unban_ip(self, addr: str) -> bool:
         """Lift a ban on ``addr`` and forget its failed logins; return whether it was banned."""
         return self.accounts.unban(addr)
 
     @property
-    def blacklist(self) -> dict[str, float]:
+    def bans(self) -> dict[str, float]:
         """The banned addresses, each with the seconds left (``math.inf`` for no end)."""
-        return self.accounts.blacklist
+        return self.accounts.bans
 
     def get_login_attempts(
         self,

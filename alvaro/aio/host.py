@@ -25,7 +25,7 @@ from ..exceptions import (
     TLSError,
 )
 from ..protocol import _DATA_HEADER, PREAMBLE, encode_close, encode_message
-from ._login import host_login
+from ._login import BANNED_REASON, host_login
 from ._loop import LoopHandle, LoopLocalLimiter
 from ._tls import check_context, start_tls
 from ._transport import ACCEPT_CAPACITY_ERRNOS, Listener, Transport, check_port, listen
@@ -54,7 +54,6 @@ _REFUSE_LINGER = 1.0
 # descriptors from FD_RESERVE, so they take only part of it.
 _MAX_LINGERING = FD_RESERVE // 4
 # What a refused banned address is told (the identity of this string marks the refusal).
-_BANNED = "this address is blocked after too many failed logins; try again later"
 _LOGIN_FEATURES = frozenset({"auth"})
 # Key derivations for add_user_async(): one at a time per process, so that a burst of new
 # users does not take every core from the event loop and the other worker threads.
@@ -208,11 +207,11 @@ class Host(HostAliases):
     Runs in the event loop, in the connection's task. ``conn.user`` is ``user``.
     """
 
-    blacklisted: Callable[[str], object] | None = None
-    """Called as ``blacklisted(addr)`` once each time failed logins get an address banned.
+    ip_banned: Callable[[str], object] | None = None
+    """Called as ``ip_banned(addr)`` once each time failed logins get an address banned.
 
     ``addr`` is the address as bans count it (an IPv6 address as its /64 network). Runs in
-    the event loop, in a task of its own. Bans set by :meth:`blacklist_ip` do not call it.
+    the event loop, in a task of its own. Bans set by :meth:`ban_ip` do not call it.
     """
 
     server_started: Callable[[Host], object] | None = None
@@ -313,7 +312,7 @@ class Host(HostAliases):
 
     # --- Users, bans and the login history -----------------------------------------------------
 
-    # The others (add_user, remove_user, users, blacklist_ip, ..., save, load) are those of
+    # The others (add_user, remove_user, users, ban_ip, ..., save, load) are those of
     # alvaro.accounts.facade.AccountsFacade, shared with alvaro.sync.Host.
 
     async def add_user_async(self, name: str, password: str, *, replace: bool = False) -> None:
@@ -538,7 +537,7 @@ class Host(HostAliases):
     def _admit(self, address: str) -> str | None:
         """Count a new connection in, or return why it is refused."""
         if self.accounts.is_banned(address):
-            return _BANNED
+            return BANNED_REASON
         if self._active >= self._connection_limit:
             return f"too many connections (the host serves at most {self._connection_limit})"
         pending = self._unauthenticated.get(address, 0)
@@ -562,7 +561,7 @@ class Host(HostAliases):
     async def _refuse(self, transport: Transport, reason: str) -> None:
         """Turn a connection away with TRY_AGAIN_LATER (POLICY_VIOLATION for a banned
         address); bounded by _REFUSE_LINGER."""
-        banned = reason is _BANNED
+        banned = reason is BANNED_REASON
         allowed, suppressed = (self._ban_refusals if banned else self._refusals).allow()
         if allowed:
             more = f" ({suppressed} more not logged)" if suppressed else ""
@@ -721,9 +720,9 @@ class Host(HostAliases):
 
     async def _report_ban(self, bucket: str) -> None:
         try:
-            await call_callback(self.blacklisted, bucket)
+            await call_callback(self.ip_banned, bucket)
         except Exception:
-            self.logger.exception("blacklisted raised for %s", bucket)
+            self.logger.exception("ip_banned raised for %s", bucket)
 
     async def _run(self, conn: Connection) -> None:
         """Serve an opened connection until it closes, then report it lost."""

@@ -43,7 +43,7 @@ class Host(HostAliases):
 
     Callbacks (``new_client(conn)``, ``got_data(conn, data, metadata)``, ``lost_client(conn)``,
     ``server_started(host)``, and with login ``logged_in(conn, user)`` and
-    ``blacklisted(addr)``) are plain functions, set as attributes or overridden in a subclass.
+    ``ip_banned(addr)``) are plain functions, set as attributes or overridden in a subclass.
     They never run on the event-loop thread: they run in order on this host's dispatcher thread,
     or through ``dispatch`` if given. Any alvaro.sync method may be called from inside them.
     For each connection the order is ``logged_in`` (with login), ``new_client``,
@@ -119,7 +119,7 @@ class Host(HostAliases):
         self._aio.lost_client = self._lost_client
         self._aio.server_started = self._server_started
         self._aio.logged_in = self._logged_in
-        self._aio.blacklisted = self._blacklisted
+        self._aio.ip_banned = self._ip_banned
 
     # --- Callbacks: assign on the instance or override in a subclass ----------------------------
     # Attributes rather than methods, so that ``host.got_data = f`` type-checks; a method of a
@@ -150,12 +150,12 @@ class Host(HostAliases):
     ``new_client``, on the dispatcher thread (or through ``dispatch``). ``conn.user`` is
     ``user``."""
 
-    blacklisted: Callable[[str], object] | None = None
-    """Called as ``blacklisted(addr)`` once each time failed logins get an address banned, on
+    ip_banned: Callable[[str], object] | None = None
+    """Called as ``ip_banned(addr)`` once each time failed logins get an address banned, on
     the dispatcher thread (or through ``dispatch``).
 
     ``addr`` is the address as bans count it (an IPv6 address as its /64 network). Bans set
-    by :meth:`blacklist_ip` do not call it.
+    by :meth:`ban_ip` do not call it.
     """
 
     # --- Information ---------------------------------------------------------------------------
@@ -409,8 +409,8 @@ class Host(HostAliases):
         if callback is not None:
             await self._runner.dispatcher.submit(lambda: self._call(conn, callback, facade, user))
 
-    def _blacklisted(self, addr: str) -> None:
-        callback = user_callback(self, "blacklisted", Host)
+    def _ip_banned(self, addr: str) -> None:
+        callback = user_callback(self, "ip_banned", Host)
         if callback is not None:
             self._runner.dispatcher.submit_nowait(lambda: self._call(None, callback, addr))
 

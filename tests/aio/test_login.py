@@ -130,7 +130,7 @@ class Recorder:
     def lost_client(self, conn: Connection) -> None:
         self.lost[conn.port] = (conn.close_code, conn.close_reason)
 
-    def blacklisted(self, addr: str) -> None:
+    def ip_banned(self, addr: str) -> None:
         self.bans.append(addr)
 
     @property
@@ -142,7 +142,7 @@ class Recorder:
         host.new_client = self.new_client  # type: ignore[method-assign]
         host.got_data = self.got_data  # type: ignore[method-assign]
         host.lost_client = self.lost_client  # type: ignore[method-assign]
-        host.blacklisted = self.blacklisted  # type: ignore[method-assign]
+        host.ip_banned = self.ip_banned  # type: ignore[method-assign]
         return host
 
 
