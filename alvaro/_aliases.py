@@ -25,7 +25,7 @@ from .accounts.facade import AccountsFacade
 
 if TYPE_CHECKING:
     from ._types import Metadata, StrPath
-    from .accounts import LoginAttempt
+    from .accounts.bans import LoginAttempt
 
 __all__ = (
     "ALIASES",

@@ -20,14 +20,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
 
-from .accounts import (
+from .accounts.bans import LoginAttempt, address_bucket
+from .accounts.store import Accounts
+from .accounts.verifiers import (
     DEFAULT_ITERATIONS,
     MAX_NAME_BYTES,
     MAX_PASSWORD_BYTES,
-    Accounts,
-    LoginAttempt,
     Verifier,
-    address_bucket,
     make_verifier,
     validate_name,
     validate_password,

@@ -21,7 +21,7 @@ import scramp  # type: ignore[import-untyped]  # scramp ships no type informatio
 from hypothesis import given, strategies as st
 
 from alvaro import AccountsFileError
-from alvaro.accounts import (
+from alvaro.auth import (
     DEFAULT_ITERATIONS,
     Accounts,
     LoginAttempt,
@@ -738,7 +738,7 @@ def test_damaged_numbers_raise_accounts_file_error_or_load_in_range(
 _SAVER = textwrap.dedent(
     """
     import sys
-    from alvaro.accounts import Accounts
+    from alvaro.auth import Accounts
 
     path = sys.argv[1]
     accounts = Accounts.load(path, iterations=4096, max_attempts=100_000)

@@ -1,6 +1,7 @@
 """The host's accounts: users, failed-login throttling, the login history, and their file.
 
-The public names are in :mod:`alvaro.auth`; this package holds them by job:
+The public names are in :mod:`alvaro.auth`, which imports them from here, where they are kept
+by job:
 
 - :mod:`.verifiers`: the SCRAM-SHA-256 verifier of a password (:class:`Verifier`,
   :func:`make_verifier`) and what a user name and a password may be.
@@ -13,29 +14,4 @@ The public names are in :mod:`alvaro.auth`; this package holds them by job:
 
 from __future__ import annotations
 
-from .bans import LoginAttempt, address_bucket
-from .store import Accounts
-from .verifiers import (
-    DEFAULT_ITERATIONS,
-    MAX_NAME_BYTES,
-    MAX_PASSWORD_BYTES,
-    MECHANISM,
-    Verifier,
-    make_verifier,
-    validate_name,
-    validate_password,
-)
-
-__all__ = (
-    "DEFAULT_ITERATIONS",
-    "MAX_NAME_BYTES",
-    "MAX_PASSWORD_BYTES",
-    "MECHANISM",
-    "Accounts",
-    "LoginAttempt",
-    "Verifier",
-    "address_bucket",
-    "make_verifier",
-    "validate_name",
-    "validate_password",
-)
+__all__ = ()

@@ -12,14 +12,13 @@ import ipaddress
 import logging
 import math
 import threading
-import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ("LoginAttempt", "LoginThrottle", "address_bucket")
+__all__ = ("LoginAttempt", "LoginThrottle", "ThrottlePolicy", "address_bucket")
 
 logger = logging.getLogger("alvaro.accounts")
 
@@ -107,48 +106,45 @@ class _NameState:
         self.last = 0.0
 
 
+class ThrottlePolicy(NamedTuple):
+    """The throttling arguments of ``Accounts(...)``, whose docstring describes them."""
+
+    max_failures: int
+    failure_window: float
+    ban_duration: float
+    delay_base: float
+    delay_max: float
+    forget_after: float
+    max_attempts: int
+    max_tracked: int
+
+
 class LoginThrottle:
     """Address bans, per-name delays and the login history: the throttling part of
-    :class:`~alvaro.accounts.store.Accounts`, whose docstring describes the arguments.
+    :class:`~alvaro.accounts.store.Accounts`.
 
     Thread-safe: every method takes :attr:`_lock`, which the store's user part shares, so that
     a save sees users, bans and history at one moment.
     """
 
     def __init__(
-        self,
-        *,
-        max_failures: int = 5,
-        failure_window: float = 30 * 60.0,
-        ban_duration: float = 10 * 60.0,
-        delay_base: float = 1.0,
-        delay_max: float = 15 * 60.0,
-        forget_after: float = 24 * 3600.0,
-        max_attempts: int = 10_000,
-        max_tracked: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], float] = time.time,
+        self, policy: ThrottlePolicy, clock: Callable[[], float], now: Callable[[], float]
     ) -> None:
-        if max_failures < 1:
+        if policy.max_failures < 1:
             raise ValueError("max_failures must be at least 1")
-        for label, value in (
-            ("failure_window", failure_window),
-            ("ban_duration", ban_duration),
-            ("delay_base", delay_base),
-            ("delay_max", delay_max),
-            ("forget_after", forget_after),
-        ):
+        for label in ("failure_window", "ban_duration", "delay_base", "delay_max", "forget_after"):
+            value = getattr(policy, label)
             if not value >= 0 or math.isinf(value):
                 raise ValueError(f"{label} must be a finite number >= 0, not {value!r}")
-        if max_attempts < 0 or max_tracked < 1:
+        if policy.max_attempts < 0 or policy.max_tracked < 1:
             raise ValueError("max_attempts must be >= 0 and max_tracked >= 1")
-        self._max_failures = max_failures
-        self._failure_window = float(failure_window)
-        self._ban_duration = float(ban_duration)
-        self._delay_base = float(delay_base)
-        self._delay_max = float(delay_max)
-        self._forget_after = float(forget_after)
-        self._max_tracked = max_tracked
+        self._max_failures = policy.max_failures
+        self._failure_window = float(policy.failure_window)
+        self._ban_duration = float(policy.ban_duration)
+        self._delay_base = float(policy.delay_base)
+        self._delay_max = float(policy.delay_max)
+        self._forget_after = float(policy.forget_after)
+        self._max_tracked = policy.max_tracked
         self._clock = clock
         self._now = now
         self._lock = threading.Lock()
@@ -157,7 +153,7 @@ class LoginThrottle:
         # Both ordered least recently failed first: expired entries are dropped from the front.
         self._addresses: OrderedDict[str, _AddressState] = OrderedDict()
         self._names: OrderedDict[str, _NameState] = OrderedDict()
-        self._attempts: deque[LoginAttempt] = deque(maxlen=max_attempts)
+        self._attempts: deque[LoginAttempt] = deque(maxlen=policy.max_attempts)
 
     # ---------------------------------------------------------------------- bans and delays
 

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import file, verifiers
-from .bans import LoginThrottle
+from .bans import LoginThrottle, ThrottlePolicy
 from .verifiers import (
     DEFAULT_ITERATIONS,
     SALT_BYTES,
@@ -80,18 +80,17 @@ class Accounts(LoginThrottle):
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(
-            max_failures=max_failures,
-            failure_window=failure_window,
-            ban_duration=ban_duration,
-            delay_base=delay_base,
-            delay_max=delay_max,
-            forget_after=forget_after,
-            max_attempts=max_attempts,
-            max_tracked=max_tracked,
-            clock=clock,
-            now=now,
+        policy = ThrottlePolicy(
+            max_failures,
+            failure_window,
+            ban_duration,
+            delay_base,
+            delay_max,
+            forget_after,
+            max_attempts,
+            max_tracked,
         )
+        super().__init__(policy, clock, now)
         self._iterations = check_iterations(iterations)
         self._users: dict[str, Verifier] = {}
         # How many users' verifiers have each (iterations, salt length): made-up verifiers

@@ -18,7 +18,7 @@ import anyio
 import scramp  # type: ignore[import-untyped]
 
 from .._close_codes import CloseCode
-from ..accounts import MECHANISM, Verifier, validate_name
+from ..accounts.verifiers import MECHANISM, Verifier, validate_name
 from ..exceptions import (
     AuthenticationError,
     ConnectionClosed,
@@ -44,7 +44,7 @@ from .connection import _echo_code
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..accounts import Accounts
+    from ..accounts.store import Accounts
     from ..auth import Authenticator
     from .connection import Connection
 

@@ -18,7 +18,7 @@ from .._aliases import ClientAliases, SeedClientTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings, SettingsOptions
-from ..accounts import validate_name, validate_password
+from ..accounts.verifiers import validate_name, validate_password
 from ..exceptions import (
     AuthenticationError,
     ConnectError,

@@ -15,7 +15,8 @@ from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings
 from .._throttle import LogThrottle
-from ..accounts import Accounts, address_bucket
+from ..accounts.bans import address_bucket
+from ..accounts.store import Accounts
 from ..exceptions import (
     ConnectionClosed,
     ConnectionClosedError,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .._settings import SettingsOptions
     from .._types import Metadata, StrPath
-    from ..accounts import Accounts
+    from ..accounts.store import Accounts
     from ..auth import Authenticator
 
 __all__ = ("Host",)
