@@ -18,17 +18,22 @@ A subclass may also define a seed-named callback (``def gotData(self, conn, data
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
+from .accounts.facade import AccountsFacade
+
 if TYPE_CHECKING:
-    from ._accounts import LoginAttempt
     from ._types import Metadata, StrPath
+    from .accounts.bans import LoginAttempt
 
 __all__ = (
     "ALIASES",
+    "DEPRECATED",
     "Alias",
     "ClientAliases",
     "ConnectionAliases",
+    "DeprecatedAlias",
     "HostAliases",
     "KEYWORD_METHODS",
     "SeedClientTLS",
@@ -53,6 +58,25 @@ class Alias:
 
     def __set__(self, instance: object, value: Any) -> None:
         setattr(instance, self.target, value)
+
+
+class DeprecatedAlias(Alias):
+    """An old PEP 8 name of this library: forwards like :class:`Alias`, and each use warns."""
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        self._warn()
+        return getattr(instance, self.target)
+
+    def __set__(self, instance: object, value: Any) -> None:
+        self._warn()
+        setattr(instance, self.target, value)
+
+    def _warn(self) -> None:
+        warnings.warn(
+            f"{self.name} is deprecated, use {self.target}", DeprecationWarning, stacklevel=3
+        )
 
 
 class _SeedNames:
@@ -90,8 +114,8 @@ class ConnectionAliases(_SeedNames):
         self.send_data(data, metaData)
 
 
-class HostAliases(_SeedNames):
-    """Seed names of a Host."""
+class HostAliases(_SeedNames, AccountsFacade):
+    """Seed names of a Host, and the accounts methods they call (:class:`AccountsFacade`)."""
 
     _seed_callbacks: ClassVar[dict[str, str]] = {
         "newClient": "new_client",
@@ -99,41 +123,26 @@ class HostAliases(_SeedNames):
         "gotData": "got_data",
         "serverStarted": "server_started",
         "loggedIn": "logged_in",
+        "blacklisted": "ip_banned",
     }
     newClient = Alias("new_client")
     lostClient = Alias("lost_client")
     gotData = Alias("got_data")
     serverStarted = Alias("server_started")
     loggedIn = Alias("logged_in")
+    blacklisted = Alias("ip_banned")
+    blacklist = Alias("bans")
 
-    def add_user(self, name: str, password: str, *, replace: bool = False) -> None:
-        raise NotImplementedError
-
-    def blacklist_ip(self, addr: str, seconds: float | None = None) -> None:
-        raise NotImplementedError
-
-    def get_login_attempts(
-        self,
-        username: str | None = None,
-        address: str | None = None,
-        start: float | None = None,
-        end: float | None = None,
-    ) -> list[LoginAttempt]:
-        raise NotImplementedError
-
-    def save(self, path: StrPath) -> None:
-        raise NotImplementedError
-
-    def load(self, path: StrPath) -> None:
-        raise NotImplementedError
+    blacklist_ip = DeprecatedAlias("ban_ip")
+    unblacklist_ip = DeprecatedAlias("unban_ip")
 
     def addUser(self, username: str, password: str) -> None:
         """Seed name of :meth:`add_user`."""
         self.add_user(username, password)
 
     def blacklistIP(self, addr: str, bTime: float | None = None) -> None:
-        """Seed name of :meth:`blacklist_ip` (``bTime=None`` bans until unbanned)."""
-        self.blacklist_ip(addr, bTime)
+        """Seed name of :meth:`ban_ip` (``bTime=None`` bans until unbanned)."""
+        self.ban_ip(addr, bTime)
 
     def getLoginAttempts(
         self,
@@ -229,17 +238,20 @@ def seed_tls_options(
     return bool(values["use_ssl"]), values["ssl_cert"], values["ssl_key"]
 
 
-#: Every alias: (class kind, seed name, PEP 8 name, how). ``how`` is "attribute", "method",
-#: "keyword" (an argument of the method named in KEYWORD_METHODS) or "constructor keyword" (an
-#: argument of the class itself, ``Host(loginRequired=True)``).
+#: Every alias: (class kind, seed name, PEP 8 name, how). ``how`` is "attribute", "property" (an
+#: attribute that can only be read), "method", "keyword" (an argument of the method named in
+#: KEYWORD_METHODS) or "constructor keyword" (an argument of the class itself,
+#: ``Host(loginRequired=True)``).
 ALIASES: tuple[tuple[str, str, str, str], ...] = (
     ("host", "newClient", "new_client", "attribute"),
     ("host", "lostClient", "lost_client", "attribute"),
     ("host", "gotData", "got_data", "attribute"),
     ("host", "serverStarted", "server_started", "attribute"),
     ("host", "loggedIn", "logged_in", "attribute"),
+    ("host", "blacklisted", "ip_banned", "attribute"),
+    ("host", "blacklist", "bans", "property"),
     ("host", "addUser", "add_user", "method"),
-    ("host", "blacklistIP", "blacklist_ip", "method"),
+    ("host", "blacklistIP", "ban_ip", "method"),
     ("host", "getLoginAttempts", "get_login_attempts", "method"),
     ("host", "saveUsers", "save", "method"),
     ("host", "loadUsers", "load", "method"),
@@ -257,6 +269,15 @@ ALIASES: tuple[tuple[str, str, str, str], ...] = (
     ("host", "sslKey", "ssl_key", "keyword"),
     ("client", "useSSL", "use_ssl", "keyword"),
     ("client", "sslCert", "ssl_cert", "keyword"),
+)
+
+#: Old PEP 8 names of this library, kept working for now: (class kind, old name, new name,
+#: whether each use warns with DeprecationWarning). They are :class:`DeprecatedAlias` attributes
+#: of HostAliases, except ``Accounts.blacklist``, a property of alvaro.accounts.bans.
+DEPRECATED: tuple[tuple[str, str, str, bool], ...] = (
+    ("host", "blacklist_ip", "ban_ip", True),
+    ("host", "unblacklist_ip", "unban_ip", True),
+    ("accounts", "blacklist", "bans", True),
 )
 
 #: The method that takes each kind's keyword aliases.

@@ -1,4 +1,4 @@
-"""Users, login and blacklisting: the pieces a host's login is made of.
+"""Users, login and bans: the pieces a host's login is made of.
 
 A host that requires login (``Host(login_required=True)``) checks each client with
 SCRAM-SHA-256 (RFC 5802, RFC 7677): the client proves it knows the password without sending it,
@@ -20,14 +20,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
 
-from ._accounts import (
+from .accounts.bans import LoginAttempt, address_bucket
+from .accounts.store import Accounts
+from .accounts.verifiers import (
     DEFAULT_ITERATIONS,
     MAX_NAME_BYTES,
     MAX_PASSWORD_BYTES,
-    Accounts,
-    LoginAttempt,
     Verifier,
-    address_bucket,
     make_verifier,
     validate_name,
     validate_password,

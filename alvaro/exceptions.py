@@ -109,7 +109,7 @@ class AuthenticationError(ConnectError):
 
     The host gives the same reason for an unknown user name and a wrong password, so the
     message cannot tell which names exist. Other reasons: the host requires login and none was
-    given, the address is blocked after too many failed logins, the account must wait after
+    given, the address is banned after too many failed logins, the account must wait after
     failed logins, the host does not use logins, or the host could not prove that it knows the
     password (an impostor).
 

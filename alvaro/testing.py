@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._accounts import Accounts
+from .accounts.store import Accounts
 from .aio import Client, Host, connect
 from .tls import new_client_context, new_server_context
 

@@ -21,7 +21,7 @@ import scramp  # type: ignore[import-untyped]  # scramp ships no type informatio
 from hypothesis import given, strategies as st
 
 from alvaro import AccountsFileError
-from alvaro._accounts import (
+from alvaro.auth import (
     DEFAULT_ITERATIONS,
     Accounts,
     LoginAttempt,
@@ -256,7 +256,7 @@ def test_ban_after_five_failures_within_the_window(
     assert accounts.is_banned("192.0.2.7")
     assert accounts.is_banned("::ffff:192.0.2.7")
     assert not accounts.is_banned("192.0.2.8")  # the original banned everyone (S8)
-    assert accounts.blacklist == {"192.0.2.7": 600.0}
+    assert accounts.bans == {"192.0.2.7": 600.0}
     # A failure during the ban is recorded but does not report a second ban.
     assert accounts.record_failure("192.0.2.7", "alice") is False
     assert len(accounts.login_attempts(address="192.0.2.7")) == 6
@@ -283,10 +283,10 @@ def test_ban_expires(accounts: Accounts, fake_clock: FakeClock) -> None:
         accounts.record_failure("192.0.2.7", "alice")
     fake_clock.advance(599.0)
     assert accounts.is_banned("192.0.2.7")
-    assert accounts.blacklist == {"192.0.2.7": pytest.approx(1.0)}
+    assert accounts.bans == {"192.0.2.7": pytest.approx(1.0)}
     fake_clock.advance(1.0)
     assert not accounts.is_banned("192.0.2.7")
-    assert accounts.blacklist == {}
+    assert accounts.bans == {}
     # The count started afresh: one more failure does not ban again.
     assert accounts.record_failure("192.0.2.7", "alice") is False
 
@@ -301,22 +301,22 @@ def test_ipv6_is_grouped_by_64(accounts: Accounts) -> None:
         accounts.record_failure(f"2001:db8:1:2::{host + 1:x}", "alice")
     assert accounts.is_banned("2001:db8:1:2:ffff:ffff:ffff:ffff")
     assert not accounts.is_banned("2001:db8:1:3::1")
-    assert list(accounts.blacklist) == ["2001:db8:1:2::/64"]
+    assert list(accounts.bans) == ["2001:db8:1:2::/64"]
 
 
 def test_manual_ban_and_unban(accounts: Accounts, fake_clock: FakeClock) -> None:
     accounts.ban("198.51.100.1", 30)
     accounts.ban("198.51.100.2")  # until unbanned
-    assert accounts.blacklist == {"198.51.100.1": 30.0, "198.51.100.2": math.inf}
+    assert accounts.bans == {"198.51.100.1": 30.0, "198.51.100.2": math.inf}
     fake_clock.advance(10_000)
     assert not accounts.is_banned("198.51.100.1")
     assert accounts.is_banned("198.51.100.2")
     assert accounts.unban("198.51.100.2") is True
     assert accounts.unban("198.51.100.2") is False
-    assert accounts.blacklist == {}
+    assert accounts.bans == {}
     accounts.ban("198.51.100.3", 100)
     accounts.ban("198.51.100.3", 10)  # a shorter ban does not shorten the longer one
-    assert accounts.blacklist == {"198.51.100.3": 100.0}
+    assert accounts.bans == {"198.51.100.3": 100.0}
     with pytest.raises(ValueError, match="seconds"):
         accounts.ban("198.51.100.4", 0)
 
@@ -341,7 +341,7 @@ def test_configurable_policy(fake_clock: FakeClock) -> None:
     fake_clock.advance(11)
     assert accounts.record_failure("192.0.2.1", "a") is False
     assert accounts.record_failure("192.0.2.1", "a") is True
-    assert accounts.blacklist == {"192.0.2.1": 5.0}
+    assert accounts.bans == {"192.0.2.1": 5.0}
 
 
 def test_concurrent_failures_ban_exactly_once(accounts: Accounts) -> None:
@@ -366,11 +366,11 @@ def test_tracked_addresses_stay_bounded(fake_clock: FakeClock) -> None:
     for host in range(1000):
         accounts.record_failure(f"10.0.{host // 256}.{host % 256}", f"user{host}")
     assert len(accounts._addresses) <= 10
-    assert len(accounts._accounts) <= 10
+    assert len(accounts._names) <= 10
     fake_clock.advance(24 * 3600 + 1)
     accounts.record_failure("10.9.9.9", "someone")
     assert len(accounts._addresses) == 1
-    assert len(accounts._accounts) == 1
+    assert len(accounts._names) == 1
 
 
 # ------------------------------------------------------------------------ account delays
@@ -501,7 +501,7 @@ def test_save_and_load_round_trip(accounts: Accounts, fake_clock: FakeClock, tmp
     assert loaded.users == ["alice", "bob"]
     assert loaded.auth_info("alice") == accounts.auth_info("alice")
     scram_login(loaded.auth_info("bob"), "bob", "pw-bob")
-    assert loaded.blacklist == {"198.51.100.1": pytest.approx(90.0), "198.51.100.2": math.inf}
+    assert loaded.bans == {"198.51.100.1": pytest.approx(90.0), "198.51.100.2": math.inf}
     assert loaded.login_attempts() == accounts.login_attempts()
     assert loaded.auth_info("nobody") == accounts.auth_info("nobody")
 
@@ -515,7 +515,7 @@ def test_a_ban_longer_than_a_file_holds_is_saved_without_end(
     path = tmp_path / "accounts.json"
     accounts.save(path)
     assert json.loads(path.read_text("utf-8"))["blacklist"] == {"198.51.100.1": None}
-    assert Accounts.load(path, iterations=FAST).blacklist == {"198.51.100.1": math.inf}
+    assert Accounts.load(path, iterations=FAST).bans == {"198.51.100.1": math.inf}
 
 
 def test_restore_replaces_the_state(accounts: Accounts, tmp_path: Path) -> None:
@@ -526,7 +526,7 @@ def test_restore_replaces_the_state(accounts: Accounts, tmp_path: Path) -> None:
     accounts.ban("198.51.100.1")
     accounts.restore(path)
     assert accounts.users == ["alice"]
-    assert accounts.blacklist == {}
+    assert accounts.bans == {}
 
 
 @pytest.mark.skipif(not POSIX, reason="POSIX permission bits")
@@ -672,7 +672,7 @@ _ODD_VALUES = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def saved_store() -> tuple[dict[str, object], Accounts]:
+def saved_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], Accounts]:
     """A saved document with a user, a timed and an endless ban and two login attempts, and a
     store to restore damaged copies into."""
     source = Accounts(iterations=FAST)
@@ -681,7 +681,9 @@ def saved_store() -> tuple[dict[str, object], Accounts]:
     source.ban("198.51.100.2")
     source.record_failure("10.0.0.1", "bob")
     source.record_success("10.0.0.1", "alice")
-    document: dict[str, object] = source._snapshot()
+    path = tmp_path_factory.mktemp("saved") / "accounts.json"
+    source.save(path)
+    document: dict[str, object] = json.loads(path.read_bytes())
     return document, source
 
 
@@ -710,7 +712,7 @@ def test_damaged_numbers_raise_accounts_file_error_or_load_in_range(
     path.write_text(text, "utf-8")
 
     def state() -> tuple[object, ...]:
-        return store.users, store.blacklist.keys(), store.login_attempts(), store._secret
+        return store.users, store.bans.keys(), store.login_attempts(), store._secret
 
     before = state()
     try:
@@ -727,7 +729,7 @@ def test_damaged_numbers_raise_accounts_file_error_or_load_in_range(
         return
     for attempt in loaded.login_attempts():
         assert 0 <= attempt.time <= 253_402_300_799
-    assert all(left > 0 for left in loaded.blacklist.values())
+    assert all(left > 0 for left in loaded.bans.values())
     assert loaded.auth_info("alice").iterations == damaged["users"]["alice"]["iterations"]
     loaded.save(folder / "again.json")
     assert Accounts.load(folder / "again.json", iterations=FAST).users == ["alice"]
@@ -736,7 +738,7 @@ def test_damaged_numbers_raise_accounts_file_error_or_load_in_range(
 _SAVER = textwrap.dedent(
     """
     import sys
-    from alvaro._accounts import Accounts
+    from alvaro.auth import Accounts
 
     path = sys.argv[1]
     accounts = Accounts.load(path, iterations=4096, max_attempts=100_000)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -19,13 +20,21 @@ import alvaro.aio
 import alvaro.auth
 import alvaro.sync
 from alvaro import CloseCode
-from alvaro._aliases import ALIASES, KEYWORD_METHODS, SeedClientTLS, SeedServerTLS, seed_tls_options
+from alvaro._aliases import (
+    ALIASES,
+    DEPRECATED,
+    KEYWORD_METHODS,
+    SeedClientTLS,
+    SeedServerTLS,
+    seed_tls_options,
+)
 from tests.helpers import WAIT
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 ATTRIBUTE_ROWS = [row for row in ALIASES if row[3] == "attribute"]
+PROPERTY_ROWS = [row for row in ALIASES if row[3] == "property"]
 METHOD_ROWS = [row for row in ALIASES if row[3] == "method"]
 KEYWORD_ROWS = [row for row in ALIASES if row[3] == "keyword"]
 CONSTRUCTOR_ROWS = [row for row in ALIASES if row[3] == "constructor keyword"]
@@ -105,7 +114,7 @@ def test_table_is_well_formed(api: str) -> None:
     kinds = classes(api)
     for kind, seed, target, how in ALIASES:
         assert kind in kinds
-        assert how in ("attribute", "method", "keyword", "constructor keyword")
+        assert how in ("attribute", "property", "method", "keyword", "constructor keyword")
         assert seed != target
         if how in ("keyword", "constructor keyword"):
             continue  # checked by test_keyword_alias and test_constructor_keyword_alias
@@ -144,6 +153,16 @@ def test_attribute_alias_reads_the_default(row: tuple[str, str, str, str], api: 
     obj = make(kind, api)
     # Before any assignment the seed name reads the PEP 8 default (None: not set).
     assert getattr(obj, seed) == getattr(obj, target)
+
+
+@pytest.mark.parametrize("row", PROPERTY_ROWS, ids=row_id)
+@pytest.mark.parametrize("api", APIS)
+def test_property_alias(row: tuple[str, str, str, str], api: str) -> None:
+    kind, seed, target, _ = row
+    obj = make(kind, api)
+    assert getattr(obj, seed) == getattr(obj, target)
+    with pytest.raises(AttributeError):
+        setattr(obj, seed, {})  # read-only, like the PEP 8 property
 
 
 @pytest.mark.parametrize("row", METHOD_ROWS, ids=row_id)
@@ -224,6 +243,55 @@ def test_user_store_aliases_reach_the_store(api: str, tmp_path: Path) -> None:
     assert list(again.blacklist) == ["192.0.2.7"]
 
 
+def deprecated_owner(kind: str, api: str) -> Any:
+    """An object of the kind a DEPRECATED row names, with a ban on 192.0.2.7 for 60 s (on a
+    stopped clock, so that the seconds left read the same twice)."""
+    accounts = alvaro.auth.Accounts(iterations=4096, clock=lambda: 100.0)
+    accounts.ban("192.0.2.7", 60)
+    if kind == "accounts":
+        return accounts
+    host = make(kind, api)
+    host.accounts = accounts
+    return host
+
+
+@pytest.mark.parametrize("row", DEPRECATED, ids=lambda row: f"{row[0]}.{row[1]}")
+@pytest.mark.parametrize("api", APIS)
+def test_deprecated_name_reaches_the_new_one(row: tuple[str, str, str, bool], api: str) -> None:
+    kind, old, new, warns = row
+    obj = deprecated_owner(kind, api)
+    assert old != new
+    assert hasattr(type(obj), new)
+    if warns:
+        with pytest.warns(DeprecationWarning, match=f"{old} is deprecated, use {new}") as record:
+            value = getattr(obj, old)
+        assert record[0].filename == __file__  # the warning points at the caller's line
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            value = getattr(obj, old)
+    assert value == getattr(obj, new)
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_deprecated_ban_methods_still_ban(api: str) -> None:
+    host = make("host", api)
+    host.accounts = alvaro.auth.Accounts(iterations=4096)
+    with pytest.warns(DeprecationWarning, match="blacklist_ip is deprecated, use ban_ip"):
+        host.blacklist_ip("192.0.2.9", 60)
+    assert 0 < host.bans["192.0.2.9"] <= 60
+    with pytest.warns(DeprecationWarning, match="unblacklist_ip is deprecated, use unban_ip"):
+        assert host.unblacklist_ip("192.0.2.9") is True
+    assert host.bans == {}
+
+
+def test_deprecated_names_are_not_exported() -> None:
+    old_names = {row[1] for row in DEPRECATED}
+    for module_name in public_modules():
+        exported = set(getattr(importlib.import_module(module_name), "__all__", ()))
+        assert not exported & old_names, module_name
+
+
 @pytest.mark.parametrize("row", CONSTRUCTOR_ROWS, ids=row_id)
 @pytest.mark.parametrize("api", APIS)
 def test_constructor_keyword_alias(row: tuple[str, str, str, str], api: str) -> None:
@@ -280,12 +348,20 @@ def test_subclass_seed_login_callbacks_are_installed(api: str) -> None:
     def host_logged_in(self: Any, client: Any, user: str) -> None:
         pass
 
+    def host_blacklisted(self: Any, addr: str) -> None:
+        pass
+
     def client_logged_in(self: Any) -> None:
         pass
 
-    seed_host: Any = type("SeedHost", (kinds["host"],), {"loggedIn": host_logged_in})
+    seed_host: Any = type(
+        "SeedHost",
+        (kinds["host"],),
+        {"loggedIn": host_logged_in, "blacklisted": host_blacklisted},
+    )
     seed_client: Any = type("SeedClient", (kinds["client"],), {"loggedIn": client_logged_in})
     assert seed_host.logged_in is host_logged_in
+    assert seed_host.ip_banned is host_blacklisted
     assert seed_client.logged_in is client_logged_in
     host, client = seed_host(), seed_client()
     assert host.loggedIn == host.logged_in

@@ -745,18 +745,19 @@ def test_users_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().err.startswith(f"alvaro users: cannot read {tmp_path}: ")
 
 
-def test_users_blacklist(two_users: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", ["bans", "blacklist"])  # the second: the earlier name
+def test_users_bans(two_users: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
     file = ["-f", str(two_users)]
-    assert main(["users", "blacklist", *file]) == 0
+    assert main(["users", command, *file]) == 0
     assert capsys.readouterr() == ("", "")  # nothing banned yet
 
-    assert main(["users", "blacklist", *file, "--add", "203.0.113.9", "--seconds", "600"]) == 0
+    assert main(["users", command, *file, "--add", "203.0.113.9", "--seconds", "600"]) == 0
     assert capsys.readouterr().out == f"banned 203.0.113.9 for 600 s more in {two_users}\n"
     # An IPv6 address stands for its /64, as hosts count it.
-    assert main(["users", "blacklist", *file, "--add", "2001:db8::1234"]) == 0
+    assert main(["users", command, *file, "--add", "2001:db8::1234"]) == 0
     assert capsys.readouterr().out == f"banned 2001:db8::/64 until removed in {two_users}\n"
 
-    assert main(["users", "blacklist", *file]) == 0
+    assert main(["users", command, *file]) == 0
     out = capsys.readouterr().out
     assert out.splitlines() == ["2001:db8::/64  until removed", "203.0.113.9  for 600 s more"]
 
@@ -768,13 +769,13 @@ def test_users_blacklist(two_users: Path, capsys: pytest.CaptureFixture[str]) ->
     assert accounts.users == ["alice", "bob"]
 
     # A ban is lifted by the address as listed, or by any address in it.
-    assert main(["users", "blacklist", *file, "--remove", "2001:db8::/64"]) == 0
+    assert main(["users", command, *file, "--remove", "2001:db8::/64"]) == 0
     assert capsys.readouterr().out == f"lifted the ban on 2001:db8::/64 in {two_users}\n"
-    assert main(["users", "blacklist", *file, "--remove", "203.0.113.9"]) == 0
+    assert main(["users", command, *file, "--remove", "203.0.113.9"]) == 0
     capsys.readouterr()
-    assert Accounts.load(two_users).blacklist == {}
+    assert Accounts.load(two_users).bans == {}
 
-    assert main(["users", "blacklist", *file, "--remove", "203.0.113.9"]) == 1
+    assert main(["users", command, *file, "--remove", "203.0.113.9"]) == 1
     assert capsys.readouterr() == (
         "",
         f"alvaro users: 203.0.113.9 is not banned in {two_users}\n",
@@ -793,15 +794,15 @@ def test_users_blacklist(two_users: Path, capsys: pytest.CaptureFixture[str]) ->
         (["--add", "10.0.0.1", "--remove", "10.0.0.2"], "not allowed with argument"),
     ],
 )
-def test_users_blacklist_usage_errors(
+def test_users_bans_usage_errors(
     two_users: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     before = two_users.read_bytes()
     with pytest.raises(SystemExit) as exit_info:
-        main(["users", "blacklist", "-f", str(two_users), *args])
+        main(["users", "bans", "-f", str(two_users), *args])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: alvaro users blacklist ")
+    assert err.startswith("usage: alvaro users bans ")
     assert message in err
     assert two_users.read_bytes() == before
 

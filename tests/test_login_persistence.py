@@ -200,13 +200,13 @@ async def test_r16_a_loaded_store_lets_its_users_log_in_again(tmp_path: Path) ->
     first = alvaro.Host(login_required=True, accounts=Accounts(iterations=FAST))
     for name, password in USERS.items():
         first.add_user(name, password)
-    first.blacklist_ip("127.0.0.9")
+    first.ban_ip("127.0.0.9")
     first.save(path)
 
     host = alvaro.Host("127.0.0.1", 0, login_required=True, **OPTIONS)
     host.load(path)
     assert host.users == sorted(USERS)
-    assert "127.0.0.9" in host.blacklist
+    assert "127.0.0.9" in host.bans
     async with host:
         for name, password in USERS.items():
             with anyio.fail_after(WAIT):

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-# scramp ships no type information; the calls into it stay in this module and _accounts.
+# scramp ships no type information; the calls into it stay in this module and alvaro.accounts.
 import scramp  # type: ignore[import-untyped]
 
-from .._accounts import MECHANISM, Verifier, validate_name
 from .._close_codes import CloseCode
+from ..accounts.verifiers import MECHANISM, Verifier, validate_name
 from ..exceptions import (
     AuthenticationError,
     ConnectionClosed,
@@ -44,7 +44,7 @@ from .connection import _echo_code
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .._accounts import Accounts
+    from ..accounts.store import Accounts
     from ..auth import Authenticator
     from .connection import Connection
 
@@ -52,7 +52,7 @@ __all__ = ("WRONG_CREDENTIALS", "client_login", "host_login")
 
 WRONG_CREDENTIALS = "wrong user name or password"
 """The one AUTH_FAIL reason for an unknown user and a wrong password alike."""
-_BLOCKED = "this address is blocked after too many failed logins; try again later"
+BANNED_REASON = "this address is banned after too many failed logins; try again later"
 
 # A host chooses the iteration count; a client refuses counts that would make a login cost
 # nothing (RFC 7677's minimum) or make it burn CPU for minutes at a hostile host's request.
@@ -170,7 +170,7 @@ async def host_login(
             return None
         await anyio.sleep(wait)
     if accounts.is_banned(address):
-        await _refuse(conn, _BLOCKED)
+        await _refuse(conn, BANNED_REASON)
         return None
     try:
         server.set_client_final(event.message)

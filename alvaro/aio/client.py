@@ -14,11 +14,11 @@ import anyio.abc
 import anyio.lowlevel
 
 from .. import tls
-from .._accounts import validate_name, validate_password
 from .._aliases import ClientAliases, SeedClientTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings, SettingsOptions
+from ..accounts.verifiers import validate_name, validate_password
 from ..exceptions import (
     AuthenticationError,
     ConnectError,
@@ -215,7 +215,7 @@ class Client(ClientAliases):
             AuthenticationError: the login failed; its ``reason`` says why (the same words for
                 an unknown user and a wrong password). Also when the host requires login and
                 none was given, when it does not use logins and one was, and when this address
-                is blocked after too many failed logins.
+                is banned after too many failed logins.
             ValueError: ``port`` is not a port number, or ``login`` is not a ``(user,
                 password)`` pair of a valid user name and password (checked before connecting).
             TLSError: TLS could not be set up; its ``kind`` says why (untrusted CA, name

@@ -10,12 +10,13 @@ import anyio
 import anyio.abc
 
 from .. import tls
-from .._accounts import Accounts, address_bucket
 from .._aliases import HostAliases, SeedServerTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings
 from .._throttle import LogThrottle
+from ..accounts.bans import address_bucket
+from ..accounts.store import Accounts
 from ..exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -34,7 +35,7 @@ from ._io import (
     listen,
     start_tls,
 )
-from ._login import host_login
+from ._login import BANNED_REASON, host_login
 from ._loop import LoopHandle, LoopLocalLimiter
 from .connection import Connection, call_callback
 
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self, Unpack
 
-    from .._accounts import LoginAttempt
     from .._settings import SettingsOptions
     from .._types import Metadata, StrPath
     from ..auth import Authenticator
@@ -62,7 +62,6 @@ _REFUSE_LINGER = 1.0
 # descriptors from FD_RESERVE, so they take only part of it.
 _MAX_LINGERING = FD_RESERVE // 4
 # What a refused banned address is told (the identity of this string marks the refusal).
-_BANNED = "this address is blocked after too many failed logins; try again later"
 _LOGIN_FEATURES = frozenset({"auth"})
 # Key derivations for add_user_async(): one at a time per process, so that a burst of new
 # users does not take every core from the event loop and the other worker threads.
@@ -216,11 +215,11 @@ class Host(HostAliases):
     Runs in the event loop, in the connection's task. ``conn.user`` is ``user``.
     """
 
-    blacklisted: Callable[[str], object] | None = None
-    """Called as ``blacklisted(addr)`` once each time failed logins get an address banned.
+    ip_banned: Callable[[str], object] | None = None
+    """Called as ``ip_banned(addr)`` once each time failed logins get an address banned.
 
     ``addr`` is the address as bans count it (an IPv6 address as its /64 network). Runs in
-    the event loop, in a task of its own. Bans set by :meth:`blacklist_ip` do not call it.
+    the event loop, in a task of its own. Bans set by :meth:`ban_ip` do not call it.
     """
 
     server_started: Callable[[Host], object] | None = None
@@ -321,19 +320,8 @@ class Host(HostAliases):
 
     # --- Users, bans and the login history -----------------------------------------------------
 
-    def add_user(self, name: str, password: str, *, replace: bool = False) -> None:
-        """Add a user who may log in, or with ``replace=True`` also change a user's password.
-
-        Only the password's SCRAM verifier is kept. Deriving it takes about 0.2 s of CPU (the
-        iteration count of ``accounts``) in the calling thread: call it before the host
-        starts, or use :meth:`add_user_async` from async code. Safe from any thread.
-
-        Raises:
-            ValueError: the name is not 1 to 64 characters of ``A-Z a-z 0-9 . _ -``, the
-                password is empty, longer than 1024 UTF-8 bytes or has characters SASLprep
-                forbids, or the user exists and ``replace`` is false. Checked before deriving.
-        """
-        self.accounts.add_user(name, password, replace=replace)
+    # The others (add_user, remove_user, users, ban_ip, ..., save, load) are those of
+    # alvaro.accounts.facade.AccountsFacade, shared with alvaro.sync.Host.
 
     async def add_user_async(self, name: str, password: str, *, replace: bool = False) -> None:
         """:meth:`add_user`, with the key derivation in a worker thread (one at a time)."""
@@ -341,70 +329,6 @@ class Host(HostAliases):
             lambda: self.accounts.add_user(name, password, replace=replace),
             limiter=_add_user_derivations.get(),
         )
-
-    def remove_user(self, name: str) -> None:
-        """Remove a user; clients logged in as that user stay connected.
-
-        Raises:
-            KeyError: there is no such user.
-        """
-        self.accounts.remove_user(name)
-
-    @property
-    def users(self) -> list[str]:
-        """The user names, sorted."""
-        return self.accounts.users
-
-    def blacklist_ip(self, addr: str, seconds: float | None = None) -> None:
-        """Refuse connections from ``addr`` (an IPv6 address: its /64) for ``seconds``, or
-        until :meth:`unblacklist_ip` when ``None``. Refused at accept, before TLS.
-
-        Connections already open are left alone. Safe from any thread.
-        """
-        self.accounts.ban(addr, seconds)
-
-    def unblacklist_ip(self, addr: str) -> bool:
-        """Lift a ban on ``addr`` and forget its failed logins; return whether it was banned."""
-        return self.accounts.unban(addr)
-
-    @property
-    def blacklist(self) -> dict[str, float]:
-        """The banned addresses, each with the seconds left (``math.inf`` for no end)."""
-        return self.accounts.blacklist
-
-    def get_login_attempts(
-        self,
-        username: str | None = None,
-        address: str | None = None,
-        start: float | None = None,
-        end: float | None = None,
-    ) -> list[LoginAttempt]:
-        """The recorded login attempts matching every given criterion, oldest first.
-
-        Each is a :class:`~alvaro.auth.LoginAttempt` (``time``, ``address``, ``username``,
-        ``success``); ``start`` and ``end`` are :func:`time.time` values. Unknown user names
-        are recorded too. The history keeps the latest 10,000 attempts by default.
-        """
-        return self.accounts.login_attempts(username, address, start, end)
-
-    def save(self, path: StrPath) -> None:
-        """Write the users, bans and login history to ``path``: atomically (a crash leaves
-        the old file or the new one, never a broken one), readable by the owner only.
-
-        Blocks for a disk write (with fsync); from async code you may prefer
-        ``await anyio.to_thread.run_sync(host.save, path)``.
-        """
-        self.accounts.save(path)
-
-    def load(self, path: StrPath) -> None:
-        """Replace the users, bans and login history with those saved in ``path``.
-
-        Raises:
-            FileNotFoundError: there is no such file.
-            AccountsFileError: the file is corrupt, truncated, or from a newer alvaro; nothing
-                is changed then.
-        """
-        self.accounts.restore(path)
 
     # --- Running -------------------------------------------------------------------------------
 
@@ -621,7 +545,7 @@ class Host(HostAliases):
     def _admit(self, address: str) -> str | None:
         """Count a new connection in, or return why it is refused."""
         if self.accounts.is_banned(address):
-            return _BANNED
+            return BANNED_REASON
         if self._active >= self._connection_limit:
             return f"too many connections (the host serves at most {self._connection_limit})"
         pending = self._unauthenticated.get(address, 0)
@@ -645,7 +569,7 @@ class Host(HostAliases):
     async def _refuse(self, transport: Transport, reason: str) -> None:
         """Turn a connection away with TRY_AGAIN_LATER (POLICY_VIOLATION for a banned
         address); bounded by _REFUSE_LINGER."""
-        banned = reason is _BANNED
+        banned = reason is BANNED_REASON
         allowed, suppressed = (self._ban_refusals if banned else self._refusals).allow()
         if allowed:
             more = f" ({suppressed} more not logged)" if suppressed else ""
@@ -804,9 +728,9 @@ class Host(HostAliases):
 
     async def _report_ban(self, bucket: str) -> None:
         try:
-            await call_callback(self.blacklisted, bucket)
+            await call_callback(self.ip_banned, bucket)
         except Exception:
-            self.logger.exception("blacklisted raised for %s", bucket)
+            self.logger.exception("ip_banned raised for %s", bucket)
 
     async def _run(self, conn: Connection) -> None:
         """Serve an opened connection until it closes, then report it lost."""

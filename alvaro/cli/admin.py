@@ -207,8 +207,9 @@ def _register_users(commands: Subcommands) -> None:
     remove = actions.add_parser("remove", parents=[file_options], help="remove a user")
     remove.add_argument("name", metavar="NAME")
     actions.add_parser("list", parents=[file_options], help="print the user names, one a line")
-    blacklist = actions.add_parser(
-        "blacklist",
+    bans = actions.add_parser(
+        "bans",
+        aliases=["blacklist"],  # the name before bans had one name everywhere
         parents=[file_options],
         help="list, add or lift address bans",
         description=(
@@ -217,15 +218,15 @@ def _register_users(commands: Subcommands) -> None:
             "and refuse its connections before TLS."
         ),
     )
-    change = blacklist.add_mutually_exclusive_group()
+    change = bans.add_mutually_exclusive_group()
     change.add_argument(
         "--add", type=_ban_address, metavar="ADDRESS", help="ban an IP address (IPv6: its /64)"
     )
     change.add_argument(
         "--remove", type=_ban_address, metavar="ADDRESS", help="lift the ban on an address"
     )
-    blacklist.set_defaults(blacklist_parser=blacklist)
-    blacklist.add_argument(
+    bans.set_defaults(bans_parser=bans)
+    bans.add_argument(
         "--seconds",
         type=_positive_seconds,
         metavar="SECONDS",
@@ -325,7 +326,7 @@ def _users_list(path: Path) -> int:
 
 
 def _ban_address(text: str) -> str:
-    """An IP address, or an IPv6 /64 network as ``users blacklist`` lists it; for argparse."""
+    """An IP address, or an IPv6 /64 network as ``users bans`` lists it; for argparse."""
     try:
         if "/" not in text:
             return str(ipaddress.ip_address(text))
@@ -353,18 +354,18 @@ def _describe_ban(seconds_left: float) -> str:
     return f"for {math.ceil(seconds_left)} s more"
 
 
-def _users_blacklist(path: Path, add: str | None, seconds: float | None, remove: str | None) -> int:
+def _users_bans(path: Path, add: str | None, seconds: float | None, remove: str | None) -> int:
     from ..auth import address_bucket
 
     if add is None and remove is None:
-        for bucket, left in sorted(_load_accounts(path, create=False).blacklist.items()):
+        for bucket, left in sorted(_load_accounts(path, create=False).bans.items()):
             print(f"{bucket}  {_describe_ban(left)}")
         return OK
     accounts = _load_accounts(path, create=add is not None)
     if add is not None:
         accounts.ban(add, seconds)
         bucket = address_bucket(add)
-        left = accounts.blacklist.get(bucket, math.inf if seconds is None else seconds)
+        left = accounts.bans.get(bucket, math.inf if seconds is None else seconds)
         done = f"banned {bucket} {_describe_ban(left)}"
     else:
         assert remove is not None
@@ -378,8 +379,8 @@ def _users_blacklist(path: Path, add: str | None, seconds: float | None, remove:
 
 
 def _run_users(args: argparse.Namespace) -> int:
-    if args.action == "blacklist" and args.seconds is not None and args.add is None:
-        args.blacklist_parser.error("--seconds goes with --add")
+    if args.action in ("bans", "blacklist") and args.seconds is not None and args.add is None:
+        args.bans_parser.error("--seconds goes with --add")
     path: Path = args.file
     try:
         if args.action == "add":
@@ -388,7 +389,7 @@ def _run_users(args: argparse.Namespace) -> int:
             return _users_remove(path, args.name)
         if args.action == "list":
             return _users_list(path)
-        return _users_blacklist(path, args.add, args.seconds, args.remove)
+        return _users_bans(path, args.add, args.seconds, args.remove)
     except KeyboardInterrupt:  # Ctrl+C at the password prompt: end its line, then stop
         print(file=sys.stderr)
         return killed_by(signal.SIGINT)

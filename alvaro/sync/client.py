@@ -174,7 +174,7 @@ class Client(ClientAliases):
         Raises:
             AuthenticationError: the login failed (the same reason for an unknown user and a
                 wrong password), the host requires login and none was given, or this address
-                is blocked after too many failed logins.
+                is banned after too many failed logins.
             ValueError: ``port`` is not a port number from 1 to 65535, or ``login`` is not a
                 ``(user, password)`` pair of a valid user name and password (checked before
                 connecting).

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self, Unpack
 
-    from .._accounts import Accounts, LoginAttempt
     from .._settings import SettingsOptions
     from .._types import Metadata, StrPath
+    from ..accounts.store import Accounts
     from ..auth import Authenticator
 
 __all__ = ("Host",)
@@ -43,7 +43,7 @@ class Host(HostAliases):
 
     Callbacks (``new_client(conn)``, ``got_data(conn, data, metadata)``, ``lost_client(conn)``,
     ``server_started(host)``, and with login ``logged_in(conn, user)`` and
-    ``blacklisted(addr)``) are plain functions, set as attributes or overridden in a subclass.
+    ``ip_banned(addr)``) are plain functions, set as attributes or overridden in a subclass.
     They never run on the event-loop thread: they run in order on this host's dispatcher thread,
     or through ``dispatch`` if given. Any alvaro.sync method may be called from inside them.
     For each connection the order is ``logged_in`` (with login), ``new_client``,
@@ -119,7 +119,7 @@ class Host(HostAliases):
         self._aio.lost_client = self._lost_client
         self._aio.server_started = self._server_started
         self._aio.logged_in = self._logged_in
-        self._aio.blacklisted = self._blacklisted
+        self._aio.ip_banned = self._ip_banned
 
     # --- Callbacks: assign on the instance or override in a subclass ----------------------------
     # Attributes rather than methods, so that ``host.got_data = f`` type-checks; a method of a
@@ -150,12 +150,12 @@ class Host(HostAliases):
     ``new_client``, on the dispatcher thread (or through ``dispatch``). ``conn.user`` is
     ``user``."""
 
-    blacklisted: Callable[[str], object] | None = None
-    """Called as ``blacklisted(addr)`` once each time failed logins get an address banned, on
+    ip_banned: Callable[[str], object] | None = None
+    """Called as ``ip_banned(addr)`` once each time failed logins get an address banned, on
     the dispatcher thread (or through ``dispatch``).
 
     ``addr`` is the address as bans count it (an IPv6 address as its /64 network). Bans set
-    by :meth:`blacklist_ip` do not call it.
+    by :meth:`ban_ip` do not call it.
     """
 
     # --- Information ---------------------------------------------------------------------------
@@ -262,73 +262,6 @@ class Host(HostAliases):
                 return test(self._connection_for(conn))
 
         return self._aio.broadcast(data, metadata, exclude=excluded, where=keep)
-
-    # --- Users, bans and the login history: safe from any thread ------------------------------
-
-    def add_user(self, name: str, password: str, *, replace: bool = False) -> None:
-        """Add a user who may log in, or with ``replace=True`` also change a user's password.
-
-        Deriving the stored verifier takes about 0.2 s of CPU (the iteration count of
-        :attr:`accounts`), in the calling thread. See :meth:`alvaro.aio.Host.add_user`.
-
-        Raises:
-            ValueError: an invalid name or password, or the user exists and ``replace`` is
-                false.
-        """
-        self._aio.add_user(name, password, replace=replace)
-
-    def remove_user(self, name: str) -> None:
-        """Remove a user; clients logged in as that user stay connected.
-
-        Raises:
-            KeyError: there is no such user.
-        """
-        self._aio.remove_user(name)
-
-    @property
-    def users(self) -> list[str]:
-        """The user names, sorted."""
-        return self._aio.users
-
-    def blacklist_ip(self, addr: str, seconds: float | None = None) -> None:
-        """Refuse connections from ``addr`` (an IPv6 address: its /64) for ``seconds``, or
-        until :meth:`unblacklist_ip` when ``None``. Connections already open are left alone."""
-        self._aio.blacklist_ip(addr, seconds)
-
-    def unblacklist_ip(self, addr: str) -> bool:
-        """Lift a ban on ``addr`` and forget its failed logins; return whether it was banned."""
-        return self._aio.unblacklist_ip(addr)
-
-    @property
-    def blacklist(self) -> dict[str, float]:
-        """The banned addresses, each with the seconds left (``math.inf`` for no end)."""
-        return self._aio.blacklist
-
-    def get_login_attempts(
-        self,
-        username: str | None = None,
-        address: str | None = None,
-        start: float | None = None,
-        end: float | None = None,
-    ) -> list[LoginAttempt]:
-        """The recorded login attempts matching every given criterion, oldest first; see
-        :meth:`alvaro.aio.Host.get_login_attempts`."""
-        return self._aio.get_login_attempts(username, address, start, end)
-
-    def save(self, path: StrPath) -> None:
-        """Write the users, bans and login history to ``path``, atomically; blocks for the
-        disk write."""
-        self._aio.save(path)
-
-    def load(self, path: StrPath) -> None:
-        """Replace the users, bans and login history with those saved in ``path``.
-
-        Raises:
-            FileNotFoundError: there is no such file.
-            AccountsFileError: the file is corrupt, truncated, or from a newer alvaro; nothing
-                is changed then.
-        """
-        self._aio.load(path)
 
     # --- Running -------------------------------------------------------------------------------
 
@@ -476,8 +409,8 @@ class Host(HostAliases):
         if callback is not None:
             await self._runner.dispatcher.submit(lambda: self._call(conn, callback, facade, user))
 
-    def _blacklisted(self, addr: str) -> None:
-        callback = user_callback(self, "blacklisted", Host)
+    def _ip_banned(self, addr: str) -> None:
+        callback = user_callback(self, "ip_banned", Host)
         if callback is not None:
             self._runner.dispatcher.submit_nowait(lambda: self._call(None, callback, addr))
 

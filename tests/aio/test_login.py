@@ -35,7 +35,7 @@ import scramp  # type: ignore[import-untyped]  # scramp ships no type informatio
 import scramp.core  # type: ignore[import-untyped]
 from anyio.streams.tls import TLSStream
 
-import alvaro._accounts
+import alvaro.accounts.verifiers
 import alvaro.aio.host
 import alvaro.testing
 from alvaro import AuthenticationError, CloseCode, ConnectError
@@ -130,7 +130,7 @@ class Recorder:
     def lost_client(self, conn: Connection) -> None:
         self.lost[conn.port] = (conn.close_code, conn.close_reason)
 
-    def blacklisted(self, addr: str) -> None:
+    def ip_banned(self, addr: str) -> None:
         self.bans.append(addr)
 
     @property
@@ -142,7 +142,7 @@ class Recorder:
         host.new_client = self.new_client  # type: ignore[method-assign]
         host.got_data = self.got_data  # type: ignore[method-assign]
         host.lost_client = self.lost_client  # type: ignore[method-assign]
-        host.blacklisted = self.blacklisted  # type: ignore[method-assign]
+        host.ip_banned = self.ip_banned  # type: ignore[method-assign]
         return host
 
 
@@ -377,7 +377,7 @@ def count_work(monkeypatch: pytest.MonkeyPatch) -> Work:
         monkeypatch.setattr(owner, name, counting)
 
     spy(hashlib, "pbkdf2_hmac", "pbkdf2")
-    spy(alvaro._accounts, "_derive", "derive")
+    spy(alvaro.accounts.verifiers, "derive", "derive")
     spy(scramp.ScramMechanism, "make_server", "make_server")
     spy(scramp.core.ScramServer, "set_client_first", "client_first")
     spy(scramp.core.ScramServer, "set_client_final", "proof")

@@ -91,7 +91,7 @@ pytestmark = pytest.mark.anyio
 
 ATTACKER = "127.0.0.2"
 BYSTANDER = "127.0.0.3"
-BLOCKED = "this address is blocked after too many failed logins; try again later"
+BANNED = "this address is banned after too many failed logins; try again later"
 #: The default policy: 5 failures from one address within 30 minutes ban it for 10 minutes.
 MAX_FAILURES = 5
 BAN = 600.0
@@ -113,7 +113,7 @@ def state_of(host: Host) -> tuple[Any, ...]:
         host.users,
         host.accounts.auth_info(USER),
         host.settings,
-        host.blacklist,
+        host.bans,
         host.get_login_attempts(),
         host.login_required,
         host.max_connections,
@@ -361,8 +361,8 @@ async def test_r17_unknown_users_count_towards_the_ban(work: Work) -> None:
         before = work.snapshot()
         refused = await login_fails(host.port, (USER, PASSWORD))
         assert work.since(before) == {}  # refused at accept: nothing derived, nothing checked
-    assert BLOCKED in refused.reason
-    assert list(host.blacklist) == [LOOPBACK]
+    assert BANNED in refused.reason
+    assert list(host.bans) == [LOOPBACK]
     assert recorder.nothing_reached_the_application
 
 
@@ -426,7 +426,7 @@ async def refused_at_accept(port: int, local_host: str, tls: ssl.SSLContext | No
     with POLICY_VIOLATION instead of its HELLO, or under TLS, not a byte (no ServerHello)."""
     if tls is None:
         attempt = await raw_login(port, USER, PASSWORD, local_host=local_host)
-        assert (attempt.outcome, attempt.reason) == ("refused", BLOCKED)
+        assert (attempt.outcome, attempt.reason) == ("refused", BANNED)
         assert attempt.close is not None
         assert attempt.close.code == CloseCode.POLICY_VIOLATION
         return attempt
@@ -470,7 +470,7 @@ async def test_r18_failed_logins_ban_one_address_until_the_ban_ends(
             assert (attempt.outcome, attempt.reason) == ("fail", WRONG)
             await legitimate_login()
         await eventually(lambda: recorder.bans == [ATTACKER])
-        assert list(host.blacklist) == [ATTACKER]
+        assert list(host.bans) == [ATTACKER]
         # Another address with a failure of its own is not banned.
         assert (await raw_login(port, USER, local_host=BYSTANDER, tls=tls)).outcome == "fail"
         await legitimate_login()
@@ -540,7 +540,7 @@ async def test_r18_the_ipv4_mapped_form_of_an_address_is_banned_too() -> None:
         assert (await raw_login(port, USER, PASSWORD, local_host=BYSTANDER)).outcome == "ok"
     # Counted, banned and reported under the IPv4 address.
     assert recorder.bans == [ATTACKER]
-    assert list(host.blacklist) == [ATTACKER]
+    assert list(host.bans) == [ATTACKER]
     assert len(host.get_login_attempts(address=ATTACKER)) == MAX_FAILURES
     assert len(host.get_login_attempts(address=f"::ffff:{ATTACKER}")) == MAX_FAILURES
 
@@ -548,17 +548,17 @@ async def test_r18_the_ipv4_mapped_form_of_an_address_is_banned_too() -> None:
 async def test_r18_manual_bans_refuse_at_accept_and_are_not_reported() -> None:
     recorder = Recorder()
     async with login_host(recorder) as host:
-        host.blacklist_ip("::ffff:127.0.0.4")  # the mapped form bans the IPv4 address
-        assert "127.0.0.4" in host.blacklist
+        host.ban_ip("::ffff:127.0.0.4")  # the mapped form bans the IPv4 address
+        assert "127.0.0.4" in host.bans
         await refused_at_accept(host.port, "127.0.0.4", None)
-        host.blacklist_ip(LOOPBACK, 60)
+        host.ban_ip(LOOPBACK, 60)
         refused = await login_fails(host.port, (USER, PASSWORD))
-        assert BLOCKED in refused.reason
-        assert host.unblacklist_ip(LOOPBACK)
+        assert BANNED in refused.reason
+        assert host.unban_ip(LOOPBACK)
         with anyio.fail_after(WAIT):
             async with connect(LOOPBACK, host.port, login=(USER, PASSWORD), **OPTIONS) as c:
                 assert c.user == USER
-    assert recorder.bans == []  # blacklisted is for bans that failed logins caused
+    assert recorder.bans == []  # ip_banned is for bans that failed logins caused
 
 
 async def test_r18_concurrent_guesses_never_get_more_proofs_checked_than_the_limit(
@@ -595,7 +595,7 @@ async def test_r18_concurrent_guesses_never_get_more_proofs_checked_than_the_lim
     assert outcomes.count(("fail", WRONG)) == MAX_FAILURES
     # The others: stopped after the ban, at their proof or at accept. In a flood of refusals
     # most are closed without a word (the host lingers on only a few): not a byte came back.
-    late = outcomes.count(("fail", BLOCKED)) + outcomes.count(("refused", BLOCKED))
+    late = outcomes.count(("fail", BANNED)) + outcomes.count(("refused", BANNED))
     silent = [a for a in guesses if a.outcome == "eof" and not a.received]
     assert late + len(silent) == 50 - MAX_FAILURES, sorted(set(outcomes))
     assert recorder.bans == [attacker]

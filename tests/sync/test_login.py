@@ -406,22 +406,22 @@ def test_five_failed_logins_ban_the_address_once(sync_backend: Backend) -> None:
     bans: list[tuple[str, str]] = []
     accounts = fast_accounts(max_failures=5, failure_window=60.0, ban_duration=60.0)
     host = login_host(sync_backend, accounts=accounts)
-    host.blacklisted = lambda addr: bans.append((addr, where()))  # type: ignore[method-assign]
+    host.ip_banned = lambda addr: bans.append((addr, where()))  # type: ignore[method-assign]
     with host:
         for _ in range(5):
             with Client(backend=sync_backend) as client:
                 with pytest.raises(AuthenticationError, match="wrong user name or password"):
                     client.connect(LOOPBACK, host.port, login=("ann", "guess"))
         wait_until(lambda: bans != [])
-        assert LOOPBACK in host.blacklist
+        assert LOOPBACK in host.bans
         # Now even the right password is refused, at once.
         with Client(backend=sync_backend) as client:
-            with pytest.raises(AuthenticationError, match="blocked"):
+            with pytest.raises(AuthenticationError, match="banned"):
                 client.connect(LOOPBACK, host.port, login=ANN)
         assert [a.success for a in host.get_login_attempts(address=LOOPBACK)] == [False] * 5
         # Lifting the ban lets the address in again.
-        assert host.unblacklist_ip(LOOPBACK) is True
-        assert host.blacklist == {}
+        assert host.unban_ip(LOOPBACK) is True
+        assert host.bans == {}
         with Client(backend=sync_backend) as client:
             client.connect(LOOPBACK, host.port, login=ANN)
             assert client.user == "ann"
@@ -431,19 +431,19 @@ def test_five_failed_logins_ban_the_address_once(sync_backend: Backend) -> None:
 def test_an_address_banned_by_hand_is_refused(sync_backend: Backend) -> None:
     bans: list[str] = []
     host = login_host(sync_backend)
-    host.blacklisted = bans.append  # type: ignore[method-assign]
+    host.ip_banned = bans.append  # type: ignore[method-assign]
     with host:
         # From another thread than the caller of start(), while the host runs.
-        call_in_thread(lambda: host.blacklist_ip(LOOPBACK, 60.0))
-        assert 0 < host.blacklist[LOOPBACK] <= 60.0
+        call_in_thread(lambda: host.ban_ip(LOOPBACK, 60.0))
+        assert 0 < host.bans[LOOPBACK] <= 60.0
         with Client(backend=sync_backend) as client:
-            with pytest.raises(AuthenticationError, match="blocked"):
+            with pytest.raises(AuthenticationError, match="banned"):
                 client.connect(LOOPBACK, host.port, login=ANN)
         assert host.get_login_attempts() == []  # refused before any login
-        host.unblacklist_ip(LOOPBACK)
+        host.unban_ip(LOOPBACK)
         with Client(backend=sync_backend) as client:
             client.connect(LOOPBACK, host.port, login=ANN)
-    assert bans == []  # only failed logins call blacklisted
+    assert bans == []  # only failed logins call ip_banned
 
 
 # --- The user store -------------------------------------------------------------------------
@@ -479,13 +479,13 @@ def test_save_and_load_carry_users_bans_and_history(sync_backend: Backend, tmp_p
     with login_host(sync_backend) as host:
         with Client(backend=sync_backend) as client:
             client.connect(LOOPBACK, host.port, login=ANN)
-        host.blacklist_ip("192.0.2.7")
+        host.ban_ip("192.0.2.7")
         host.save(path)
     again = Host(LOOPBACK, 0, backend=sync_backend, login_required=True, accounts=fast_accounts())
     again.got_data = echo  # type: ignore[method-assign]
     again.load(path)
     assert again.users == ["ann", "bob"]
-    assert list(again.blacklist) == ["192.0.2.7"]
+    assert list(again.bans) == ["192.0.2.7"]
     assert [(a.username, a.success) for a in again.get_login_attempts()] == [("ann", True)]
     with again, Client(backend=sync_backend) as client:
         client.connect(LOOPBACK, again.port, login=ANN)
@@ -537,7 +537,7 @@ def test_wait_for_login_never_reports_a_successful_login_as_failed() -> None:
 def test_wait_for_login_reports_a_banned_address_promptly() -> None:
     outcome: list[object] = []
     with login_host("asyncio") as host, Client() as client:
-        host.blacklist_ip(LOOPBACK, 60.0)
+        host.ban_ip(LOOPBACK, 60.0)
 
         def wait() -> None:
             # No timeout: only the failed connect() can end this wait.
@@ -549,14 +549,14 @@ def test_wait_for_login_reports_a_banned_address_promptly() -> None:
         waiter = threading.Thread(target=wait)
         waiter.start()
         try:
-            with pytest.raises(AuthenticationError, match="blocked"):
+            with pytest.raises(AuthenticationError, match="banned"):
                 client.connect(LOOPBACK, host.port, login=ANN)
         finally:
             waiter.join(WAIT)
         assert not waiter.is_alive()
     [result] = outcome
     assert isinstance(result, AuthenticationError)
-    assert "blocked" in result.reason
+    assert "banned" in result.reason
 
 
 def test_user_is_none_after_logout() -> None:
