@@ -35,13 +35,13 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeAlias
 
-from ._close_codes import CloseCode
-from .exceptions import EncodeError, MessageTooLarge, RemoteProtocolError
+from .._close_codes import CloseCode
+from ..exceptions import EncodeError, MessageTooLarge, RemoteProtocolError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from ._types import Metadata
+    from .._types import Metadata
 
 __all__ = (
     "AUTH_MECHANISM",
