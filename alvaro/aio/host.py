@@ -24,7 +24,9 @@ from ..exceptions import (
     RemoteProtocolError,
     TLSError,
 )
-from ..protocol import _DATA_HEADER, PREAMBLE, encode_close, encode_message
+from ..protocol import encode_message
+from ..protocol.encoders import encode_refusal
+from ..protocol.frames import data_frame_sizes
 from ._login import host_login
 from ._loop import LoopHandle, LoopLocalLimiter
 from ._tls import check_context, start_tls
@@ -273,8 +275,7 @@ class Host(HostAliases):
                 none of them.
         """
         frame = encode_message(data, metadata)
-        body, _, _, meta_size = _DATA_HEADER.unpack_from(frame)
-        size = body - 4
+        size, meta_size = data_frame_sizes(frame)
         if exclude is None:
             excluded: Collection[Connection] = ()
         elif isinstance(exclude, Connection):
@@ -652,7 +653,7 @@ class Host(HostAliases):
         self._lingering += linger
         try:
             if linger:
-                transport.send_now(PREAMBLE + encode_close(code, reason))
+                transport.send_now(encode_refusal(code, reason))
                 with anyio.move_on_after(_REFUSE_LINGER):
                     while await transport.receive():
                         pass
