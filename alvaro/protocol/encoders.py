@@ -105,8 +105,11 @@ def encode_message(
         raise MessageTooLarge(
             f"message of {size} bytes is over the limit of {limit} bytes", size=size, limit=limit
         )
-    header = DATA_HEADER.pack(size + META_LENGTH_SIZE, FrameType.DATA, encoding, meta_size)
-    return header + meta + payload
+    return (
+        DATA_HEADER.pack(size + META_LENGTH_SIZE, FrameType.DATA, encoding, meta_size)
+        + meta
+        + payload
+    )
 
 
 def _control_frame(frame_type: FrameType, body: bytes) -> bytes:
