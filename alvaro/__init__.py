@@ -80,9 +80,15 @@ _HOMES: dict[str, str] = {
     "Message": ".protocol",
 }
 
+# The public modules, which "import alvaro; alvaro.aio.connect(...)" reaches without importing
+# them first, as when this package imported alvaro.aio itself.
+_MODULES = frozenset(("aio", "auth", "exceptions", "protocol", "sync", "tls"))
+
 if not TYPE_CHECKING:
 
     def __getattr__(name: str) -> Any:
+        if name in _MODULES:
+            return importlib.import_module(f".{name}", __name__)
         if name in __all__ and name != "__version__":
             module = importlib.import_module(_HOMES.get(name, ".exceptions"), __name__)
             value = getattr(module, name)
@@ -92,4 +98,4 @@ if not TYPE_CHECKING:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, *_MODULES})

@@ -186,6 +186,14 @@ def test_top_level_names_are_unchanged_and_load_on_use() -> None:
     assert {"alvaro.aio", "anyio", "alvaro.protocol", "alvaro._settings"} <= loaded
 
 
+def test_public_modules_are_reached_from_alvaro_alone() -> None:
+    # "import alvaro" then alvaro.aio.connect(...), as the README's programs and the seed's do.
+    uses = "alvaro.aio.connect, alvaro.sync.connect, alvaro.tls.client_context, alvaro.auth"
+    loaded = loaded_by(f"alvaro; {uses}; alvaro.exceptions.TLSError; alvaro.protocol.Decoder")
+    assert {"alvaro.aio", "alvaro.sync", "alvaro.tls", "alvaro.auth"} <= loaded
+    assert {"aio", "sync", "protocol", "exceptions", "tls", "auth"} <= set(dir(alvaro))
+
+
 def test_an_unknown_top_level_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
         alvaro.Nope  # type: ignore[attr-defined]  # noqa: B018
