@@ -75,6 +75,7 @@ def _json_decode(text: str) -> Any:
 
 
 def dumps(value: object, what: str) -> bytes:
+    """``value`` as compact UTF-8 JSON; :class:`EncodeError` names ``what`` if it cannot be."""
     try:
         return _json_encode(value).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
@@ -108,6 +109,8 @@ def _has_long_digit_run(raw: memoryview) -> bool:
 
 
 def loads(raw: memoryview, what: str) -> Any:
+    """The value of the peer's JSON ``raw``; invalid JSON or UTF-8 is a protocol error
+    (INVALID_DATA) that names ``what``."""
     if _orjson_loads is not None and not _has_long_digit_run(raw):
         try:
             return _orjson_loads(raw)
