@@ -8,29 +8,34 @@ call your functions. ``alvaro.Host`` and ``alvaro.Client`` are the async classes
 
 from __future__ import annotations
 
-from ._close_codes import CloseCode
-from ._settings import Settings
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .aio import Client, Connection, Host
-from .exceptions import (
-    AccountsFileError,
-    AlvaroError,
-    AuthenticationError,
-    ConcurrencyError,
-    ConnectError,
-    ConnectionClosed,
-    ConnectionClosedError,
-    ConnectionClosedOK,
-    EncodeError,
-    LocalProtocolError,
-    MessageTooLarge,
-    OutboxFull,
-    ProtocolError,
-    RemoteProtocolError,
-    TLSError,
-    WrongThreadError,
-)
-from .protocol import Message
+
+if TYPE_CHECKING:
+    from ._close_codes import CloseCode
+    from ._settings import Settings
+    from .aio import Client, Connection, Host
+    from .exceptions import (
+        AccountsFileError,
+        AlvaroError,
+        AuthenticationError,
+        ConcurrencyError,
+        ConnectError,
+        ConnectionClosed,
+        ConnectionClosedError,
+        ConnectionClosedOK,
+        EncodeError,
+        LocalProtocolError,
+        MessageTooLarge,
+        OutboxFull,
+        ProtocolError,
+        RemoteProtocolError,
+        TLSError,
+        WrongThreadError,
+    )
+    from .protocol import Message
 
 __all__ = (
     "AccountsFileError",
@@ -61,3 +66,36 @@ __all__ = (
 # No handler, not even a NullHandler (websockets' choice too): until the application configures
 # logging, Python's last-resort handler prints WARNING and above to stderr, so that a callback
 # that raised, or a host refusing connections, is not silent. Configuring logging replaces it.
+
+# Each name is imported on first use (PEP 562), so that "import alvaro.protocol", or any other
+# stdlib-only part, loads neither anyio nor ssl: only alvaro.Host, Client and Connection do.
+# Type checkers read the imports above instead, and (not seeing __getattr__) still report a
+# misspelt name.
+_HOMES: dict[str, str] = {
+    "CloseCode": "._close_codes",
+    "Settings": "._settings",
+    "Client": ".aio",
+    "Connection": ".aio",
+    "Host": ".aio",
+    "Message": ".protocol",
+}
+
+# The public modules, which "import alvaro; alvaro.aio.connect(...)" reaches without importing
+# them first, as when this package imported alvaro.aio itself.
+_MODULES = frozenset(("aio", "auth", "exceptions", "protocol", "sync", "tls"))
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name in _MODULES:
+            return importlib.import_module(f".{name}", __name__)
+        if name in __all__ and name != "__version__":
+            module = importlib.import_module(_HOMES.get(name, ".exceptions"), __name__)
+            value = getattr(module, name)
+            globals()[name] = value  # found directly from now on
+            return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_MODULES})

@@ -12,9 +12,23 @@ import pytest
 
 import alvaro
 import alvaro.aio
-from tests.helpers import WAIT
+from tests.helpers import WAIT, checkout_env
 
-PUBLIC_MODULES = ["alvaro", "alvaro.aio", "alvaro.protocol", "alvaro.exceptions", "alvaro.auth"]
+PROTOCOL_MODULES = [
+    "alvaro.protocol.frames",
+    "alvaro.protocol.events",
+    "alvaro.protocol.encoders",
+    "alvaro.protocol.decoder",
+    "alvaro.protocol.state",
+]
+PUBLIC_MODULES = [
+    "alvaro",
+    "alvaro.aio",
+    "alvaro.protocol",
+    *PROTOCOL_MODULES,
+    "alvaro.exceptions",
+    "alvaro.auth",
+]
 
 
 @pytest.mark.parametrize("module_name", PUBLIC_MODULES)
@@ -103,3 +117,83 @@ def test_import_has_no_side_effects() -> None:
     assert report["alvaro_handlers"] == []  # not even a NullHandler: see test_logging.py
     assert report["other_handlers"] == []
     assert report["alvaro_level"] == 0  # NOTSET: the application decides
+
+
+# What `import alvaro` exported before its names were imported lazily: the lazy version must
+# export exactly these, each from the same place.
+TOP_LEVEL = (
+    "AccountsFileError",
+    "AlvaroError",
+    "AuthenticationError",
+    "Client",
+    "CloseCode",
+    "ConcurrencyError",
+    "ConnectError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "Connection",
+    "EncodeError",
+    "Host",
+    "LocalProtocolError",
+    "Message",
+    "MessageTooLarge",
+    "OutboxFull",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Settings",
+    "TLSError",
+    "WrongThreadError",
+    "__version__",
+)
+
+LOADED_PROBE = """
+import json, sys
+import {module}
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded_by(module: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after importing ``module`` from this checkout."""
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED_PROBE.format(module=module)],
+        capture_output=True,
+        text=True,
+        timeout=3 * WAIT,
+        check=False,
+        env=checkout_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stdout))
+
+
+@pytest.mark.parametrize("module", ["alvaro", "alvaro.protocol", *PROTOCOL_MODULES])
+def test_the_protocol_imports_neither_anyio_nor_ssl(module: str) -> None:
+    # The sans-I/O codec is for any I/O: importing it (or alvaro alone) must not pull in the
+    # event-loop library, TLS, the login's SCRAM library or alvaro's async layer.
+    loaded = loaded_by(module)
+    assert module in loaded
+    heavy = {"anyio", "ssl", "_ssl", "scramp", "trio", "asyncio", "alvaro.aio", "alvaro.sync"}
+    assert sorted(loaded & heavy) == []
+    assert sorted(name for name in loaded if name.startswith(("anyio.", "alvaro.aio."))) == []
+
+
+def test_top_level_names_are_unchanged_and_load_on_use() -> None:
+    assert alvaro.__all__ == TOP_LEVEL
+    assert set(TOP_LEVEL) <= set(dir(alvaro))
+    loaded = loaded_by("alvaro; alvaro.Host; alvaro.Message; alvaro.OutboxFull; alvaro.Settings")
+    assert {"alvaro.aio", "anyio", "alvaro.protocol", "alvaro._settings"} <= loaded
+
+
+def test_public_modules_are_reached_from_alvaro_alone() -> None:
+    # "import alvaro" then alvaro.aio.connect(...), as the README's programs and the seed's do.
+    uses = "alvaro.aio.connect, alvaro.sync.connect, alvaro.tls.client_context, alvaro.auth"
+    loaded = loaded_by(f"alvaro; {uses}; alvaro.exceptions.TLSError; alvaro.protocol.Decoder")
+    assert {"alvaro.aio", "alvaro.sync", "alvaro.tls", "alvaro.auth"} <= loaded
+    assert {"aio", "sync", "protocol", "exceptions", "tls", "auth"} <= set(dir(alvaro))
+
+
+def test_an_unknown_top_level_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        alvaro.Nope  # type: ignore[attr-defined]  # noqa: B018

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from alvaro import CloseCode, EncodeError, MessageTooLarge, RemoteProtocolError, protocol
+from alvaro import CloseCode, EncodeError, MessageTooLarge, RemoteProtocolError
 from alvaro.protocol import (
     AUTH_MECHANISM,
     CONTROL_LIMIT,
@@ -39,6 +39,7 @@ from alvaro.protocol import (
     Ping,
     Pong,
     Role,
+    _json,
     encode_auth_challenge,
     encode_auth_fail,
     encode_auth_ok,
@@ -2121,7 +2122,7 @@ def test_events_before_a_bad_auth_frame_survive_the_error() -> None:
 # --- Optional orjson decoding -----------------------------------------------------------------
 
 needs_orjson = pytest.mark.skipif(
-    protocol._orjson_loads is None, reason="orjson (the speedups extra) is not installed"
+    _json._orjson_loads is None, reason="orjson (the speedups extra) is not installed"
 )
 
 #: JSON texts that stress where orjson and the standard library differ: long integers, huge
@@ -2157,7 +2158,7 @@ json_texts = st.one_of(
 
 def decode_outcome(raw: bytes) -> tuple[str, object]:
     try:
-        return ("value", protocol._loads(memoryview(raw), "data"))
+        return ("value", _json.loads(memoryview(raw), "data"))
     except RemoteProtocolError as exc:
         return ("error", (exc.code, str(exc)))
 
@@ -2167,12 +2168,12 @@ def decode_outcome(raw: bytes) -> tuple[str, object]:
 @given(raw=json_texts)
 def test_orjson_decoding_gives_the_standard_librarys_result(raw: bytes) -> None:
     with_orjson = decode_outcome(raw)
-    saved = protocol._orjson_loads
-    protocol._orjson_loads = None
+    saved = _json._orjson_loads
+    _json._orjson_loads = None
     try:
         without = decode_outcome(raw)
     finally:
-        protocol._orjson_loads = saved
+        _json._orjson_loads = saved
     assert repr(with_orjson) == repr(without)  # repr: equal also for -0.0 and type of numbers
 
 
@@ -2188,8 +2189,8 @@ def test_long_integers_keep_every_digit_with_orjson_installed() -> None:
 
 def test_without_orjson_the_standard_library_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "orjson", None)  # makes "import orjson" fail
-    assert protocol._load_orjson() is None
-    monkeypatch.setattr(protocol, "_orjson_loads", None)
+    assert _json._load_orjson() is None
+    monkeypatch.setattr(_json, "_orjson_loads", None)
     decoder = opened()
     decoder.receive_data(encode_message({"x": [1, 2.5, None]}, {"k": "v"}))
     assert decoder.events() == [Message({"x": [1, 2.5, None]}, {"k": "v"})]

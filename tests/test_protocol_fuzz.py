@@ -44,7 +44,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from alvaro import CloseCode, MessageTooLarge, RemoteProtocolError, protocol
+from alvaro import CloseCode, MessageTooLarge, RemoteProtocolError
 from alvaro.protocol import (
     CONTROL_LIMIT,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -69,6 +69,7 @@ from alvaro.protocol import (
     Ping,
     Pong,
     Role,
+    _json,
     encode_auth_challenge,
     encode_auth_fail,
     encode_auth_ok,
@@ -345,10 +346,10 @@ def mutate(data: bytes, other: bytes, ops: list[tuple[str, int, int, int, bytes]
 def json_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test with orjson decoding (when installed) and with the standard library only."""
     if request.param == "orjson":
-        if protocol._orjson_loads is None:
+        if _json._orjson_loads is None:
             pytest.skip("orjson (the speedups extra) is not installed")
     else:
-        monkeypatch.setattr(protocol, "_orjson_loads", None)
+        monkeypatch.setattr(_json, "_orjson_loads", None)
     return str(request.param)
 
 
@@ -1961,18 +1962,18 @@ def test_hello_member_nested_near_orjsons_depth_limit(json_backend: str, member:
 # Properties: each kind of R03 input, generated. The decoder must reject the input with the
 # expected code, or deliver exactly the expected message.
 
-BACKENDS = ["stdlib"] if protocol._orjson_loads is None else ["orjson", "stdlib"]
+BACKENDS = ["stdlib"] if _json._orjson_loads is None else ["orjson", "stdlib"]
 
 
 @contextmanager
 def backend_in_use(name: str) -> Iterator[None]:
-    saved = protocol._orjson_loads
+    saved = _json._orjson_loads
     if name == "stdlib":
-        protocol._orjson_loads = None
+        _json._orjson_loads = None
     try:
         yield
     finally:
-        protocol._orjson_loads = saved
+        _json._orjson_loads = saved
 
 
 @dataclass(frozen=True)

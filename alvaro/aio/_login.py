@@ -38,8 +38,8 @@ from ..protocol import (
     encode_auth_response,
     encode_auth_start,
 )
+from ..protocol.state import echo_code
 from ._loop import LoopLocalLimiter
-from .connection import _echo_code
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -123,7 +123,7 @@ async def host_login(
     address = conn.addr
     event = await conn._next_handshake_event()
     if isinstance(event, Close):
-        await conn._abort(_echo_code(event.code), "")
+        await conn._abort(echo_code(event.code), "")
         return None
     # The decoder lets nothing but AUTH_START through before a login has begun.
     assert isinstance(event, AuthStart)
@@ -154,7 +154,7 @@ async def host_login(
 
     event = await conn._next_handshake_event()
     if isinstance(event, Close):
-        await conn._abort(_echo_code(event.code), "")
+        await conn._abort(echo_code(event.code), "")
         return None
     assert isinstance(event, AuthResponse)
     if conn._early_error is not None:
@@ -258,7 +258,7 @@ async def client_login(conn: Connection, user: str, password: str) -> None:
         # A message (or a PONG-less frame the decoder allows) before AUTH_OK: the host may
         # send nothing to a client that has not logged in.
         raise RemoteProtocolError(f"the host sent {type(event).__name__} before the login finished")
-    await conn._abort(_echo_code(event.code), "")
+    await conn._abort(echo_code(event.code), "")
     if event.code == CloseCode.POLICY_VIOLATION:
         raise AuthenticationError(f"login refused: {event.reason}")
     raise ConnectionClosedError(event.code, event.reason, by_peer=True)
@@ -281,5 +281,5 @@ async def _finish_refused(conn: Connection) -> None:
             code = None
         else:
             if isinstance(event, Close):
-                code = _echo_code(event.code)
+                code = echo_code(event.code)
     await conn._abort(code, "")

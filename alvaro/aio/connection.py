@@ -46,6 +46,7 @@ from ..protocol import (
     encode_ping,
     encode_pong,
 )
+from ..protocol.state import closed_error, echo_code, known_code
 from ._loop import LoopHandle
 
 if TYPE_CHECKING:
@@ -301,7 +302,7 @@ class Connection(ConnectionAliases):
     def close_code(self) -> int | None:
         """Why the connection closed (a :class:`~alvaro.CloseCode` or application code), or
         ``None`` while no close has started."""
-        return None if self._close_info is None else _known(self._close_info[0])
+        return None if self._close_info is None else known_code(self._close_info[0])
 
     @property
     def close_reason(self) -> str:
@@ -851,8 +852,7 @@ class Connection(ConnectionAliases):
 
     def _closed_error(self) -> ConnectionClosed:
         code, reason, by_peer = self._close_info or (CloseCode.ABNORMAL, "closed", True)
-        kind = ConnectionClosedOK if code in (CloseCode.NORMAL, CloseCode.GOING_AWAY) else None
-        error = (kind or ConnectionClosedError)(_known(code), reason, by_peer=by_peer)
+        error = closed_error(code, reason, by_peer=by_peer)
         error.__cause__ = self._close_cause
         return error
 
@@ -913,10 +913,8 @@ class Connection(ConnectionAliases):
         first = events[0]
         if isinstance(first, Close):
             # Refused before the handshake: answer the CLOSE, then report it.
-            await self._abort(_echo_code(first.code), "")
-            ok = first.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY)
-            error = ConnectionClosedOK if ok else ConnectionClosedError
-            raise error(_known(first.code), first.reason, by_peer=True)
+            await self._abort(echo_code(first.code), "")
+            raise closed_error(first.code, first.reason, by_peer=True)
         assert isinstance(first, Hello)
         self._peer = first
         self._early_events = events[1:]
@@ -1146,16 +1144,4 @@ class Connection(ConnectionAliases):
                 self._close_info = (event.code, event.reason, True)
         if not answered:
             # Echo the code, after everything already queued (docs/protocol.md, section 6).
-            self._queue_close(_echo_code(event.code), "", by_peer=True)
-
-
-def _echo_code(code: int) -> int:
-    """The code to answer a peer's CLOSE with: its own, unless it may never be sent."""
-    return code if CloseCode.can_send(code) else CloseCode.PROTOCOL_ERROR
-
-
-def _known(code: int) -> int:
-    try:
-        return CloseCode(code)
-    except ValueError:
-        return code
+            self._queue_close(echo_code(event.code), "", by_peer=True)

@@ -25,7 +25,9 @@ from ..exceptions import (
     RemoteProtocolError,
     TLSError,
 )
-from ..protocol import _DATA_HEADER, PREAMBLE, encode_close, encode_message
+from ..protocol import encode_message
+from ..protocol.encoders import encode_refusal
+from ..protocol.frames import data_frame_sizes
 from ._io import (
     ACCEPT_CAPACITY_ERRNOS,
     Listener,
@@ -279,8 +281,7 @@ class Host(HostAliases):
                 none of them.
         """
         frame = encode_message(data, metadata)
-        body, _, _, meta_size = _DATA_HEADER.unpack_from(frame)
-        size = body - 4
+        size, meta_size = data_frame_sizes(frame)
         if exclude is None:
             excluded: Collection[Connection] = ()
         elif isinstance(exclude, Connection):
@@ -583,7 +584,7 @@ class Host(HostAliases):
         self._lingering += linger
         try:
             if linger:
-                transport.send_now(PREAMBLE + encode_close(code, reason))
+                transport.send_now(encode_refusal(code, reason))
                 with anyio.move_on_after(_REFUSE_LINGER):
                     while await transport.receive():
                         pass

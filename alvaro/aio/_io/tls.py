@@ -24,7 +24,8 @@ import anyio
 
 from ..._close_codes import CloseCode
 from ...exceptions import ConnectionClosed, ConnectionClosedError, TLSError
-from ...protocol import MAGIC, PREAMBLE, encode_close
+from ...protocol.encoders import encode_refusal
+from ...protocol.frames import may_be_preamble
 from ...tls import TLSInfo
 
 if TYPE_CHECKING:
@@ -435,11 +436,10 @@ async def _first_bytes(inner: Transport, peer: str) -> bytes:
             f"{first[-1]}; perhaps no TLS version in common)",
             TLSError.HANDSHAKE,
         )
-    if first[: len(MAGIC)] == MAGIC[: len(first)]:
+    if may_be_preamble(first):
         try:
             await inner.send(
-                PREAMBLE
-                + encode_close(CloseCode.TLS_REQUIRED, "this host accepts only TLS connections")
+                encode_refusal(CloseCode.TLS_REQUIRED, "this host accepts only TLS connections")
             )
         except ConnectionClosed:
             pass
