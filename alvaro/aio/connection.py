@@ -235,7 +235,7 @@ class Connection(ConnectionAliases):
         self._pong_bytes = 0
         self._last_pong: int | None = None
         self._writer_idle = False
-        self._thread_sent = False  # a plain thread queued frames since the writer's last look
+        self._thread_sent = False  # a plain thread queued frames while the writer was busy
         self._last_direct_write = -math.inf
         self._send_closed = False
         self._close_queued = False
@@ -461,8 +461,12 @@ class Connection(ConnectionAliases):
                 self._writer_idle = False
                 wake_here = True
             else:
-                self._thread_sent = True
                 if not self._writer_idle:
+                    # A thread sends while the writer is busy: it streams, and the writer may
+                    # let it fill a batch (see _write_loop). A message that finds the writer
+                    # idle does not count: a lone one (a request awaiting its reply) must
+                    # never wait for such a pause.
+                    self._thread_sent = True
                     return
                 self._writer_idle = False
                 wake_here = False
@@ -601,10 +605,6 @@ class Connection(ConnectionAliases):
                         self._outbox = []
                         self._pong_bytes = 0
                         self._last_pong = None
-                        # From now on it tells whether a thread sends while this batch is
-                        # written: a lone message (a request waiting for its reply) never
-                        # makes the writer pause.
-                        self._thread_sent = False
                         closing = self._close_queued
                     else:
                         self._writer_idle = True

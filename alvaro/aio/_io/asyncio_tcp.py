@@ -201,7 +201,9 @@ class AsyncioTransport:
         the writer task sends ``data``.
         """
         protocol = self._protocol
-        if threading.get_ident() != self._loop_thread:
+        if threading.get_ident() != self._loop_thread or len(data) > _WRITE_SLICE:
+            # Large data goes through send(), in slices: handed over whole, asyncio would copy
+            # what the socket does not take and shift that copy after every partial send.
             return 0
         if protocol.lost or protocol.writing_paused or self._transport.get_write_buffer_size():
             return 0
