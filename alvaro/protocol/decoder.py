@@ -228,6 +228,7 @@ class Decoder:
         end = len(buf)
         events = self._events
         sizes = self._sizes
+        header_size = HEADER_SIZE  # a local: read for every frame
         # The largest DATA body the limit allows: its metadata length field, then the message.
         data_limit = self.max_message_size + META_LENGTH_SIZE
         with memoryview(buf) as view:
@@ -245,12 +246,12 @@ class Decoder:
                             )
                         if flags > Encoding.BYTES:
                             raise RemoteProtocolError(f"DATA frame with invalid flags {flags:#04x}")
-                        start = pos + HEADER_SIZE
+                        start = pos + header_size
                         if end - start < length:
                             break
                         pos = start + length
                         events.append(self._message(view, start, length, flags))
-                        sizes.append(HEADER_SIZE + length)
+                        sizes.append(header_size + length)
                         continue
                     self._check_control_header(length, frame_type, flags)
                     start = pos + HEADER_SIZE
@@ -263,10 +264,12 @@ class Decoder:
                 self._pos = end if self._phase is _Phase.CLOSED else pos
 
     def _message(self, view: memoryview, start: int, length: int, flags: int) -> Message:
+        # Per message: each module-level name costs a lookup, so META_LENGTH_SIZE is read once.
+        meta_start = start + META_LENGTH_SIZE
         if length < META_LENGTH_SIZE:
             raise RemoteProtocolError(f"DATA frame body of {length} bytes is too short")
         (meta_size,) = META_LENGTH.unpack_from(view, start)
-        if meta_size > length - META_LENGTH_SIZE:
+        if meta_start + meta_size > start + length:
             raise RemoteProtocolError(
                 f"metadata length {meta_size} is longer than the frame body "
                 f"{length - META_LENGTH_SIZE}"
@@ -277,7 +280,6 @@ class Decoder:
                 f"{self.max_metadata_size} bytes",
                 CloseCode.MESSAGE_TOO_BIG,
             )
-        meta_start = start + META_LENGTH_SIZE
         payload_start = meta_start + meta_size
         metadata: Metadata
         if meta_size:
