@@ -12,7 +12,7 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("LoopHandle", "LoopLocalLimiter")
+__all__ = ("Flag", "LoopHandle", "LoopLocalLimiter")
 
 
 class LoopHandle:
@@ -88,3 +88,32 @@ class LoopLocalLimiter:
         if limiter is None:
             limiter = self._limiters[native] = anyio.CapacityLimiter(self._total)
         return limiter
+
+
+class Flag:
+    """A one-shot event whose anyio.Event exists only if someone waits for it; loop side only.
+
+    Most connections never have a waiter for these, and an event costs about a kilobyte:
+    at ten thousand connections that adds up.
+    """
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: anyio.Event | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()

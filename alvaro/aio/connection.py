@@ -1,7 +1,8 @@
-"""One alvaro connection on anyio: handshake, outbox and writer, reader, and the closing handshake.
+"""One alvaro connection on anyio: handshake, reader, and the closing handshake.
 
-A connection runs two tasks. The *writer* drains the whole outbox in one write whenever it is not
-empty, so many small messages cost one system call. The *reader* reads large chunks, parses every
+A connection runs two tasks. The *writer* (:class:`~alvaro.aio._outbox.Outbox`) drains the whole
+outbox in one write whenever it is not empty, so many small messages cost one system call. The
+*reader* reads large chunks, parses every
 frame in them and hands each message to the application in order: to a callback, awaited in the
 reader task (a slow callback slows only its own connection, and pushes back on the peer through
 TCP), or, when no callback is set, to a bounded queue that :meth:`Connection.receive` takes from.
@@ -12,8 +13,6 @@ from __future__ import annotations
 import enum
 import inspect
 import math
-import threading
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,7 +26,6 @@ from ..exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
-    OutboxFull,
     RemoteProtocolError,
 )
 from ..protocol import (
@@ -47,7 +45,8 @@ from ..protocol import (
     encode_pong,
 )
 from ..protocol.state import closed_error, echo_code, known_code
-from ._loop import LoopHandle
+from ._loop import Flag, LoopHandle
+from ._outbox import Outbox
 
 if TYPE_CHECKING:
     import logging
@@ -61,19 +60,8 @@ if TYPE_CHECKING:
 
 __all__ = ("Connection", "State")
 
-# How long the writer lets a streaming thread fill the outbox; see _write_loop.
-_STREAM_PAUSE = 0.0005
-# Messages closer together than this after a direct write are batched by the writer; see _enqueue.
-_DIRECT_WRITE_GAP = 0.00005
 # How long a connection that failed its opening handshake waits for the peer's TLS close_notify.
 _TLS_ABORT_GRACE = 0.25
-# PONGs waiting in the outbox, in bytes, beyond which a new PING's answer replaces the newest
-# waiting PONG instead of joining it: a peer that sends PINGs and reads nothing cannot grow the
-# outbox (docs/protocol.md, 5.2; docs/limits.md). About 7,000 empty PONGs or 15 of the largest.
-_PONG_BUDGET = 64 * 1024
-# write_timeout applies to each piece of this size: a peer that takes nothing for that long is
-# stuck, while a large batch on a slow but steady link may take longer as a whole.
-_WRITE_PIECE = 1024 * 1024
 
 
 class State(enum.Enum):
@@ -87,35 +75,6 @@ class State(enum.Enum):
     """A CLOSE frame was sent or received; the closing handshake is under way."""
     CLOSED = "closed"
     """The connection is closed; :attr:`Connection.close_code` says why."""
-
-
-class _Flag:
-    """A one-shot event whose anyio.Event exists only if someone waits for it.
-
-    Most connections never have a waiter for these, and an event costs about a kilobyte:
-    at ten thousand connections that adds up.
-    """
-
-    __slots__ = ("_event", "_set")
-
-    def __init__(self) -> None:
-        self._set = False
-        self._event: anyio.Event | None = None
-
-    def set(self) -> None:
-        self._set = True
-        if self._event is not None:
-            self._event.set()
-
-    def is_set(self) -> bool:
-        return self._set
-
-    async def wait(self) -> None:
-        if self._set:
-            return
-        if self._event is None:
-            self._event = anyio.Event()
-        await self._event.wait()
 
 
 async def call_callback(function: Callable[..., object] | None, *args: object) -> None:
@@ -144,34 +103,28 @@ class Connection(ConnectionAliases):
 
     __slots__ = (
         "_before_echo",
-        "_blocked_senders",
         "_close_cause",
         "_close_deadline",
         "_close_info",
-        "_close_queued",
         "_closed",
         "_decoder",
         "_discarding",
-        "_drained",
         "_early_error",
         "_early_events",
         "_early_sizes",
+        "_enqueue",
         "_frame_deadline",
         "_inbox",
         "_inbox_bytes",
         "_inbox_sizes",
         "_inbox_waiter",
-        "_last_direct_write",
-        "_last_pong",
         "_latency",
         "_lock",
         "_logger",
         "_loop",
         "_outbox",
         "_peer",
-        "_pending_bytes",
         "_ping_payload",
-        "_pong_bytes",
         "_pong_waiter",
         "_protocol_errors",
         "_read_scope",
@@ -179,18 +132,11 @@ class Connection(ConnectionAliases):
         "_reads",
         "_receiving",
         "_role",
-        "_room",
         "_room_waiter",
-        "_send_closed",
         "_settings",
         "_state",
-        "_thread_sent",
         "_transport",
-        "_unsent",
         "_user",
-        "_writer_done",
-        "_writer_idle",
-        "_writer_wake",
     )
 
     def __init__(
@@ -224,24 +170,20 @@ class Connection(ConnectionAliases):
         self._early_events: list[Event] = []
         self._early_sizes: list[int] = []  # the wire size of each Message in _early_events
         self._early_error: RemoteProtocolError | None = None
-        # Outbox: guarded by _lock because send_data() and disconnect() may run on any thread.
-        self._lock = threading.Lock()
-        # Plain threads (the blocking API) wait here for room in the outbox; made on first need.
-        self._room: threading.Condition | None = None
-        self._blocked_senders = 0
-        self._outbox: list[bytes] = []
-        self._pending_bytes = 0  # queued plus being written
-        # PONGs in the outbox (not yet taken by the writer): their bytes, and the newest's index.
-        self._pong_bytes = 0
-        self._last_pong: int | None = None
-        self._writer_idle = False
-        self._thread_sent = False  # a plain thread queued frames while the writer was busy
-        self._last_direct_write = -math.inf
-        self._send_closed = False
-        self._close_queued = False
+        # What waits to be sent, and the writer. Its lock also guards _close_info and
+        # _close_cause, because send_data() and disconnect() may run on any thread.
+        self._outbox = Outbox(
+            transport,
+            settings,
+            logger,
+            closed_error=self._closed_error,
+            peer=lambda: f"{self.addr}:{self.port}",
+        )
+        self._lock = self._outbox.lock
+        # Bound once: send_data() calls it for every message.
+        self._enqueue = self._outbox.enqueue
         self._close_info: tuple[int, str, bool] | None = None
         self._close_cause: BaseException | None = None  # the network error that ended it
-        self._unsent = 0
         self._discarding = False  # after an application failure, deliver no more messages
         # Awaited (within close_timeout) before answering the peer's CLOSE; alvaro.sync uses it
         # to let callbacks that run behind the loop reply first.
@@ -254,7 +196,6 @@ class Connection(ConnectionAliases):
         self._reads = 0  # counts reads for the keepalive: any byte proves the peer alive
         self._inbox_waiter: anyio.Event | None = None
         self._room_waiter: anyio.Event | None = None
-        self._drained: anyio.Event | None = None
         self._receiving = False
         self._reader_done = False
         self._close_deadline = math.inf
@@ -267,9 +208,7 @@ class Connection(ConnectionAliases):
         self._frame_deadline = math.inf
         # Created on the loop by _open().
         self._loop: LoopHandle
-        self._writer_wake: anyio.Event
-        self._writer_done = _Flag()
-        self._closed = _Flag()
+        self._closed = Flag()
 
     # --- Information ---------------------------------------------------------------------------
 
@@ -296,7 +235,7 @@ class Connection(ConnectionAliases):
     @property
     def is_open(self) -> bool:
         """Whether messages can be sent (the handshake is done and no close has started)."""
-        return self._state is State.OPEN and not self._send_closed
+        return self._state is State.OPEN and not self._outbox.closed
 
     @property
     def close_code(self) -> int | None:
@@ -335,7 +274,7 @@ class Connection(ConnectionAliases):
         connection closed first (a broken connection, a slow consumer, a close that timed
         out); 0 while the connection is open and after a clean close. Keepalive frames may
         be among them. They are also logged as a WARNING."""
-        return self._unsent
+        return self._outbox.unsent
 
     @property
     def latency(self) -> float | None:
@@ -381,10 +320,9 @@ class Connection(ConnectionAliases):
             EncodeError, MessageTooLarge, ConnectionClosed: as :meth:`send_data`.
         """
         frame = self._encode(data, metadata)
-        while self._pending_bytes > self._settings.write_limit and not self._send_closed:
-            if self._drained is None:
-                self._drained = anyio.Event()
-            await self._drained.wait()
+        outbox = self._outbox
+        if outbox.pending > self._settings.write_limit:  # no coroutine call when there is room
+            await outbox.wait_for_room()
         self._enqueue(frame, limit=None)
 
     def _send_blocking(self, data: Any, metadata: Metadata | None, timeout: float | None) -> None:
@@ -392,30 +330,7 @@ class Connection(ConnectionAliases):
 
         The blocking API's ``send``; never call it on the loop thread, which it would block.
         """
-        frame = self._encode(data, metadata)
-        limit = self._settings.write_limit
-        # Unlocked first look: below the limit (the usual case) there is nothing to wait for,
-        # and a stale read only lets one more message in.
-        if self._pending_bytes <= limit:
-            self._enqueue(frame, limit=None)
-            return
-        with self._lock:
-            if self._room is None:
-                self._room = threading.Condition(self._lock)
-            room = self._room
-        with room:
-            if self._pending_bytes > limit and not self._send_closed:
-                self._blocked_senders += 1
-                try:
-                    if not room.wait_for(
-                        lambda: self._pending_bytes <= limit or self._send_closed, timeout
-                    ):
-                        raise TimeoutError(
-                            f"no room in the outbox to {self.addr}:{self.port} within {timeout:g} s"
-                        )
-                finally:
-                    self._blocked_senders -= 1
-        self._enqueue(frame, limit=None)
+        self._outbox.enqueue_when_room(self._encode(data, metadata), timeout)
 
     def _encode(self, data: Any, metadata: Metadata | None) -> bytes:
         """Encode a message within the limits the peer announced in its handshake."""
@@ -427,74 +342,6 @@ class Connection(ConnectionAliases):
             max_message_size=peer.max_message_size,
             max_metadata_size=peer.max_metadata_size,
         )
-
-    def _enqueue(self, frame: bytes, *, limit: int | None) -> None:
-        with self._lock:
-            if self._send_closed:
-                raise self._closed_error()
-            if limit is not None and self._pending_bytes > limit:
-                raise OutboxFull(
-                    f"{self._pending_bytes} bytes are waiting to be sent to {self.addr}:"
-                    f"{self.port} (outbox_limit is {limit}); use 'await send()' to wait for room"
-                )
-            burst = False
-            if self._writer_idle and not self._pending_bytes:
-                # Nothing is queued or being written: write straight to the socket, saving the
-                # writer's task switch, unless the last such write was a moment ago. Messages
-                # that come that close together form a burst, which the writer sends in one
-                # write instead of one system call each. (The transport may refuse a direct
-                # write from this thread: then the loop thread makes it, _write_for_thread.)
-                now = time.monotonic()
-                if now - self._last_direct_write >= _DIRECT_WRITE_GAP:
-                    self._last_direct_write = now
-                    written = self._transport.send_now(frame)
-                    if written == len(frame):
-                        return
-                    frame = frame[written:]
-                else:
-                    burst = True
-            self._outbox.append(frame)
-            self._pending_bytes += len(frame)
-            if self._loop.in_loop_thread():
-                if not self._writer_idle:
-                    return
-                self._writer_idle = False
-                wake_here = True
-            else:
-                if not self._writer_idle:
-                    # A thread sends while the writer is busy: it streams, and the writer may
-                    # let it fill a batch (see _write_loop). A message that finds the writer
-                    # idle does not count: a lone one (a request awaiting its reply) must
-                    # never wait for such a pause.
-                    self._thread_sent = True
-                    return
-                self._writer_idle = False
-                wake_here = False
-        if wake_here:
-            self._writer_wake.set()
-        elif burst:
-            self._loop.call_soon(self._wake_writer)
-        else:
-            self._loop.call_soon(self._write_for_thread)
-
-    async def _send_in_time(self, data: bytes, timeout: float) -> bool:
-        """Send ``data``, each piece of it within ``timeout``; ``False`` if the peer stopped
-        taking bytes for that long."""
-        transport = self._transport
-        if len(data) <= _WRITE_PIECE:
-            with anyio.move_on_after(timeout):
-                await transport.send(data)
-                return True
-            return False
-        # In pieces, each with its own deadline: the timeout is on taking no bytes at all, and a
-        # large batch on a slow but steady link may take longer than that as a whole.
-        with memoryview(data) as view:
-            for start in range(0, len(data), _WRITE_PIECE):
-                with anyio.move_on_after(timeout):
-                    await transport.send(view[start : start + _WRITE_PIECE])
-                    continue
-                return False
-        return True
 
     def _drop_slow_consumer(self, reason: str) -> None:
         """Drop the connection at once, reported as SLOW_CONSUMER; on the loop thread only, but
@@ -510,142 +357,8 @@ class Connection(ConnectionAliases):
         Sending stops at once, so that the broadcasts that follow before the loop thread gets
         to it neither queue more nor evict (and log) again.
         """
-        with self._lock:
-            if self._send_closed:
-                return
-            self._send_closed = True
-        self._loop.run_or_schedule(lambda: self._drop_slow_consumer(reason))
-
-    def _wake_writer(self) -> None:
-        self._writer_wake.set()
-
-    def _write_for_thread(self) -> None:
-        """Write what plain threads queued while the writer was idle; on the loop thread,
-        scheduled by the send that found the writer idle.
-
-        Straight to the socket when it takes it all, as :meth:`_enqueue` does on the loop
-        thread (a thread may not: asyncio's transports are not thread-safe), which saves the
-        writer's task switch; whatever is left, and any CLOSE, goes to the writer, which is
-        still waiting to be woken.
-        """
-        with self._lock:
-            frames = self._outbox
-            if frames and not self._close_queued and not self._send_closed:
-                data = frames[0] if len(frames) == 1 else b"".join(frames)
-                written = self._transport.send_now(data)
-                # As for a direct write: a thread's next message within _DIRECT_WRITE_GAP is
-                # part of a burst, which goes to the writer to be batched.
-                self._last_direct_write = time.monotonic()
-                if written:
-                    self._outbox = [] if written == len(data) else [data[written:]]
-                    self._pong_bytes = 0
-                    self._last_pong = None
-                    self._written(written)
-                if written == len(data):
-                    self._writer_idle = True
-                    return
-        self._writer_wake.set()
-
-    def _written(self, count: int) -> None:
-        """``count`` queued bytes went out: let waiting senders in; hold ``_lock`` to call."""
-        self._pending_bytes -= count
-        if self._blocked_senders and self._room is not None:
-            self._room.notify_all()
-        if self._drained is not None:
-            self._drained.set()
-            self._drained = None
-
-    def _answer_ping(self, payload: bytes) -> None:
-        """Queue the PONG for a peer's PING; on the loop thread.
-
-        PONGs bypass ``outbox_limit`` (keepalive must work while messages wait), so they have a
-        bound of their own: past ``_PONG_BUDGET`` bytes of waiting PONGs, the newest waiting
-        one is replaced by this answer, which then answers every PING since (as WebSocket
-        allows, RFC 6455 section 5.5.3). A peer that floods PINGs and reads nothing holds at
-        most that much here, plus the batch the writer is stuck on.
-        """
-        frame = encode_pong(payload)
-        with self._lock:
-            if self._send_closed:
-                return  # closing meanwhile (perhaps from another thread): no answer due
-            newest = self._last_pong
-            if newest is not None and self._pong_bytes + len(frame) > _PONG_BUDGET:
-                change = len(frame) - len(self._outbox[newest])
-                self._outbox[newest] = frame
-                self._pong_bytes += change
-                self._pending_bytes += change
-                return
-            self._last_pong = len(self._outbox)
-            self._outbox.append(frame)
-            self._pong_bytes += len(frame)
-            self._pending_bytes += len(frame)
-            wake = self._writer_idle
-            self._writer_idle = False
-        if wake:
-            self._writer_wake.set()
-
-    async def _write_loop(self) -> None:
-        transport = self._transport
-        write_timeout = self._settings.write_timeout
-        batch_floor = self._settings.write_limit // 4
-        streaming = False  # the last loop wrote, rather than woke from idle
-        in_flight = 0  # messages in the write under way
-        try:
-            while True:
-                if streaming and self._thread_sent and self._pending_bytes < batch_floor:
-                    # A plain thread is streaming messages and only a few came in during the last
-                    # write. Writing them at once would take the GIL back from that thread after
-                    # every few messages; a short pause lets it queue a large batch instead.
-                    # Never taken after idle, so a lone message goes out at once.
-                    self._thread_sent = False
-                    await anyio.sleep(_STREAM_PAUSE)
-                with self._lock:
-                    frames = self._outbox
-                    if frames:
-                        self._outbox = []
-                        self._pong_bytes = 0
-                        self._last_pong = None
-                        closing = self._close_queued
-                    else:
-                        self._writer_idle = True
-                        wake = self._writer_wake = anyio.Event()
-                if not frames:
-                    streaming = False
-                    await wake.wait()
-                    continue
-                streaming = True
-                data = frames[0] if len(frames) == 1 else b"".join(frames)
-                in_flight = len(frames) - closing
-                if write_timeout is None:
-                    await transport.send(data)
-                elif not await self._send_in_time(data, write_timeout):
-                    self._drop_slow_consumer(
-                        f"the peer took nothing of what was sent to it for {write_timeout:g} s"
-                    )
-                    return
-                in_flight = 0
-                with self._lock:
-                    self._written(len(data))
-                if closing:
-                    return  # the CLOSE frame was the last of this batch
-        except ConnectionClosedError as exc:
-            self._lose(exc.reason, exc.__cause__)
-        finally:
-            with self._lock:
-                self._send_closed = True
-                unsent = self._unsent = len(self._outbox) + in_flight
-                if self._room is not None:
-                    self._room.notify_all()
-            if unsent:
-                self._logger.warning(
-                    "%d queued message(s) to %s:%s were not sent: the connection closed",
-                    unsent,
-                    self.addr,
-                    self.port,
-                )
-            if self._drained is not None:
-                self._drained.set()
-            self._writer_done.set()
+        if self._outbox.stop():
+            self._loop.run_or_schedule(lambda: self._drop_slow_consumer(reason))
 
     # --- Receiving -----------------------------------------------------------------------------
 
@@ -758,21 +471,12 @@ class Connection(ConnectionAliases):
         await self._closed.wait()
 
     def _queue_close(self, code: int, reason: str, *, by_peer: bool) -> None:
-        frame = encode_close(code, reason)
-        with self._lock:
-            if self._close_queued or self._send_closed:
-                return
-            self._close_queued = True
-            self._send_closed = True
+        def record() -> None:  # under the outbox's lock, with the CLOSE frame queued
             if self._close_info is None:
                 self._close_info = (code, reason, by_peer)
-            self._outbox.append(frame)
-            self._pending_bytes += len(frame)
-            wake = self._writer_idle
-            self._writer_idle = False
-        if wake:
-            self._loop.run_or_schedule(self._wake_writer)
-        self._loop.run_or_schedule(self._start_close_timer)
+
+        if self._outbox.queue_last(encode_close(code, reason), record):
+            self._loop.run_or_schedule(self._start_close_timer)
 
     def _start_close_timer(self) -> None:
         if self._state is State.OPEN:
@@ -804,16 +508,20 @@ class Connection(ConnectionAliases):
             if self._close_info is None:
                 self._close_info = (code, reason, by_peer)
                 self._close_cause = cause
-            self._send_closed = True
+            self._outbox.closed = True
         if self._read_scope is not None:
             self._read_scope.cancel()
+
+    def _broken(self, error: ConnectionClosedError) -> None:
+        """The writer found the connection broken."""
+        self._lose(error.reason, error.__cause__)
 
     async def _keepalive(self, interval: float, timeout: float | None) -> None:
         """Ping every ``interval`` seconds; drop the connection if an answer takes too long."""
         sequence = 0
         while True:
             await anyio.sleep(interval)
-            if self._state is not State.OPEN or self._send_closed:
+            if self._state is not State.OPEN or self._outbox.closed:
                 return
             sequence += 1
             payload = sequence.to_bytes(8, "big")
@@ -868,7 +576,7 @@ class Connection(ConnectionAliases):
             TimeoutError: the handshake did not finish within ``open_timeout``.
         """
         self._loop = LoopHandle()
-        self._writer_wake = anyio.Event()
+        self._outbox.start(self._loop)
         settings = self._settings
         decoder = self._decoder
         try:
@@ -985,7 +693,7 @@ class Connection(ConnectionAliases):
         """
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._write_loop)
+                tasks.start_soon(self._outbox.run, self._drop_slow_consumer, self._broken)
                 settings = self._settings
                 if settings.ping_interval is not None:
                     tasks.start_soon(self._keepalive, settings.ping_interval, settings.ping_timeout)
@@ -1004,7 +712,7 @@ class Connection(ConnectionAliases):
                         "closing the connection to %s:%s: %s", self.addr, self.port, reason
                     )
                     self._fail(CloseCode.TIMEOUT, reason)
-                elif scope.cancelled_caught and not self._writer_done.is_set():
+                elif scope.cancelled_caught and not self._outbox.done.is_set():
                     self._logger.info(
                         "%s:%s did not answer the close within %g s; dropping the connection",
                         self.addr,
@@ -1013,14 +721,14 @@ class Connection(ConnectionAliases):
                     )
                 self._reader_done = True
                 self._wake_receiver()
-                if self._close_queued:
+                if self._outbox.close_queued:
                     # Let the writer flush what is queued and the CLOSE frame, within the deadline.
                     with anyio.move_on_after(max(0.0, self._close_deadline - anyio.current_time())):
-                        await self._writer_done.wait()
+                        await self._outbox.done.wait()
                 tasks.cancel_scope.cancel()
         finally:
             with self._lock:
-                self._send_closed = True
+                self._outbox.closed = True
                 if self._close_info is None:
                     self._close_info = (CloseCode.ABNORMAL, "the connection was cancelled", False)
             self._state = State.CLOSED
@@ -1075,9 +783,9 @@ class Connection(ConnectionAliases):
                         self._fail(CloseCode.INTERNAL_ERROR, "the application failed")
                         return
                 elif type(event) is Ping:
-                    self._answer_ping(event.payload)
+                    self._outbox.queue_pong(event.payload)
                 elif type(event) is Close:
-                    if self._before_echo is not None and not self._close_queued:
+                    if self._before_echo is not None and not self._outbox.close_queued:
                         with anyio.move_on_after(self._settings.close_timeout):
                             await self._before_echo()
                     self._peer_closed(event)
@@ -1097,7 +805,7 @@ class Connection(ConnectionAliases):
                 frame_timeout is not None
                 and decoder.buffered
                 and self._frame_deadline == math.inf
-                and not self._close_queued
+                and not self._outbox.close_queued
             ):
                 # A frame has begun: the rest of it must come within frame_timeout, or a peer
                 # could hold a buffer open forever by trickling a byte at a time. The clock
@@ -1139,7 +847,7 @@ class Connection(ConnectionAliases):
 
     def _peer_closed(self, event: Close) -> None:
         with self._lock:
-            answered = self._close_queued
+            answered = self._outbox.close_queued
             if self._close_info is None:
                 self._close_info = (event.code, event.reason, True)
         if not answered:

@@ -192,7 +192,7 @@ async def test_r08_slow_application_pushes_back_on_a_fast_writer() -> None:
                 assert client.connection is not None
                 for seq in range(count):
                     await client.send(seq, {"pad": payload})
-                    peak = max(peak, client.connection._pending_bytes)
+                    peak = max(peak, client.connection._outbox.pending)
                 await eventually(lambda: len(got) == count, timeout=WAIT * 2)
     assert got == list(range(count))
     # The outbox never held more than write_limit plus the message that went over it.

@@ -277,7 +277,7 @@ async def test_send_data_raises_outbox_full_for_a_stalled_reader() -> None:
             assert conn.is_open, "a full outbox refuses messages; it does not close"
             await peer.aclose()
     # Sent: the kernel's buffers on loopback; then 256 KiB queued; far below 100 MB.
-    assert 256 * 1024 <= conn._pending_bytes < 512 * 1024
+    assert 256 * 1024 <= conn._outbox.pending < 512 * 1024
 
 
 # --- max_queue_bytes and max_queue: a slow application stops the reader (R08) ------------------

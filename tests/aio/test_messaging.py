@@ -329,7 +329,7 @@ async def test_outbox_full_and_send_waits_for_room() -> None:
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(client.send, chunk)
                     await anyio.sleep(5 * T)
-                    assert conn._pending_bytes > 100_000  # still waiting: nothing was drained
+                    assert conn._outbox.pending > 100_000  # still waiting: nothing was drained
                     release.set()
             sent += 1
             await eventually(lambda: len(got) >= sent)
