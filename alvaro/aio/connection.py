@@ -11,6 +11,7 @@ TCP), or, when no callback is set, to a bounded queue that :meth:`Connection.rec
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import math
 from collections import deque
@@ -45,6 +46,7 @@ from ..protocol import (
     encode_pong,
 )
 from ..protocol.state import closed_error, echo_code, known_code
+from ._keepalive import Keepalive
 from ._loop import Flag, LoopHandle
 from ._outbox import Outbox
 
@@ -118,14 +120,12 @@ class Connection(ConnectionAliases):
         "_inbox_bytes",
         "_inbox_sizes",
         "_inbox_waiter",
-        "_latency",
+        "_keepalive",
         "_lock",
         "_logger",
         "_loop",
         "_outbox",
         "_peer",
-        "_ping_payload",
-        "_pong_waiter",
         "_protocol_errors",
         "_read_scope",
         "_reader_done",
@@ -199,10 +199,7 @@ class Connection(ConnectionAliases):
         self._receiving = False
         self._reader_done = False
         self._close_deadline = math.inf
-        # Keepalive: the payload of the ping waiting for its PONG, and the last round trip.
-        self._ping_payload: bytes | None = None
-        self._pong_waiter: anyio.Event | None = None
-        self._latency: float | None = None
+        self._keepalive = Keepalive()
         self._read_scope: anyio.CancelScope | None = None
         # When the frame being received must be complete; inf while none is under way.
         self._frame_deadline = math.inf
@@ -280,7 +277,7 @@ class Connection(ConnectionAliases):
     def latency(self) -> float | None:
         """The round trip of the last keepalive ping, in seconds; ``None`` before the first
         answer (or with ``ping_interval=None``)."""
-        return self._latency
+        return self._keepalive.latency
 
     @property
     def tls(self) -> TLSInfo | None:
@@ -516,47 +513,11 @@ class Connection(ConnectionAliases):
         """The writer found the connection broken."""
         self._lose(error.reason, error.__cause__)
 
-    async def _keepalive(self, interval: float, timeout: float | None) -> None:
-        """Ping every ``interval`` seconds; drop the connection if an answer takes too long."""
-        sequence = 0
-        while True:
-            await anyio.sleep(interval)
-            if self._state is not State.OPEN or self._outbox.closed:
-                return
-            sequence += 1
-            payload = sequence.to_bytes(8, "big")
-            waiter = self._pong_waiter = anyio.Event()
-            self._ping_payload = payload
-            sent_at = anyio.current_time()
-            try:
-                self._enqueue(encode_ping(payload), limit=None)
-            except ConnectionClosed:
-                return
-            while True:
-                reads = self._reads
-                with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-                    await waiter.wait()
-                # Bytes that came meanwhile prove the peer alive: its PONG is queued behind
-                # them, as behind a large message on a slow link. Keep waiting.
-                if not scope.cancelled_caught or self._reads == reads:
-                    break
-            if scope.cancelled_caught:
-                # A dead peer, or a half-open connection: nothing more will come. Close at once,
-                # without waiting for buffered bytes that the peer will never take.
-                self._close_deadline = anyio.current_time()
-                self._lose(
-                    f"the peer did not answer a keepalive ping within {timeout:g} s",
-                    code=CloseCode.TIMEOUT,
-                )
-                return
-            self._latency = anyio.current_time() - sent_at
-
-    def _got_pong(self, payload: bytes) -> None:
-        # A PONG answers the ping whose payload it echoes; unsolicited ones are ignored.
-        waiter = self._pong_waiter
-        if waiter is not None and payload == self._ping_payload:
-            self._pong_waiter = None
-            waiter.set()
+    def _dead(self, reason: str) -> None:
+        """The keepalive found the peer dead (or the connection half-open): nothing more will
+        come, so close at once, without waiting for bytes the peer will never take."""
+        self._close_deadline = anyio.current_time()
+        self._lose(reason, code=CloseCode.TIMEOUT)
 
     def _closed_error(self) -> ConnectionClosed:
         code, reason, by_peer = self._close_info or (CloseCode.ABNORMAL, "closed", True)
@@ -696,7 +657,19 @@ class Connection(ConnectionAliases):
                 tasks.start_soon(self._outbox.run, self._drop_slow_consumer, self._broken)
                 settings = self._settings
                 if settings.ping_interval is not None:
-                    tasks.start_soon(self._keepalive, settings.ping_interval, settings.ping_timeout)
+                    tasks.start_soon(
+                        functools.partial(
+                            self._keepalive.run,
+                            settings.ping_interval,
+                            settings.ping_timeout,
+                            open_=lambda: self._state is State.OPEN and not self._outbox.closed,
+                            send_ping=lambda payload: self._enqueue(
+                                encode_ping(payload), limit=None
+                            ),
+                            reads=lambda: self._reads,
+                            dead=self._dead,
+                        )
+                    )
                 await on_open()
                 with anyio.CancelScope(deadline=self._close_deadline) as scope:
                     self._read_scope = scope
@@ -791,7 +764,7 @@ class Connection(ConnectionAliases):
                     self._peer_closed(event)
                     return
                 elif type(event) is Pong:
-                    self._got_pong(event.payload)
+                    self._keepalive.got_pong(event.payload)
                 elif type(event) is Logout:
                     # The decoder lets LOGOUT through only on a host, from a logged-in client,
                     # and refuses messages from then on: the session ends with the connection.
