@@ -791,3 +791,32 @@ def test_send_data_from_a_plain_thread_never_drives_asyncios_transport(
             assert client.receive(timeout=WAIT).data == number
     assert writers
     assert set(writers) == {"alvaro-asyncio-loop"}
+
+
+def test_a_dispatch_function_that_raises_is_reported_once_and_holds_nothing_back(
+    sync_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A GUI that is gone (its dispatch function raises, as Tk's after() does once the window
+    is destroyed): one WARNING, the refused callbacks dropped, and the loop is not held back
+    waiting for them: the connection still reads on, and closes promptly."""
+    caplog.set_level(logging.WARNING)
+
+    def gone(function: Any) -> None:
+        raise RuntimeError("main thread is not in main loop")
+
+    received: list[Any] = []
+    with echo_host(sync_backend) as host:
+        client = Client(backend=sync_backend, dispatch=gone)
+        client.got_data = lambda data, metadata: received.append(data)  # type: ignore[method-assign]
+        connect(client, host.port)
+        for _ in range(200):  # 12.5 MiB: far more than the dispatcher lets wait, and than
+            client.send(b"x" * 65536, timeout=WAIT)  # the socket buffers hold
+        wait_until(lambda: len(host.clients) == 1)
+        # The host's echoes all reach the client: a reader held back after HANDOFF_FACTOR *
+        # max_queue callbacks would leave most of them in the host's outbox.
+        wait_until(lambda: host.clients[0]._aio._outbox.pending == 0)
+        assert client.connection is not None and client.connection.is_open
+        client.close()
+    assert received == []
+    warnings = [r for r in caplog.records if "dispatch function raised" in r.getMessage()]
+    assert len(warnings) == 1
