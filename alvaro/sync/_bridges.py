@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from .. import aio
     from .._events import Event, Side
+    from .._types import Metadata
     from ._base import Runner
     from .connection import Connection
 
@@ -73,29 +74,14 @@ def install_bridges(peer: Peer, side: Side, base: type) -> None:
 
 def _bridge(peer: Peer, row: Event, base: type) -> Callable[..., object]:
     name = row.name
+    if name == _MESSAGE:
+        return _message_bridge(peer, row, base)
     dispatcher = peer._runner.dispatcher
     connection_for = peer._connection_for
     call = peer._call
     locate = _locate(peer, row)
     convert = _converter(peer, row)
-    wants_facade = "conn" in row.args
     failing = row.closes_on_error
-
-    if name == _MESSAGE:
-        # Once per message: only the work the message needs.
-
-        async def deliver(*args: Any) -> None:
-            conn = locate(args)
-            assert conn is not None
-            callback = user_callback(peer, name, base)
-            closing = lambda: not conn.is_open  # noqa: E731 - then stop waiting for the consumer
-            if callback is None:
-                await connection_for(conn)._inbox.put(Message(args[-2], args[-1]), closing)
-            else:
-                user_args = convert(args, connection_for(conn) if wants_facade else None)
-                await dispatcher.submit(lambda: call(conn, callback, user_args), closing)
-
-        return deliver
 
     if row.waits:
 
@@ -133,6 +119,43 @@ def _bridge(peer: Peer, row: Event, base: type) -> Callable[..., object]:
             dispatcher.submit_nowait(lambda: call(target, callback, user_args))
 
     return schedule_nowait
+
+
+def _message_bridge(peer: Peer, row: Event, base: type) -> Callable[..., object]:
+    """The bridge of ``got_data``, run once per message: it does only the work the message needs,
+    hence one shape for the host's (the connection comes with each message) and one for the
+    client's (its one connection)."""
+    name = row.name
+    submit = peer._runner.dispatcher.submit
+    connection_for = peer._connection_for
+    call = peer._call
+
+    if row.args == ("conn", "data", "metadata"):
+
+        async def deliver(conn: aio.Connection, data: Any, metadata: Metadata) -> None:
+            facade = connection_for(conn)
+            callback = user_callback(peer, name, base)
+            closing = lambda: not conn.is_open  # noqa: E731 - then stop waiting for the consumer
+            if callback is None:
+                await facade._inbox.put(Message(data, metadata), closing)
+            else:
+                await submit(lambda: call(conn, callback, (facade, data, metadata)), closing)
+
+        return deliver
+
+    assert row.args == ("data", "metadata"), row
+    client = peer._aio
+
+    async def receive(data: Any, metadata: Metadata) -> None:
+        conn = client.connection
+        callback = user_callback(peer, name, base)
+        closing = lambda: not conn.is_open  # noqa: E731 - then stop waiting for the consumer
+        if callback is None:
+            await connection_for(conn)._inbox.put(Message(data, metadata), closing)
+        else:
+            await submit(lambda: call(conn, callback, (data, metadata)), closing)
+
+    return receive
 
 
 def _locate(peer: Peer, row: Event) -> Callable[[_Args], aio.Connection | None]:
