@@ -3,11 +3,12 @@
 Each row of :data:`EVENTS` is one callback: its name, the side it belongs to, the names of its
 arguments, the original Alvaro's name for it, where it runs in ``alvaro.aio`` and in
 ``alvaro.sync``, and whether the sync bridge may hold the event loop back while the callback
-waits for its turn. From this table come the seed's camelCase aliases (``alvaro._aliases``), the
-bridges that hand the async callbacks over to the blocking API (``alvaro.sync._bridges``) and the
-names the async classes log under; the tests check the four classes' typed attributes and
-``docs/api.md`` against it, so adding a callback means adding a row here, a typed attribute on
-each class, and a line in the docs.
+waits for its turn. From this table come the seed's camelCase aliases (``alvaro._aliases``) and
+the bridges that hand the async callbacks over to the blocking API (``alvaro.sync._bridges``).
+The four classes keep a typed attribute per callback (for type checkers and IDEs) and
+``docs/api.md`` describes each; ``tests/test_events.py`` checks both against this table. Adding
+a callback means a row here, where alvaro.aio calls it, its typed attributes and its line in
+the docs; the sync side follows from the row.
 
 Standard library only: ``alvaro._aliases`` imports it before anything async is loaded.
 """
