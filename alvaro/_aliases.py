@@ -3,7 +3,7 @@
 Programs written for the original library (``server.gotData = f``, ``client.sendData(x,
 metaData=m)``, ``client.waitForConnection(timeout=6)``) run unchanged. The aliases live only here,
 are not in any ``__all__``, and are listed once in ``docs/api.md``; ``ALIASES`` is the table the
-tests walk.
+tests walk. The callbacks' aliases come from the table of callbacks, ``alvaro._events``.
 
 Two mechanisms:
 
@@ -21,9 +21,11 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
+from ._events import EVENTS, events
 from .accounts.facade import AccountsFacade
 
 if TYPE_CHECKING:
+    from ._events import Side
     from ._types import Metadata, StrPath
     from .accounts.bans import LoginAttempt
 
@@ -117,20 +119,13 @@ class ConnectionAliases(_SeedNames):
 class HostAliases(_SeedNames, AccountsFacade):
     """Seed names of a Host, and the accounts methods they call (:class:`AccountsFacade`)."""
 
-    _seed_callbacks: ClassVar[dict[str, str]] = {
-        "newClient": "new_client",
-        "lostClient": "lost_client",
-        "gotData": "got_data",
-        "serverStarted": "server_started",
-        "loggedIn": "logged_in",
-        "blacklisted": "ip_banned",
-    }
-    newClient = Alias("new_client")
-    lostClient = Alias("lost_client")
-    gotData = Alias("got_data")
-    serverStarted = Alias("server_started")
-    loggedIn = Alias("logged_in")
-    blacklisted = Alias("ip_banned")
+    # The callbacks' aliases are installed from alvaro._events below; declared for type checkers.
+    newClient: Any
+    lostClient: Any
+    gotData: Any
+    serverStarted: Any
+    loggedIn: Any
+    blacklisted: Any
     blacklist = Alias("bans")
 
     blacklist_ip = DeprecatedAlias("ban_ip")
@@ -166,16 +161,11 @@ class HostAliases(_SeedNames, AccountsFacade):
 class ClientAliases(_SeedNames):
     """Seed names of a Client."""
 
-    _seed_callbacks: ClassVar[dict[str, str]] = {
-        "madeConnection": "made_connection",
-        "lostConnection": "lost_connection",
-        "gotData": "got_data",
-        "loggedIn": "logged_in",
-    }
-    madeConnection = Alias("made_connection")
-    lostConnection = Alias("lost_connection")
-    gotData = Alias("got_data")
-    loggedIn = Alias("logged_in")
+    # The callbacks' aliases are installed from alvaro._events below; declared for type checkers.
+    madeConnection: Any
+    lostConnection: Any
+    gotData: Any
+    loggedIn: Any
 
     def send_data(self, data: Any, metadata: Metadata | None = None) -> None:
         raise NotImplementedError
@@ -197,6 +187,19 @@ class ClientAliases(_SeedNames):
     def waitForLogin(self, timeout: float | None = None) -> bool:
         """Seed name of :meth:`wait_for_login`."""
         return self.wait_for_login(timeout)
+
+
+def _install_seed_callbacks(cls: type[_SeedNames], side: Side) -> None:
+    """Give ``cls`` an :class:`Alias` for each of the side's callbacks the seed had a name for."""
+    cls._seed_callbacks = {row.seed: row.name for row in events(side) if row.seed is not None}
+    for seed_name, target in cls._seed_callbacks.items():
+        alias = Alias(target)
+        alias.__set_name__(cls, seed_name)
+        setattr(cls, seed_name, alias)
+
+
+_install_seed_callbacks(HostAliases, "host")
+_install_seed_callbacks(ClientAliases, "client")
 
 
 class SeedClientTLS(TypedDict, total=False):
@@ -238,27 +241,19 @@ def seed_tls_options(
     return bool(values["use_ssl"]), values["ssl_cert"], values["ssl_key"]
 
 
-#: Every alias: (class kind, seed name, PEP 8 name, how). ``how`` is "attribute", "property" (an
+#: Every alias: (class kind, seed name, PEP 8 name, how); the callbacks' rows come from
+#: ``alvaro._events.EVENTS``. ``how`` is "attribute", "property" (an
 #: attribute that can only be read), "method", "keyword" (an argument of the method named in
 #: KEYWORD_METHODS) or "constructor keyword" (an argument of the class itself,
 #: ``Host(loginRequired=True)``).
 ALIASES: tuple[tuple[str, str, str, str], ...] = (
-    ("host", "newClient", "new_client", "attribute"),
-    ("host", "lostClient", "lost_client", "attribute"),
-    ("host", "gotData", "got_data", "attribute"),
-    ("host", "serverStarted", "server_started", "attribute"),
-    ("host", "loggedIn", "logged_in", "attribute"),
-    ("host", "blacklisted", "ip_banned", "attribute"),
+    *((row.side, row.seed, row.name, "attribute") for row in EVENTS if row.seed is not None),
     ("host", "blacklist", "bans", "property"),
     ("host", "addUser", "add_user", "method"),
     ("host", "blacklistIP", "ban_ip", "method"),
     ("host", "getLoginAttempts", "get_login_attempts", "method"),
     ("host", "saveUsers", "save", "method"),
     ("host", "loadUsers", "load", "method"),
-    ("client", "madeConnection", "made_connection", "attribute"),
-    ("client", "lostConnection", "lost_connection", "attribute"),
-    ("client", "gotData", "got_data", "attribute"),
-    ("client", "loggedIn", "logged_in", "attribute"),
     ("client", "sendData", "send_data", "method"),
     ("client", "waitForConnection", "wait_for_connection", "method"),
     ("client", "waitForLogin", "wait_for_login", "method"),

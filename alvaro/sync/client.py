@@ -13,8 +13,8 @@ from .._close_codes import CloseCode
 from ..aio._io import check_port
 from ..aio.client import ClientOptions as AioClientOptions
 from ..exceptions import LocalProtocolError
-from ..protocol import Message
-from ._base import Runner, user_callback
+from ._base import Runner
+from ._bridges import install_bridges
 from ._loop import Backend, check_not_loop_thread
 from .connection import Connection
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from .._settings import SettingsOptions
     from .._types import Metadata, StrPath
+    from ..protocol import Message
 
 __all__ = ("Client", "connect")
 
@@ -94,10 +95,7 @@ class Client(ClientAliases):
         self._connection: Connection | None = None
         self._connection_lock = threading.Lock()
         # The async client's callbacks hand everything over to this object.
-        self._aio.made_connection = self._made_connection
-        self._aio.got_data = self._got_data
-        self._aio.lost_connection = self._lost_connection
-        self._aio.logged_in = self._logged_in
+        install_bridges(self, "client", Client)
 
     # --- Callbacks: assign on the instance or override in a subclass ----------------------------
     # Attributes rather than methods, so that ``client.got_data = f`` type-checks; a method of a
@@ -258,53 +256,20 @@ class Client(ClientAliases):
                 self._connection = Connection(conn, self._runner.dispatcher.kick)
             return self._connection
 
-    # --- Bridges, run on the loop thread by the async client ------------------------------------
+    # --- Bridges, run on the loop thread by the async client (alvaro.sync._bridges) --------------
 
-    async def _logged_in(self) -> None:
-        conn = self._aio.connection
-        assert conn is not None
-        self._connection_for(conn)  # the callback may use the connection before connect() returns
-        callback = user_callback(self, "logged_in", Client)
-        if callback is not None:
-            await self._runner.dispatcher.submit(lambda: self._call(callback))
+    def _lost(self, conn: aio.Connection) -> Connection:
+        return self._connection_for(conn)  # kept: ``connection`` still tells how it closed
 
-    async def _made_connection(self) -> None:
-        conn = self._aio.connection
-        assert conn is not None
-        self._connection_for(conn)
-        # Let callbacks already scheduled reply before the host's CLOSE is answered.
-        conn._before_echo = self._runner.dispatcher.barrier
-        callback = user_callback(self, "made_connection", Client)
-        if callback is not None:
-            await self._runner.dispatcher.submit(lambda: self._call(callback))
-
-    async def _got_data(self, data: Any, metadata: Metadata) -> None:
-        conn = self._aio.connection
-        assert conn is not None
-        callback = user_callback(self, "got_data", Client)
-        closing = lambda: not conn.is_open  # noqa: E731 - then stop waiting for the consumer
-        if callback is None:
-            await self._connection_for(conn)._inbox.put(Message(data, metadata), closing)
-        else:
-            await self._runner.dispatcher.submit(
-                lambda: self._call(callback, data, metadata), closing
-            )
-
-    def _lost_connection(self) -> None:
-        conn = self._aio.connection
-        assert conn is not None
-        facade = self._connection_for(conn)
-        facade._finished()
-        callback = user_callback(self, "lost_connection", Client)
-        if callback is not None:
-            self._runner.dispatcher.submit_nowait(lambda: self._call(callback))
-
-    def _call(self, callback: Callable[..., object], *args: Any) -> None:
+    def _call(
+        self, conn: aio.Connection | None, callback: Callable[..., object], args: tuple[Any, ...]
+    ) -> None:
         try:
             callback(*args)
         except Exception:
             self.logger.exception("an alvaro.sync client callback raised; closing the connection")
-            self._aio.disconnect("the application failed", CloseCode.INTERNAL_ERROR)
+            if conn is not None:
+                self._aio.disconnect("the application failed", CloseCode.INTERNAL_ERROR)
 
     # --- Using the connection ------------------------------------------------------------------
 

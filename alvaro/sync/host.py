@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from .. import aio
 from .._aliases import HostAliases, SeedServerTLS
 from .._close_codes import CloseCode
-from ..protocol import Message
-from ._base import Runner, user_callback
+from ._base import Runner
+from ._bridges import install_bridges
 from ._loop import Backend, check_not_loop_thread
 from .connection import Connection
 
@@ -114,12 +114,7 @@ class Host(HostAliases):
         )
         self._connections: dict[aio.Connection, Connection] = {}
         self._connections_lock = threading.Lock()
-        self._aio.new_client = self._new_client
-        self._aio.got_data = self._got_data
-        self._aio.lost_client = self._lost_client
-        self._aio.server_started = self._server_started
-        self._aio.logged_in = self._logged_in
-        self._aio.ip_banned = self._ip_banned
+        install_bridges(self, "host", Host)
 
     # --- Callbacks: assign on the instance or override in a subclass ----------------------------
     # Attributes rather than methods, so that ``host.got_data = f`` type-checks; a method of a
@@ -401,55 +396,16 @@ class Host(HostAliases):
     ) -> None:
         self.close()
 
-    # --- Bridges, run on the loop thread by the async host --------------------------------------
+    # --- Bridges, run on the loop thread by the async host (alvaro.sync._bridges) ----------------
 
-    async def _logged_in(self, conn: aio.Connection, user: str) -> None:
-        facade = self._connection_for(conn)
-        callback = user_callback(self, "logged_in", Host)
-        if callback is not None:
-            await self._runner.dispatcher.submit(lambda: self._call(conn, callback, facade, user))
-
-    def _ip_banned(self, addr: str) -> None:
-        callback = user_callback(self, "ip_banned", Host)
-        if callback is not None:
-            self._runner.dispatcher.submit_nowait(lambda: self._call(None, callback, addr))
-
-    async def _new_client(self, conn: aio.Connection) -> None:
-        facade = self._connection_for(conn)
-        # Callbacks run behind the loop: let those already scheduled reply before the peer's
-        # CLOSE is answered, as they could in alvaro.aio.
-        conn._before_echo = self._runner.dispatcher.barrier
-        callback = user_callback(self, "new_client", Host)
-        if callback is not None:
-            await self._runner.dispatcher.submit(lambda: self._call(conn, callback, facade))
-
-    async def _got_data(self, conn: aio.Connection, data: Any, metadata: Metadata) -> None:
-        facade = self._connection_for(conn)
-        callback = user_callback(self, "got_data", Host)
-        closing = _closing(conn)
-        if callback is None:
-            await facade._inbox.put(Message(data, metadata), closing)
-        else:
-            await self._runner.dispatcher.submit(
-                lambda: self._call(conn, callback, facade, data, metadata), closing
-            )
-
-    def _lost_client(self, conn: aio.Connection) -> None:
+    def _lost(self, conn: aio.Connection) -> Connection:
         facade = self._connection_for(conn)
         with self._connections_lock:
             self._connections.pop(conn, None)
-        facade._finished()
-        callback = user_callback(self, "lost_client", Host)
-        if callback is not None:
-            self._runner.dispatcher.submit_nowait(lambda: self._call(conn, callback, facade))
-
-    def _server_started(self, host: aio.Host) -> None:
-        callback = user_callback(self, "server_started", Host)
-        if callback is not None:
-            self._runner.dispatcher.submit_nowait(lambda: self._call(None, callback, self))
+        return facade
 
     def _call(
-        self, conn: aio.Connection | None, callback: Callable[..., object], *args: Any
+        self, conn: aio.Connection | None, callback: Callable[..., object], args: tuple[Any, ...]
     ) -> None:
         try:
             callback(*args)
@@ -479,8 +435,3 @@ def _handling_signals(handler: Callable[[int, FrameType | None], None]) -> Itera
     finally:
         for signum, current in previous.items():
             signal.signal(signum, current)
-
-
-def _closing(conn: aio.Connection) -> Callable[[], bool]:
-    """A test of whether ``conn`` is closing: then the loop stops waiting for callbacks."""
-    return lambda: not conn.is_open
