@@ -815,7 +815,8 @@ def test_a_dispatch_function_that_raises_is_reported_once_and_holds_nothing_back
         # The host's echoes all reach the client: a reader held back after HANDOFF_FACTOR *
         # max_queue callbacks would leave most of them in the host's outbox.
         wait_until(lambda: host.clients[0]._aio._outbox.pending == 0)
-        assert client.connection is not None and client.connection.is_open
+        assert client.connection is not None
+        assert client.connection.is_open
         client.close()
     assert received == []
     warnings = [r for r in caplog.records if "dispatch function raised" in r.getMessage()]
