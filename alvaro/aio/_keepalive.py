@@ -10,16 +10,31 @@ message on a slow link arrives late, and that is no reason to drop the connectio
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 
 from ..exceptions import ConnectionClosed
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+__all__ = ("Keepalive", "Pinged")
 
-__all__ = ("Keepalive",)
+
+class Pinged(Protocol):
+    """What the keepalive needs of its connection (a Connection is one, at no cost per
+    connection: no closures to keep)."""
+
+    @property
+    def _reads(self) -> int:
+        """How many reads brought bytes so far."""
+
+    def _can_ping(self) -> bool:
+        """Whether the connection is open for sending."""
+
+    def _send_ping(self, payload: bytes) -> None:
+        """Queue a PING with ``payload``; raises ConnectionClosed once sending has stopped."""
+
+    def _peer_dead(self, reason: str) -> None:
+        """No answer came: drop the connection at once."""
 
 
 class Keepalive:
@@ -40,23 +55,13 @@ class Keepalive:
             self._waiter = None
             waiter.set()
 
-    async def run(
-        self,
-        interval: float,
-        timeout: float | None,
-        *,
-        open_: Callable[[], bool],
-        send_ping: Callable[[bytes], None],
-        reads: Callable[[], int],
-        dead: Callable[[str], None],
-    ) -> None:
-        """Ping every ``interval`` seconds while ``open_()``, with ``send_ping(payload)``; call
-        ``dead(reason)`` and return if an answer takes longer than ``timeout`` while the count
-        of reads, ``reads()``, stays the same."""
+    async def run(self, conn: Pinged, interval: float, timeout: float | None) -> None:
+        """Ping ``conn`` every ``interval`` seconds while it can be pinged; tell it the peer is
+        dead, and return, if an answer takes longer than ``timeout`` while no byte comes."""
         sequence = 0
         while True:
             await anyio.sleep(interval)
-            if not open_():
+            if not conn._can_ping():
                 return
             sequence += 1
             payload = sequence.to_bytes(8, "big")
@@ -64,18 +69,18 @@ class Keepalive:
             self._payload = payload
             sent_at = anyio.current_time()
             try:
-                send_ping(payload)
+                conn._send_ping(payload)
             except ConnectionClosed:
                 return
             while True:
-                before = reads()
+                before = conn._reads
                 with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
                     await waiter.wait()
                 # Bytes that came meanwhile prove the peer alive: its PONG is queued behind
                 # them, as behind a large message on a slow link. Keep waiting.
-                if not scope.cancelled_caught or reads() == before:
+                if not scope.cancelled_caught or conn._reads == before:
                     break
             if scope.cancelled_caught:
-                dead(f"the peer did not answer a keepalive ping within {timeout:g} s")
+                conn._peer_dead(f"the peer did not answer a keepalive ping within {timeout:g} s")
                 return
             self.latency = anyio.current_time() - sent_at

@@ -62,7 +62,6 @@ class Outbox:
         settings: ``write_limit`` and ``write_timeout``.
         logger: where the frames that could not be sent are reported.
         closed_error: the exception to raise for a send after sending has stopped.
-        peer: names the peer (``"host:port"``) in messages.
     """
 
     __slots__ = (
@@ -74,7 +73,6 @@ class Outbox:
         "_last_pong",
         "_logger",
         "_loop",
-        "_peer",
         "_pong_bytes",
         "_room",
         "_settings",
@@ -97,13 +95,11 @@ class Outbox:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         *,
         closed_error: Callable[[], ConnectionClosed],
-        peer: Callable[[], str],
     ) -> None:
         self._transport = transport
         self._settings = settings
         self._logger = logger
         self._closed_error = closed_error
-        self._peer = peer
         self.lock = threading.Lock()
         """Guards everything here, and the connection's record of how it closed."""
         self._frames: list[bytes] = []
@@ -130,6 +126,10 @@ class Outbox:
         # Made on the loop by start().
         self._loop: LoopHandle
         self._wake: anyio.Event
+
+    def _peer(self) -> str:
+        """The peer as messages name it."""
+        return f"{self._transport.peer_host}:{self._transport.peer_port}"
 
     def start(self, loop: LoopHandle) -> None:
         """Get ready to run on ``loop``; on the loop thread, before :meth:`run`."""

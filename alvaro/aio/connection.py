@@ -11,7 +11,6 @@ TCP), or, when no callback is set, to a bounded queue that :meth:`Connection.rec
 from __future__ import annotations
 
 import enum
-import functools
 import inspect
 import math
 from collections import deque
@@ -177,7 +176,6 @@ class Connection(ConnectionAliases):
             settings,
             logger,
             closed_error=self._closed_error,
-            peer=lambda: f"{self.addr}:{self.port}",
         )
         self._lock = self._outbox.lock
         # Bound once: send_data() calls it for every message.
@@ -513,7 +511,15 @@ class Connection(ConnectionAliases):
         """The writer found the connection broken."""
         self._lose(error.reason, error.__cause__)
 
-    def _dead(self, reason: str) -> None:
+    # What the keepalive needs (alvaro.aio._keepalive.Pinged); _reads is an attribute.
+
+    def _can_ping(self) -> bool:
+        return self._state is State.OPEN and not self._outbox.closed
+
+    def _send_ping(self, payload: bytes) -> None:
+        self._enqueue(encode_ping(payload), limit=None)
+
+    def _peer_dead(self, reason: str) -> None:
         """The keepalive found the peer dead (or the connection half-open): nothing more will
         come, so close at once, without waiting for bytes the peer will never take."""
         self._close_deadline = anyio.current_time()
@@ -658,17 +664,7 @@ class Connection(ConnectionAliases):
                 settings = self._settings
                 if settings.ping_interval is not None:
                     tasks.start_soon(
-                        functools.partial(
-                            self._keepalive.run,
-                            settings.ping_interval,
-                            settings.ping_timeout,
-                            open_=lambda: self._state is State.OPEN and not self._outbox.closed,
-                            send_ping=lambda payload: self._enqueue(
-                                encode_ping(payload), limit=None
-                            ),
-                            reads=lambda: self._reads,
-                            dead=self._dead,
-                        )
+                        self._keepalive.run, self, settings.ping_interval, settings.ping_timeout
                     )
                 await on_open()
                 with anyio.CancelScope(deadline=self._close_deadline) as scope:
