@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..exceptions import AccountsFileError
+from ..protocol.scram import MAX_ITERATIONS, MIN_ITERATIONS
 from .bans import LoginAttempt
 from .verifiers import (
     KEY_BYTES,
-    MAX_ITERATIONS,
     MAX_SALT_BYTES,
     MECHANISM,
-    MIN_ITERATIONS,
     Verifier,
     b64,
     validate_name,

@@ -17,6 +17,8 @@ import scramp  # type: ignore[import-untyped]
 import scramp.core  # type: ignore[import-untyped]
 import scramp.utils  # type: ignore[import-untyped]
 
+from ..protocol.scram import MAX_ITERATIONS, MIN_ITERATIONS
+
 __all__ = (
     "DEFAULT_ITERATIONS",
     "MAX_NAME_BYTES",
@@ -40,8 +42,8 @@ MAX_PASSWORD_BYTES = 1024
 # the per-login cost (0.15-0.35 s on a small machine) falls on the client, so a flood of logins
 # costs the host no key derivation at all. Hence the OWASP figure as the default.
 DEFAULT_ITERATIONS = 600_000
-MIN_ITERATIONS = 4096  # scramp refuses fewer (RFC 7677's minimum)
-MAX_ITERATIONS = 10_000_000  # and more: an iteration count is also a denial-of-service knob
+# scramp refuses fewer than MIN_ITERATIONS (RFC 7677's minimum), and more than MAX_ITERATIONS
+# would be a denial-of-service knob: the bounds every login uses, alvaro.protocol.scram's.
 
 # The longest salt accepted: it travels, with both nonces, in the 4096-byte AUTH_CHALLENGE frame
 # (docs/protocol.md, section 9.8). scramp and PostgreSQL make 16 to 32 bytes.

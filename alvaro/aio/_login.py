@@ -38,6 +38,7 @@ from ..protocol import (
     encode_auth_response,
     encode_auth_start,
 )
+from ..protocol.scram import MAX_ITERATIONS, MIN_ITERATIONS, challenge_iterations, client_first_user
 from ..protocol.state import echo_code
 from ._loop import LoopLocalLimiter
 
@@ -54,27 +55,10 @@ WRONG_CREDENTIALS = "wrong user name or password"
 """The one AUTH_FAIL reason for an unknown user and a wrong password alike."""
 BANNED_REASON = "this address is banned after too many failed logins; try again later"
 
-# A host chooses the iteration count; a client refuses counts that would make a login cost
-# nothing (RFC 7677's minimum) or make it burn CPU for minutes at a hostile host's request.
-MIN_ITERATIONS = 4096
-MAX_ITERATIONS = 10_000_000
-
 # At most this many clients of one process derive keys at once: each derivation holds a CPU
 # core for a fraction of a second, and a program that opens many logged-in connections at once
 # should not starve its event loop's threads.
 _derivations = LoopLocalLimiter(2)
-
-
-def _scram_user(client_first: str) -> str:
-    """The user name in a SCRAM client-first-message, or "" if there is none to be found.
-
-    Read here, before scramp parses the message, because an authenticator may be async and
-    scramp's ``auth_fn`` may not. A message this cannot read, scramp refuses too.
-    """
-    parts = client_first.split(",", 3)
-    if len(parts) < 3 or not parts[2].startswith("n="):
-        return ""
-    return parts[2][2:]
 
 
 async def _verifier_for(
@@ -127,7 +111,7 @@ async def host_login(
         return None
     # The decoder lets nothing but AUTH_START through before a login has begun.
     assert isinstance(event, AuthStart)
-    name = _scram_user(event.message)
+    name = client_first_user(event.message)
     if event.mechanism != MECHANISM:
         await _refuse(conn, f"unsupported login mechanism; this host speaks {MECHANISM}")
         return None
@@ -220,7 +204,7 @@ async def client_login(conn: Connection, user: str, password: str) -> None:
     if isinstance(event, AuthChallenge):
         # Checked before scramp reads the message: some scramp versions refuse some counts
         # themselves, and the client's answer must not depend on which one is installed.
-        iterations = _challenge_iterations(event.message)
+        iterations = challenge_iterations(event.message)
         if iterations is not None and not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
             await conn._abort(CloseCode.POLICY_VIOLATION, "unacceptable iteration count")
             raise AuthenticationError(
@@ -262,14 +246,6 @@ async def client_login(conn: Connection, user: str, password: str) -> None:
     if event.code == CloseCode.POLICY_VIOLATION:
         raise AuthenticationError(f"login refused: {event.reason}")
     raise ConnectionClosedError(event.code, event.reason, by_peer=True)
-
-
-def _challenge_iterations(message: str) -> int | None:
-    """The iteration count ``i=`` of a SCRAM server-first-message, if it has a readable one."""
-    for attribute in message.split(","):
-        if attribute.startswith("i=") and attribute[2:].isascii() and attribute[2:].isdigit():
-            return int(attribute[2:]) if len(attribute) < 40 else MAX_ITERATIONS + 1
-    return None
 
 
 async def _finish_refused(conn: Connection) -> None:
