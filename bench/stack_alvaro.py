@@ -85,7 +85,11 @@ def _expected(workload: str, params: Params) -> int:
 
 
 async def _serve_aio(workload: str, params: Params, report: Report) -> None:
-    host = alvaro.aio.Host("127.0.0.1", 0, **_options(workload, params, server=True))
+    # The idle workload holds more connections than a host serves by default (1024).
+    capacity = params["connections"] + 64 if workload.startswith("idle") else 1024
+    host = alvaro.aio.Host(
+        "127.0.0.1", 0, max_connections=capacity, **_options(workload, params, server=True)
+    )
     counts: dict[Any, int] = {}
     expected = _expected(workload, params)
 
