@@ -29,9 +29,10 @@ from ..exceptions import (
     WrongThreadError,
 )
 from ..protocol import encode_logout
-from ._io import Transport, check_context, check_port, open_transport, start_tls
+from ._io import check_context, check_port, open_transport
 from ._login import client_login
 from ._loop import LoopHandle
+from ._pipeline import secure, serve_until_lost
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
@@ -253,8 +254,13 @@ class Client(ClientAliases):
                 host, port, timeout=self.settings.open_timeout, trio=self._loop.is_trio
             )
             if context is not None:
-                transport = await self._secure(
-                    transport, context, server_hostname or host, deadline
+                transport = await secure(
+                    transport,
+                    context,
+                    server_side=False,
+                    hostname=server_hostname or host,
+                    deadline=deadline,
+                    timeout=self.settings.open_timeout,
                 )
             conn = Connection(
                 transport,
@@ -285,19 +291,19 @@ class Client(ClientAliases):
             self._login_done.set()
             self.logger.info("connected to %s:%s", host, port)
             task_status.started()
-            try:
-                with unwrap_group():
-                    await conn._serve(self._opened, self._message_handler_lookup())
-            finally:
+
+            async def lost() -> None:
                 self._connected.clear()
-                with (
-                    anyio.CancelScope(shield=True),
-                    anyio.move_on_after(self.settings.close_timeout),
-                ):
-                    try:
-                        await call_callback(self.lost_connection)
-                    except Exception:
-                        self.logger.exception("lost_connection raised")
+                await call_callback(self.lost_connection)
+
+            await serve_until_lost(
+                conn,
+                self._opened,
+                self._message_handler_lookup(),
+                lost,
+                close_timeout=self.settings.close_timeout,
+                logger=self.logger,
+            )
         except AuthenticationError as exc:
             # For wait_for_login() in another thread, whether the login itself failed or
             # the host refused this address before it could begin.
@@ -382,22 +388,6 @@ class Client(ClientAliases):
                 TLSError.CONFIGURATION,
             )
         return tls.client_context(ssl_cert)
-
-    async def _secure(
-        self, transport: Transport, context: ssl.SSLContext, hostname: str, deadline: float
-    ) -> Transport:
-        try:
-            with anyio.fail_at(deadline):
-                return await start_tls(transport, context, server_side=False, hostname=hostname)
-        except TimeoutError:
-            await transport.aclose(0)
-            raise TimeoutError(
-                f"the TLS handshake with {transport.peer_host}:{transport.peer_port} took longer "
-                f"than {self.settings.open_timeout:g} s"
-            ) from None
-        except BaseException:
-            await transport.aclose(0)
-            raise
 
     async def _opened(self) -> None:
         try:

@@ -35,10 +35,10 @@ from ._io import (
     check_context,
     check_port,
     listen,
-    start_tls,
 )
 from ._login import BANNED_REASON, host_login
 from ._loop import LoopHandle, LoopLocalLimiter
+from ._pipeline import secure, serve_until_lost
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
@@ -599,33 +599,33 @@ class Host(HostAliases):
         return ``None``."""
         assert self._serving_tls is not None
         try:
-            with anyio.fail_at(deadline):
-                return await start_tls(transport, self._serving_tls, server_side=True)
-        except Exception as exc:
-            allowed, suppressed = self._tls_failures.allow()
-            if allowed:
-                more = f" ({suppressed} more not logged)" if suppressed else ""
-                # A client gone before its first byte (a port probe, a health check) is no
-                # TLS failure: INFO, as web servers log it.
-                log = self.logger.info if isinstance(exc, ConnectionClosed) else self.logger.warning
-                if isinstance(exc, TimeoutError):
-                    what = "timed out"
-                elif isinstance(exc, (TLSError, ConnectionClosed)):
-                    what = f"failed: {exc}"
-                else:  # a context that cannot serve (for example, a client's context)
-                    what = f"failed with an unexpected error: {exc!r}"
-                log(
-                    "TLS handshake with %s:%s %s%s",
-                    transport.peer_host,
-                    transport.peer_port,
-                    what,
-                    more,
-                )
-            await transport.aclose(0)
+            return await secure(
+                transport,
+                self._serving_tls,
+                server_side=True,
+                hostname=None,
+                deadline=deadline,
+                timeout=self.settings.open_timeout,
+                on_failure=lambda exc: self._log_tls_failure(transport, exc),
+            )
+        except Exception:
             return None
-        except BaseException:
-            await transport.aclose(0)
-            raise
+
+    def _log_tls_failure(self, transport: Transport, exc: Exception) -> None:
+        allowed, suppressed = self._tls_failures.allow()
+        if not allowed:
+            return
+        more = f" ({suppressed} more not logged)" if suppressed else ""
+        # A client gone before its first byte (a port probe, a health check) is no TLS
+        # failure: INFO, as web servers log it.
+        log = self.logger.info if isinstance(exc, ConnectionClosed) else self.logger.warning
+        if isinstance(exc, TimeoutError):
+            what = "timed out"
+        elif isinstance(exc, (TLSError, ConnectionClosed)):
+            what = f"failed: {exc}"
+        else:  # a context that cannot serve (for example, a client's context)
+            what = f"failed with an unexpected error: {exc!r}"
+        log("TLS handshake with %s:%s %s%s", transport.peer_host, transport.peer_port, what, more)
 
     async def _handle(self, transport: Transport) -> None:
         """Run one connection from handshake to close; never raises except cancellation.
@@ -739,18 +739,19 @@ class Host(HostAliases):
             await conn._abort(CloseCode.GOING_AWAY, "the host is shutting down")
             return
         self._clients[conn] = None
-        try:
-            await conn._serve(lambda: self._opened(conn), self._message_handler_lookup(conn))
-        finally:
+
+        async def lost() -> None:
             self._clients.pop(conn, None)
-            with (
-                anyio.CancelScope(shield=True),
-                anyio.move_on_after(self.settings.close_timeout),
-            ):
-                try:
-                    await call_callback(self.lost_client, conn)
-                except Exception:
-                    self.logger.exception("lost_client raised for %r", conn)
+            await call_callback(self.lost_client, conn)
+
+        await serve_until_lost(
+            conn,
+            lambda: self._opened(conn),
+            self._message_handler_lookup(conn),
+            lost,
+            close_timeout=self.settings.close_timeout,
+            logger=self.logger,
+        )
 
     async def _opened(self, conn: Connection) -> None:
         try:
