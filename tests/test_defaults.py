@@ -14,7 +14,7 @@ import pytest
 import alvaro
 import alvaro.sync
 from alvaro import Settings
-from alvaro.aio.host import FD_RESERVE
+from alvaro.aio._admission import FD_RESERVE
 from alvaro.protocol import CONTROL_LIMIT
 
 KIB = 1024

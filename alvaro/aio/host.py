@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,15 +20,14 @@ from ..accounts.bans import address_bucket
 from ..accounts.store import Accounts
 from ..exceptions import (
     ConnectionClosed,
-    ConnectionClosedError,
     MessageTooLarge,
     OutboxFull,
     RemoteProtocolError,
     TLSError,
 )
 from ..protocol import encode_message
-from ..protocol.encoders import encode_refusal
 from ..protocol.frames import data_frame_sizes
+from ._admission import Admission
 from ._io import (
     ACCEPT_CAPACITY_ERRNOS,
     Listener,
@@ -54,16 +54,6 @@ if TYPE_CHECKING:
 
 __all__ = ("Host",)
 
-#: File descriptors kept free for everything but client connections (logs, files, the listener).
-FD_RESERVE = 64
-# How long a refused connection is held open after its CLOSE, reading and discarding what the
-# client sends: closing a socket with unread data resets it, which could destroy the CLOSE
-# before the client reads it.
-_REFUSE_LINGER = 1.0
-# At most this many refused connections linger at once; the rest are closed at once. They use
-# descriptors from FD_RESERVE, so they take only part of it.
-_MAX_LINGERING = FD_RESERVE // 4
-# What a refused banned address is told (the identity of this string marks the refusal).
 _LOGIN_FEATURES = frozenset({"auth"})
 # Key derivations for add_user_async(): one at a time per process, so that a burst of new
 # users does not take every core from the event loop and the other worker threads.
@@ -168,16 +158,12 @@ class Host(HostAliases):
         self._task_group: anyio.abc.TaskGroup | None = None
         self._accept_error_logged = 0.0
         self._tls_failures = LogThrottle()
-        self._refusals = LogThrottle()
-        self._connection_limit = max_connections  # lowered to the fd budget at start()
-        self._active = 0  # connections accepted and not yet finished
-        self._lingering = 0  # refused connections being closed
-        self._unauthenticated: dict[str, int] = {}  # per address, accepted but not yet open
+        # Counts connections and decides on new ones (caps, bans), from start() on.
+        self._admission = Admission(banned_reason=BANNED_REASON, logger=self.logger)
         self._serving_tls: ssl.SSLContext | None = None  # the context of the current run
         self.login_required = bool(login_required)
         self.accounts = accounts if accounts is not None else Accounts()
         self.authenticator = authenticator
-        self._ban_refusals = LogThrottle()
         self._login_failures = LogThrottle()
         self._protocol_errors = LogThrottle()  # broken handshakes, logins and frames
 
@@ -382,7 +368,7 @@ class Host(HostAliases):
         self._stopped = anyio.Event()
         self._stopping = False
         self._loop = LoopHandle()
-        self._connection_limit = self._fd_budget()
+        self._admission.plan(self.max_connections, self.max_unauthenticated_per_address)
         self._warn_about_login()
         try:
             listener = await listen(self.addr, self._bind_port, trio=self._loop.is_trio)
@@ -506,11 +492,19 @@ class Host(HostAliases):
                     self.logger.warning("cannot accept connections: %s; retrying", exc)
                 await anyio.sleep(0.1)
                 continue
-            refusal = self._admit(transport.peer_host)
+            address = transport.peer_host
+            refusal = self._admission.admit(address, banned=self.accounts.is_banned(address))
             if refusal is None:
                 handlers.start_soon(self._handle, transport)
             else:
-                handlers.start_soon(self._refuse, transport, refusal)
+                handlers.start_soon(
+                    functools.partial(
+                        self._admission.refuse,
+                        transport,
+                        refusal,
+                        tls=self._serving_tls is not None,
+                    )
+                )
 
     def _warn_about_login(self) -> None:
         if not self.login_required:
@@ -523,76 +517,6 @@ class Host(HostAliases):
             )
         if self.authenticator is None and not self.accounts.users:
             self.logger.warning("login is required and there are no users: no one can log in")
-
-    def _fd_budget(self) -> int:
-        """max_connections, lowered if the file-descriptor limit would run out first."""
-        try:
-            import resource
-        except ImportError:  # pragma: no cover - not on Windows
-            return self.max_connections
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft == resource.RLIM_INFINITY or soft - FD_RESERVE >= self.max_connections:
-            return self.max_connections
-        budget = max(1, soft - FD_RESERVE)
-        self.logger.warning(
-            "serving at most %d connections, not max_connections=%d: the file-descriptor limit "
-            "is %d (raise it with 'ulimit -n')",
-            budget,
-            self.max_connections,
-            soft,
-        )
-        return budget
-
-    def _admit(self, address: str) -> str | None:
-        """Count a new connection in, or return why it is refused."""
-        if self.accounts.is_banned(address):
-            return BANNED_REASON
-        if self._active >= self._connection_limit:
-            return f"too many connections (the host serves at most {self._connection_limit})"
-        pending = self._unauthenticated.get(address, 0)
-        if pending >= self.max_unauthenticated_per_address:
-            return (
-                f"too many connections from {address} in their handshakes "
-                f"(at most {self.max_unauthenticated_per_address})"
-            )
-        self._active += 1
-        self._unauthenticated[address] = pending + 1
-        return None
-
-    def _authenticated(self, address: str) -> None:
-        """A connection from ``address`` has finished its handshakes (or failed them)."""
-        left = self._unauthenticated[address] - 1
-        if left:
-            self._unauthenticated[address] = left
-        else:
-            del self._unauthenticated[address]
-
-    async def _refuse(self, transport: Transport, reason: str) -> None:
-        """Turn a connection away with TRY_AGAIN_LATER (POLICY_VIOLATION for a banned
-        address); bounded by _REFUSE_LINGER."""
-        banned = reason is BANNED_REASON
-        allowed, suppressed = (self._ban_refusals if banned else self._refusals).allow()
-        if allowed:
-            more = f" ({suppressed} more not logged)" if suppressed else ""
-            log = self.logger.info if banned else self.logger.warning
-            log("refused %s:%s: %s%s", transport.peer_host, transport.peer_port, reason, more)
-        code = CloseCode.POLICY_VIOLATION if banned else CloseCode.TRY_AGAIN_LATER
-        # Before TLS nothing can be said to a TLS client: it sees the connection close. In a
-        # flood, refused connections are not held open either, or they would use up the
-        # file descriptors the limit is there to save.
-        linger = self._serving_tls is None and self._lingering < _MAX_LINGERING
-        self._lingering += linger
-        try:
-            if linger:
-                transport.send_now(encode_refusal(code, reason))
-                with anyio.move_on_after(_REFUSE_LINGER):
-                    while await transport.receive():
-                        pass
-        except ConnectionClosedError:
-            pass
-        finally:
-            self._lingering -= linger
-            await transport.aclose(0)
 
     async def _secure(self, transport: Transport, deadline: float) -> Transport | None:
         """Run the TLS handshake by ``deadline``; on failure log (rate-limited), close, and
@@ -630,7 +554,7 @@ class Host(HostAliases):
     async def _handle(self, transport: Transport) -> None:
         """Run one connection from handshake to close; never raises except cancellation.
 
-        The connection was counted in by :meth:`_admit`; this counts it out.
+        The connection was counted in by the admission at accept; this counts it out.
         """
         address = transport.peer_host
         counted_as_unauthenticated = True
@@ -664,7 +588,7 @@ class Host(HostAliases):
             ):
                 return
             counted_as_unauthenticated = False
-            self._authenticated(address)
+            self._admission.handshakes_done(address)
             await self._run(conn)
         except Exception:
             # A bug in alvaro: it must cost this connection only, never the host.
@@ -672,9 +596,9 @@ class Host(HostAliases):
                 "internal error while serving %s:%s", address, transport.peer_port
             )
         finally:
-            self._active -= 1
+            self._admission.finished()
             if counted_as_unauthenticated:
-                self._authenticated(address)
+                self._admission.handshakes_done(address)
 
     async def _login(self, conn: Connection, deadline: float) -> bool:
         """Run the login by ``deadline``; return whether it succeeded (else it is closed)."""

@@ -21,7 +21,7 @@ import pytest
 import alvaro
 from alvaro import CloseCode, ConnectError, ConnectionClosed, ConnectionClosedError, OutboxFull
 from alvaro.aio import Connection, connect
-from alvaro.aio.host import FD_RESERVE
+from alvaro.aio._admission import FD_RESERVE
 from alvaro.protocol import Close, encode_hello, encode_message, encode_ping
 
 from ..helpers import WAIT, T, eventually

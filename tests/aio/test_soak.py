@@ -102,8 +102,8 @@ async def soak(cycles: int, tls: bool, caplog: pytest.LogCaptureFixture) -> None
             await eventually(lambda: open_fds() <= serving_fds + 2, timeout=20 * T)
             await eventually(lambda: len(anyio.get_running_tasks()) <= serving_tasks)
             assert host.clients == []
-            assert host._active == 0
-            assert host._unauthenticated == {}
+            assert host._admission.active == 0
+            assert host._admission.handshaking == {}
             growth = rss_kib() - serving_rss
             host.stop()
     assert open_fds() <= baseline_fds + 2
