@@ -11,30 +11,30 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._close_codes import CloseCode
 from ._version import __version__
+from .exceptions import (
+    AccountsFileError,
+    AlvaroError,
+    AuthenticationError,
+    ConcurrencyError,
+    ConnectError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    EncodeError,
+    LocalProtocolError,
+    MessageTooLarge,
+    OutboxFull,
+    ProtocolError,
+    RemoteProtocolError,
+    TLSError,
+    WrongThreadError,
+)
 
 if TYPE_CHECKING:
-    from ._close_codes import CloseCode
     from ._settings import Settings
     from .aio import Client, Connection, Host
-    from .exceptions import (
-        AccountsFileError,
-        AlvaroError,
-        AuthenticationError,
-        ConcurrencyError,
-        ConnectError,
-        ConnectionClosed,
-        ConnectionClosedError,
-        ConnectionClosedOK,
-        EncodeError,
-        LocalProtocolError,
-        MessageTooLarge,
-        OutboxFull,
-        ProtocolError,
-        RemoteProtocolError,
-        TLSError,
-        WrongThreadError,
-    )
     from .protocol import Message
 
 __all__ = (
@@ -67,12 +67,11 @@ __all__ = (
 # logging, Python's last-resort handler prints WARNING and above to stderr, so that a callback
 # that raised, or a host refusing connections, is not silent. Configuring logging replaces it.
 
-# Each name is imported on first use (PEP 562), so that "import alvaro.protocol", or any other
-# stdlib-only part, loads neither anyio nor ssl: only alvaro.Host, Client and Connection do.
-# Type checkers read the imports above instead, and (not seeing __getattr__) still report a
-# misspelt name.
+# The exceptions and close codes (standard library only) are imported above; the rest on first
+# use (PEP 562), so that "import alvaro.protocol", or any other stdlib-only part, loads neither
+# anyio nor ssl: only alvaro.Host, Client and Connection do. Type checkers read the imports
+# under TYPE_CHECKING instead, and (not seeing __getattr__) still report a misspelt name.
 _HOMES: dict[str, str] = {
-    "CloseCode": "._close_codes",
     "Settings": "._settings",
     "Client": ".aio",
     "Connection": ".aio",
@@ -89,8 +88,8 @@ if not TYPE_CHECKING:
     def __getattr__(name: str) -> Any:
         if name in _MODULES:
             return importlib.import_module(f".{name}", __name__)
-        if name in __all__ and name != "__version__":
-            module = importlib.import_module(_HOMES.get(name, ".exceptions"), __name__)
+        if name in _HOMES:
+            module = importlib.import_module(_HOMES[name], __name__)
             value = getattr(module, name)
             globals()[name] = value  # found directly from now on
             return value
