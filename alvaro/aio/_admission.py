@@ -11,19 +11,23 @@ limit is there to save.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 
 from .._close_codes import CloseCode
 from .._throttle import LogThrottle
 from ..exceptions import ConnectionClosedError
 from ..protocol.encoders import encode_refusal
+from ._io import ACCEPT_CAPACITY_ERRNOS
 
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable, Coroutine
 
-    from ._io import Transport
+    from ._io import Listener, Transport
 
 __all__ = ("FD_RESERVE", "Admission")
 
@@ -123,6 +127,38 @@ class Admission:
         else:
             del self.handshaking[address]
 
+    async def accept_loop(
+        self,
+        socket_listener: anyio.abc.SocketListener,
+        listener: Listener,
+        handlers: anyio.abc.TaskGroup,
+        *,
+        handle: Callable[[Transport], Coroutine[Any, Any, None]],
+        is_banned: Callable[[str], bool],
+        tls: bool,
+        on_capacity_error: Callable[[OSError], None],
+    ) -> None:
+        """Accept connections until the listener closes: each admitted one runs
+        ``handle(transport)`` in a task of ``handlers``, each other is refused in one."""
+        while True:
+            try:
+                transport = await listener.accept(socket_listener)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                # Out of file descriptors or memory: keep serving the clients we have, and retry.
+                on_capacity_error(exc)
+                await anyio.sleep(0.1)
+                continue
+            address = transport.peer_addr
+            refusal = self.admit(address, banned=is_banned(address))
+            if refusal is None:
+                handlers.start_soon(handle, transport)
+            else:
+                handlers.start_soon(functools.partial(self.refuse, transport, refusal, tls=tls))
+
     def finished(self) -> None:
         """An admitted connection has ended."""
         self.active -= 1
@@ -135,7 +171,7 @@ class Admission:
         if allowed:
             more = f" ({suppressed} more not logged)" if suppressed else ""
             log = self._logger.info if banned else self._logger.warning
-            log("refused %s:%s: %s%s", transport.peer_host, transport.peer_port, reason, more)
+            log("refused %s:%s: %s%s", transport.peer_addr, transport.peer_port, reason, more)
         code = CloseCode.POLICY_VIOLATION if banned else CloseCode.TRY_AGAIN_LATER
         # Before TLS nothing can be said to a TLS client: it sees the connection close. In a
         # flood, refused connections are not held open either, or they would use up the

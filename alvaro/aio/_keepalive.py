@@ -24,16 +24,16 @@ class Pinged(Protocol):
     connection: no closures to keep)."""
 
     @property
-    def _reads(self) -> int:
+    def reads(self) -> int:
         """How many reads brought bytes so far."""
 
-    def _can_ping(self) -> bool:
+    def can_ping(self) -> bool:
         """Whether the connection is open for sending."""
 
-    def _send_ping(self, payload: bytes) -> None:
+    def send_ping(self, payload: bytes) -> None:
         """Queue a PING with ``payload``; raises ConnectionClosed once sending has stopped."""
 
-    def _peer_dead(self, reason: str) -> None:
+    def peer_dead(self, reason: str) -> None:
         """No answer came: drop the connection at once."""
 
 
@@ -61,7 +61,7 @@ class Keepalive:
         sequence = 0
         while True:
             await anyio.sleep(interval)
-            if not conn._can_ping():
+            if not conn.can_ping():
                 return
             sequence += 1
             payload = sequence.to_bytes(8, "big")
@@ -69,18 +69,18 @@ class Keepalive:
             self._payload = payload
             sent_at = anyio.current_time()
             try:
-                conn._send_ping(payload)
+                conn.send_ping(payload)
             except ConnectionClosed:
                 return
             while True:
-                before = conn._reads
+                before = conn.reads
                 with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
                     await waiter.wait()
                 # Bytes that came meanwhile prove the peer alive: its PONG is queued behind
                 # them, as behind a large message on a slow link. Keep waiting.
-                if not scope.cancelled_caught or conn._reads == before:
+                if not scope.cancelled_caught or conn.reads == before:
                     break
             if scope.cancelled_caught:
-                conn._peer_dead(f"the peer did not answer a keepalive ping within {timeout:g} s")
+                conn.peer_dead(f"the peer did not answer a keepalive ping within {timeout:g} s")
                 return
             self.latency = anyio.current_time() - sent_at

@@ -40,6 +40,7 @@ from ..protocol import (
 )
 from ..protocol.scram import MAX_ITERATIONS, MIN_ITERATIONS, challenge_iterations, client_first_user
 from ..protocol.state import echo_code
+from ._handshake import abort, next_handshake_event
 from ._loop import LoopLocalLimiter
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
     from ..accounts.store import Accounts
     from ..auth import Authenticator
-    from .connection import Connection
+    from ._core import ConnectionCore
 
 __all__ = ("WRONG_CREDENTIALS", "client_login", "host_login")
 
@@ -90,7 +91,7 @@ async def _verifier_for(
 
 
 async def host_login(
-    conn: Connection,
+    core: ConnectionCore,
     accounts: Accounts,
     authenticator: Authenticator | None,
     on_ban: Callable[[str], None],
@@ -104,20 +105,20 @@ async def host_login(
         RemoteProtocolError, ConnectionClosed: the peer broke the protocol or the connection;
             the caller closes the connection.
     """
-    address = conn.addr
-    event = await conn._next_handshake_event()
+    address = core.transport.peer_addr
+    event = await next_handshake_event(core)
     if isinstance(event, Close):
-        await conn._abort(echo_code(event.code), "")
+        await abort(core, echo_code(event.code), "")
         return None
     # The decoder lets nothing but AUTH_START through before a login has begun.
     assert isinstance(event, AuthStart)
     name = client_first_user(event.message)
     if event.mechanism != MECHANISM:
-        await _refuse(conn, f"unsupported login mechanism; this host speaks {MECHANISM}")
+        await _refuse(core, f"unsupported login mechanism; this host speaks {MECHANISM}")
         return None
     wait = accounts.account_delay(name)
     if wait > _time_left():
-        await _refuse(conn, _account_wait_reason(wait))
+        await _refuse(core, _account_wait_reason(wait))
         return None
 
     verifier = await _verifier_for(name, accounts, authenticator)
@@ -128,33 +129,33 @@ async def host_login(
     except scramp.ScramException:
         if accounts.record_failure(address, name):
             on_ban(address)
-        await _refuse(conn, WRONG_CREDENTIALS)
+        await _refuse(core, WRONG_CREDENTIALS)
         return None
     except ValueError:
         # The challenge repeats the client's nonce: one near the frame limit leaves no room.
-        await _refuse(conn, "the login message is too long")
+        await _refuse(core, "the login message is too long")
         return None
-    await conn._transport.send(challenge)
+    await core.transport.send(challenge)
 
-    event = await conn._next_handshake_event()
+    event = await next_handshake_event(core)
     if isinstance(event, Close):
-        await conn._abort(echo_code(event.code), "")
+        await abort(core, echo_code(event.code), "")
         return None
     assert isinstance(event, AuthResponse)
-    if conn._early_error is not None:
+    if core.early_error is not None:
         # Something after AUTH_RESPONSE broke the rules (DATA before AUTH_OK): the connection
         # closes for it, without a verdict, so no callback ever sees this client.
-        raise conn._early_error
+        raise core.early_error
     # Wait out the account's delay. Nothing is awaited between the last look at the delay and
     # the ban and the recording of the outcome below, so concurrent attempts at one account or
     # from one address cannot all slip through on one look (no check-then-act race).
     while (wait := accounts.account_delay(name)) > 0:
         if wait > _time_left():
-            await _refuse(conn, _account_wait_reason(wait))
+            await _refuse(core, _account_wait_reason(wait))
             return None
         await anyio.sleep(wait)
     if accounts.is_banned(address):
-        await _refuse(conn, BANNED_REASON)
+        await _refuse(core, BANNED_REASON)
         return None
     try:
         server.set_client_final(event.message)
@@ -162,12 +163,12 @@ async def host_login(
     except scramp.ScramException:
         if accounts.record_failure(address, name):
             on_ban(address)
-        await _refuse(conn, WRONG_CREDENTIALS)
+        await _refuse(core, WRONG_CREDENTIALS)
         return None
     accounts.record_success(address, name)
-    conn._decoder.accept_login()
-    conn._user = name
-    await conn._transport.send(encode_auth_ok(final, name))
+    core.decoder.accept_login()
+    core.user = name
+    await core.transport.send(encode_auth_ok(final, name))
     return name
 
 
@@ -180,16 +181,16 @@ def _account_wait_reason(wait: float) -> str:
     return f"too many failed logins for this user; try again in {math.ceil(wait)} s"
 
 
-async def _refuse(conn: Connection, reason: str) -> None:
+async def _refuse(core: ConnectionCore, reason: str) -> None:
     """Send AUTH_FAIL and close with POLICY_VIOLATION (one attempt per connection)."""
     try:
-        await conn._transport.send(encode_auth_fail(reason))
+        await core.transport.send(encode_auth_fail(reason))
     except ConnectionClosed:
         pass
-    await conn._abort(CloseCode.POLICY_VIOLATION, "login failed")
+    await abort(core, CloseCode.POLICY_VIOLATION, "login failed")
 
 
-async def client_login(conn: Connection, user: str, password: str) -> None:
+async def client_login(core: ConnectionCore, user: str, password: str) -> None:
     """Run the client's side of the login; the caller bounds it with the login deadline.
 
     Raises:
@@ -199,14 +200,14 @@ async def client_login(conn: Connection, user: str, password: str) -> None:
             the caller closes the connection.
     """
     client = scramp.ScramClient([MECHANISM], user, password)
-    await conn._transport.send(encode_auth_start(client.get_client_first()))
-    event = await conn._next_handshake_event()
+    await core.transport.send(encode_auth_start(client.get_client_first()))
+    event = await next_handshake_event(core)
     if isinstance(event, AuthChallenge):
         # Checked before scramp reads the message: some scramp versions refuse some counts
         # themselves, and the client's answer must not depend on which one is installed.
         iterations = challenge_iterations(event.message)
         if iterations is not None and not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
-            await conn._abort(CloseCode.POLICY_VIOLATION, "unacceptable iteration count")
+            await abort(core, CloseCode.POLICY_VIOLATION, "unacceptable iteration count")
             raise AuthenticationError(
                 f"the host asked for {iterations} key-derivation rounds; a client accepts "
                 f"{MIN_ITERATIONS} to {MAX_ITERATIONS}"
@@ -221,41 +222,41 @@ async def client_login(conn: Connection, user: str, password: str) -> None:
         response = await anyio.to_thread.run_sync(
             client.get_client_final, limiter=_derivations.get()
         )
-        await conn._transport.send(encode_auth_response(response))
-        event = await conn._next_handshake_event()
+        await core.transport.send(encode_auth_response(response))
+        event = await next_handshake_event(core)
     if isinstance(event, AuthOk):
         try:
             client.set_server_final(event.message)
         except scramp.ScramException:
-            await conn._abort(CloseCode.POLICY_VIOLATION, "the host's signature is wrong")
+            await abort(core, CloseCode.POLICY_VIOLATION, "the host's signature is wrong")
             raise AuthenticationError(
                 "the host could not prove that it knows this user's password: it may be an "
                 "impostor; the connection was closed"
             ) from None
-        conn._user = event.user
+        core.user = event.user
         return
     if isinstance(event, AuthFail):
         # The host closes the connection after AUTH_FAIL; answer its CLOSE if it comes soon.
-        await _finish_refused(conn)
+        await _finish_refused(core)
         raise AuthenticationError(f"login refused: {event.reason}")
     if not isinstance(event, Close):
         # A message (or a PONG-less frame the decoder allows) before AUTH_OK: the host may
         # send nothing to a client that has not logged in.
         raise RemoteProtocolError(f"the host sent {type(event).__name__} before the login finished")
-    await conn._abort(echo_code(event.code), "")
+    await abort(core, echo_code(event.code), "")
     if event.code == CloseCode.POLICY_VIOLATION:
         raise AuthenticationError(f"login refused: {event.reason}")
     raise ConnectionClosedError(event.code, event.reason, by_peer=True)
 
 
-async def _finish_refused(conn: Connection) -> None:
+async def _finish_refused(core: ConnectionCore) -> None:
     code: int | None = CloseCode.POLICY_VIOLATION
     with anyio.move_on_after(1):
         try:
-            event = await conn._next_handshake_event()
+            event = await next_handshake_event(core)
         except (RemoteProtocolError, ConnectionClosed):
             code = None
         else:
             if isinstance(event, Close):
                 code = echo_code(event.code)
-    await conn._abort(code, "")
+    await abort(core, code, "")

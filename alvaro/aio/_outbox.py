@@ -129,7 +129,7 @@ class Outbox:
 
     def _peer(self) -> str:
         """The peer as messages name it."""
-        return f"{self._transport.peer_host}:{self._transport.peer_port}"
+        return f"{self._transport.peer_addr}:{self._transport.peer_port}"
 
     def start(self, loop: LoopHandle) -> None:
         """Get ready to run on ``loop``; on the loop thread, before :meth:`run`."""

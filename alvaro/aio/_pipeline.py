@@ -1,19 +1,27 @@
-"""The steps of a connection's life that a host's and a client's share.
+"""The steps of a connection's life, the same for a host's and a client's.
 
-A host runs, for each accepted connection: TLS (:func:`secure`), the opening handshake, the login,
-then :func:`serve_until_lost`; a client the same after connecting. Each side keeps only its
-policy: a host logs a failure (rate-limited) and drops that connection, a client raises it to
-its caller as a typed error.
+A host runs, for each accepted connection: TLS (:func:`secure`), the opening handshake
+(:func:`open_connection`), the login (a :func:`run_step`), then :func:`serve_until_lost`; a client
+the same after connecting. A step that fails closes the connection with the code
+:func:`failure_close` maps its failure to, the one mapping for both roles, then raises. Each side
+keeps only its policy: a host logs the failure (rate-limited) and drops that connection, a client
+raises it to its caller as a typed error.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import math
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from .._close_codes import CloseCode
 from .._errors import unwrap_group
+from ..exceptions import AuthenticationError, ConnectionClosed, RemoteProtocolError
+from ._handshake import abort, exchange_hellos
 from ._io import start_tls
+from ._reader import read_loop
+from .connection import State
 
 if TYPE_CHECKING:
     import logging
@@ -21,10 +29,12 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from .._types import Metadata
+    from ._core import ConnectionCore
     from ._io import Transport
-    from .connection import Connection
 
-__all__ = ("secure", "serve_until_lost")
+__all__ = ("failure_close", "open_connection", "run_step", "secure", "serve", "serve_until_lost")
+
+T = TypeVar("T")
 
 
 async def secure(
@@ -54,7 +64,7 @@ async def secure(
                 )
         except TimeoutError:
             raise TimeoutError(
-                f"the TLS handshake with {transport.peer_host}:{transport.peer_port} took longer "
+                f"the TLS handshake with {transport.peer_addr}:{transport.peer_port} took longer "
                 f"than {timeout:g} s"
             ) from None
     except Exception as exc:
@@ -68,8 +78,118 @@ async def secure(
         raise
 
 
+def failure_close(
+    exc: BaseException, *, timeout_reason: str, error_reason: str
+) -> tuple[int | None, str]:
+    """The CLOSE (code and reason; code ``None``: send none) that a step failing with ``exc``
+    sends before the connection is closed: the one mapping for both roles."""
+    if isinstance(exc, TimeoutError):
+        return CloseCode.TIMEOUT, timeout_reason
+    if isinstance(exc, RemoteProtocolError):
+        return exc.code, str(exc)
+    if isinstance(exc, (ConnectionClosed, AuthenticationError)) or not isinstance(exc, Exception):
+        # The peer closed it, the step closed it with the right code already (a refused
+        # login), or the step was cancelled: nothing more to say, just close.
+        return None, ""
+    # A bug, or an authenticator that raised: the peer learns only that this side failed.
+    return CloseCode.INTERNAL_ERROR, error_reason
+
+
+async def run_step(
+    core: ConnectionCore,
+    step: Callable[[], Awaitable[T]],
+    deadline: float,
+    *,
+    timeout_reason: str,
+    error_reason: str = "internal error",
+) -> T:
+    """Run one step of the opening (HELLOs, a login) by ``deadline`` (``anyio.current_time()``
+    clock) and return what it returns; if it fails, close the connection (never opened for the
+    application) with the code :func:`failure_close` gives, then raise the failure."""
+    try:
+        with anyio.fail_at(deadline):
+            return await step()
+    except BaseException as exc:
+        code, reason = failure_close(exc, timeout_reason=timeout_reason, error_reason=error_reason)
+        await abort(core, code, reason)
+        raise
+
+
+async def open_connection(core: ConnectionCore, deadline: float) -> None:
+    """The opening handshake (HELLOs) by ``deadline``; closes the connection if it fails.
+
+    Raises:
+        RemoteProtocolError: the peer is not an alvaro peer, or broke the handshake.
+        ConnectionClosed: the peer closed the connection (with a CLOSE frame or not).
+        TimeoutError: the handshake did not finish by ``deadline``.
+    """
+    await run_step(
+        core, lambda: exchange_hellos(core), deadline, timeout_reason="opening handshake timed out"
+    )
+
+
+async def serve(
+    core: ConnectionCore,
+    on_open: Callable[[], Awaitable[None]],
+    handler_lookup: Callable[[], Callable[[Any, Metadata], object] | None],
+) -> None:
+    """Run an opened connection until it is closed; raises only on cancellation.
+
+    ``on_open`` runs first, with the writer already running, so that it may send. Then every
+    message goes to the function ``handler_lookup()`` returns when the message arrives, or to
+    the receive queue if it returns ``None``.
+    """
+    settings = core.settings
+    outbox = core.outbox
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(outbox.run, core.drop_slow_consumer, core.broken)
+            if settings.ping_interval is not None:
+                tasks.start_soon(
+                    core.keepalive.run, core, settings.ping_interval, settings.ping_timeout
+                )
+            await on_open()
+            with anyio.CancelScope(deadline=core.close_deadline) as scope:
+                core.read_scope = scope
+                await read_loop(core, handler_lookup)
+            core.read_scope = None
+            if (
+                scope.cancelled_caught
+                and core.close_info is None
+                and core.frame_deadline <= anyio.current_time()
+            ):
+                reason = f"a frame took more than {settings.frame_timeout:g} s to arrive"
+                core.logger.warning("closing the connection to %s: %s", core.where, reason)
+                core.fail(CloseCode.TIMEOUT, reason)
+            elif scope.cancelled_caught and not outbox.done.is_set():
+                core.logger.info(
+                    "%s did not answer the close within %g s; dropping the connection",
+                    core.where,
+                    settings.close_timeout,
+                )
+            core.inbox.end()
+            if outbox.close_queued:
+                # Let the writer flush what is queued and the CLOSE frame, within the deadline.
+                with anyio.move_on_after(max(0.0, core.close_deadline - anyio.current_time())):
+                    await outbox.done.wait()
+            tasks.cancel_scope.cancel()
+    finally:
+        with core.lock:
+            outbox.closed = True
+            if core.close_info is None:
+                core.close_info = (CloseCode.ABNORMAL, "the connection was cancelled", False)
+        core.state = State.CLOSED
+        core.inbox.end()
+        # The close as a whole, TLS's close_notify included, ends by the close deadline.
+        timeout = settings.close_timeout
+        if core.close_deadline < math.inf:
+            timeout = min(timeout, max(0.0, core.close_deadline - anyio.current_time()))
+        await core.transport.aclose(timeout)
+        core.closed.set()
+
+
 async def serve_until_lost(
-    conn: Connection,
+    core: ConnectionCore,
     on_open: Callable[[], Awaitable[None]],
     handler_lookup: Callable[[], Callable[[Any, Metadata], object] | None],
     report_lost: Callable[[], Awaitable[None]],
@@ -82,10 +202,10 @@ async def serve_until_lost(
     logged with its traceback, never raised."""
     try:
         with unwrap_group():
-            await conn._serve(on_open, handler_lookup)
+            await serve(core, on_open, handler_lookup)
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(close_timeout):
             try:
                 await report_lost()
             except Exception:
-                logger.exception("the lost-connection callback raised for %r", conn)
+                logger.exception("the lost-connection callback raised for %r", core.connection)

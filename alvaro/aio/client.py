@@ -13,7 +13,6 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from .. import tls
 from .._aliases import ClientAliases, SeedClientTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
@@ -29,10 +28,13 @@ from ..exceptions import (
     WrongThreadError,
 )
 from ..protocol import encode_logout
+from ._core import ConnectionCore, core_of
+from ._handshake import abort
 from ._io import check_context, check_port, open_transport
 from ._login import client_login
 from ._loop import LoopHandle
-from ._pipeline import secure, serve_until_lost
+from ._pipeline import open_connection, run_step, secure, serve_until_lost
+from ._tls_options import client_tls_context
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
@@ -232,7 +234,9 @@ class Client(ClientAliases):
         check_port(port, listening=False)
         if "sslKey" in seed_options:
             raise TypeError("a client takes no sslKey: its sslCert is the CA file it trusts")
-        context = self._tls_context(*seed_tls_options(seed_options, use_ssl, ssl_cert))
+        context = client_tls_context(
+            self.ssl_context, *seed_tls_options(seed_options, use_ssl, ssl_cert)[:2]
+        )
         if cast("object", login) == (None, None):
             login = None  # the original library's default, spelt out
         if login is not None:
@@ -262,7 +266,7 @@ class Client(ClientAliases):
                     deadline=deadline,
                     timeout=self.settings.open_timeout,
                 )
-            conn = Connection(
+            core = ConnectionCore(
                 transport,
                 role="client",
                 settings=self.settings,
@@ -270,7 +274,7 @@ class Client(ClientAliases):
                 features=_LOGIN_FEATURES,
             )
             try:
-                await conn._open(deadline)
+                await open_connection(core, deadline)
             except (RemoteProtocolError, ConnectionClosed) as exc:
                 error = _handshake_error(exc, host, port)
                 # A TLSError found in the chain keeps its own cause, the ssl error.
@@ -281,9 +285,9 @@ class Client(ClientAliases):
                     f"{self.settings.open_timeout:g} s"
                 ) from None
             await self._login(
-                conn, login, host, port, deadline - self.settings.open_timeout, context
+                core, login, host, port, deadline - self.settings.open_timeout, context
             )
-            self._connection = conn
+            conn = self._connection = core.connection
             self._connected.set()
             if conn.user is not None:
                 self._logged_in.set()
@@ -297,8 +301,8 @@ class Client(ClientAliases):
                 await call_callback(self.lost_connection)
 
             await serve_until_lost(
-                conn,
-                self._opened,
+                core,
+                lambda: self._opened(core),
                 self._message_handler_lookup(),
                 lost,
                 close_timeout=self.settings.close_timeout,
@@ -316,7 +320,7 @@ class Client(ClientAliases):
 
     async def _login(
         self,
-        conn: Connection,
+        core: ConnectionCore,
         login: tuple[str, str] | None,
         host: str,
         port: int,
@@ -324,18 +328,18 @@ class Client(ClientAliases):
         context: ssl.SSLContext | None,
     ) -> None:
         """Log in if the host requires it, by ``login_timeout`` after ``started``."""
-        peer = conn._peer
+        peer = core.peer
         assert peer is not None
         if not peer.auth_required:
             if login is not None:
-                await conn._abort(CloseCode.NORMAL, "this client expected to log in")
+                await abort(core, CloseCode.NORMAL, "this client expected to log in")
                 raise AuthenticationError(
                     f"{host}:{port} does not use logins (it was not started with "
                     "login_required=True); connect without login="
                 )
             return
         if login is None:
-            await conn._abort(CloseCode.POLICY_VIOLATION, "no login was given to this client")
+            await abort(core, CloseCode.POLICY_VIOLATION, "no login was given to this client")
             raise AuthenticationError(
                 f"{host}:{port} requires login; connect with login=(user, password)"
             )
@@ -348,55 +352,32 @@ class Client(ClientAliases):
                 host,
                 port,
             )
+        timeout_reason = f"the login took longer than {self.settings.login_timeout:g} s"
         try:
-            with anyio.fail_at(started + self.settings.login_timeout):
-                await client_login(conn, *login)
+            await run_step(
+                core,
+                lambda: client_login(core, *login),
+                started + self.settings.login_timeout,
+                timeout_reason=timeout_reason,
+            )
         except TimeoutError:
-            await conn._abort(CloseCode.TIMEOUT, "the login took too long")
             raise TimeoutError(
                 f"the login to {host}:{port} took longer than {self.settings.login_timeout:g} s"
             ) from None
-        except RemoteProtocolError as exc:
-            await conn._abort(exc.code, str(exc))
-            raise ConnectError(f"the login to {host}:{port} failed: {exc}") from exc
-        except ConnectionClosed as exc:
-            await conn._abort(None, "")
+        except (RemoteProtocolError, ConnectionClosed) as exc:
             raise ConnectError(f"the login to {host}:{port} failed: {exc}") from exc
         except AuthenticationError as exc:
             raise AuthenticationError(f"{exc.reason} ({host}:{port})") from None
-        except BaseException:
-            # Cancelled, or something unforeseen: never leave the socket open.
-            await conn._abort(None, "")
-            raise
-        self.logger.info("logged in to %s:%s as %s", host, port, conn.user)
+        self.logger.info("logged in to %s:%s as %s", host, port, core.user)
 
-    def _tls_context(
-        self, use_ssl: bool, ssl_cert: StrPath | None, _key: StrPath | None
-    ) -> ssl.SSLContext | None:
-        if not use_ssl:
-            if ssl_cert is not None:
-                # The original library silently connected in plaintext here; refuse instead.
-                raise TLSError(
-                    "ssl_cert= was given without use_ssl=True; pass use_ssl=True to connect "
-                    "with TLS",
-                    TLSError.CONFIGURATION,
-                )
-            return self.ssl_context
-        if self.ssl_context is not None:
-            raise TLSError(
-                "give either ssl_context= to Client() or use_ssl=True to connect(), not both",
-                TLSError.CONFIGURATION,
-            )
-        return tls.client_context(ssl_cert)
-
-    async def _opened(self) -> None:
+    async def _opened(self, core: ConnectionCore) -> None:
         try:
             if self._logged_in.is_set():
                 await call_callback(self.logged_in)
             await call_callback(self.made_connection)
         except Exception:
             self.logger.exception("logged_in or made_connection raised; closing the connection")
-            self._require_connection()._fail(CloseCode.INTERNAL_ERROR, "the application failed")
+            core.fail(CloseCode.INTERNAL_ERROR, "the application failed")
 
     def _message_handler_lookup(self) -> Callable[[], Callable[[Any, Metadata], object] | None]:
         # The callback is looked up for each message, so that one set meanwhile takes over.
@@ -455,7 +436,7 @@ class Client(ClientAliases):
         if conn is None or not self._logged_in.is_set() or not conn.is_open:
             return
         try:
-            conn._enqueue(encode_logout(), limit=None)
+            core_of(conn).enqueue(encode_logout(), limit=None)
         except ConnectionClosed:
             return
         with anyio.move_on_after(self.settings.close_timeout):

@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
-from .. import tls
 from .._aliases import HostAliases, SeedServerTLS, seed_tls_options
 from .._close_codes import CloseCode
 from .._errors import unwrap_group
 from .._settings import Settings
-from .._throttle import LogThrottle
 from ..accounts.bans import address_bucket
 from ..accounts.store import Accounts
-from ..exceptions import (
-    ConnectionClosed,
-    MessageTooLarge,
-    OutboxFull,
-    RemoteProtocolError,
-    TLSError,
-)
-from ..protocol import encode_message
-from ..protocol.frames import data_frame_sizes
+from ..exceptions import ConnectionClosed, RemoteProtocolError
 from ._admission import Admission
+from ._broadcast import broadcast
+from ._core import ConnectionCore
+from ._handshake import abort
 from ._io import (
-    ACCEPT_CAPACITY_ERRNOS,
     Listener,
     Transport,
     check_context,
@@ -38,7 +29,9 @@ from ._io import (
 )
 from ._login import BANNED_REASON, host_login
 from ._loop import LoopHandle, LoopLocalLimiter
-from ._pipeline import secure, serve_until_lost
+from ._peer_log import PeerLog
+from ._pipeline import open_connection, run_step, secure, serve_until_lost
+from ._tls_options import host_tls_context
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
@@ -149,23 +142,21 @@ class Host(HostAliases):
         self._bind_port = port  # what to bind on each start; port 0 picks a new free port
         self.settings = Settings(**options)
         self.logger = logger if logger is not None else logging.getLogger("alvaro.host")
-        self._clients: dict[Connection, None] = {}  # insertion-ordered set of open clients
+        # The open clients, in the order they came, each with its internal side.
+        self._clients: dict[Connection, ConnectionCore] = {}
         self._loop: LoopHandle | None = None
         self._stop_event: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
         self._stopping = False
         self._listening = False
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._accept_error_logged = 0.0
-        self._tls_failures = LogThrottle()
+        self._peer_log = PeerLog(self.logger)
         # Counts connections and decides on new ones (caps, bans), from start() on.
         self._admission = Admission(banned_reason=BANNED_REASON, logger=self.logger)
         self._serving_tls: ssl.SSLContext | None = None  # the context of the current run
         self.login_required = bool(login_required)
         self.accounts = accounts if accounts is not None else Accounts()
         self.authenticator = authenticator
-        self._login_failures = LogThrottle()
-        self._protocol_errors = LogThrottle()  # broken handshakes, logins and frames
 
     # --- Callbacks: assign on the instance or override in a subclass ----------------------------
     # Attributes rather than methods, so that ``host.got_data = f`` type-checks; a method of a
@@ -266,8 +257,6 @@ class Host(HostAliases):
                 the ``max_metadata_size``) of one of the clients it is for; then it is sent to
                 none of them.
         """
-        frame = encode_message(data, metadata)
-        size, meta_size = data_frame_sizes(frame)
         if exclude is None:
             excluded: Collection[Connection] = ()
         elif isinstance(exclude, Connection):
@@ -275,35 +264,11 @@ class Host(HostAliases):
         else:
             excluded = exclude
         targets = [
-            conn
-            for conn in list(self._clients)  # a copy: clients may come and go meanwhile
+            core
+            for conn, core in list(self._clients.items())  # a copy: clients come and go
             if conn not in excluded and (where is None or where(conn))
         ]
-        for conn in targets:
-            peer = conn._peer
-            assert peer is not None  # clients are listed once their handshake is done
-            if size > peer.max_message_size or meta_size > peer.max_metadata_size:
-                raise MessageTooLarge(
-                    f"message of {size} bytes (metadata {meta_size}) is over the limits of "
-                    f"{conn.addr}:{conn.port} ({peer.max_message_size}, metadata "
-                    f"{peer.max_metadata_size}); sent to no one",
-                    size=size,
-                    limit=peer.max_message_size,
-                )
-        limit = self.settings.outbox_limit
-        queued = 0
-        for conn in targets:
-            try:
-                conn._enqueue(frame, limit=limit)
-            except OutboxFull:
-                conn._evict(
-                    f"its outbox was over outbox_limit ({limit} bytes) when a broadcast came"
-                )
-            except ConnectionClosed:
-                pass  # closing meanwhile: lost_client reports it
-            else:
-                queued += 1
-        return queued
+        return broadcast(targets, data, metadata, outbox_limit=self.settings.outbox_limit)
 
     # --- Users, bans and the login history -----------------------------------------------------
 
@@ -350,20 +315,7 @@ class Host(HostAliases):
         if self._stop_event is not None:
             raise RuntimeError("this Host is already running")
         use_ssl, ssl_cert, ssl_key = seed_tls_options(seed_options, use_ssl, ssl_cert, ssl_key)
-        if use_ssl:
-            if self.ssl_context is not None:
-                raise TLSError(
-                    "give either ssl_context= to Host() or use_ssl=True to start(), not both",
-                    TLSError.CONFIGURATION,
-                )
-            if ssl_cert is None:
-                raise TLSError(
-                    "use_ssl=True needs ssl_cert= (and ssl_key= unless the key is in that file)",
-                    TLSError.CONFIGURATION,
-                )
-            self._serving_tls = tls.server_context(ssl_cert, ssl_key)
-        else:
-            self._serving_tls = self.ssl_context
+        self._serving_tls = host_tls_context(self.ssl_context, use_ssl, ssl_cert, ssl_key)
         self._stop_event = anyio.Event()
         self._stopped = anyio.Event()
         self._stopping = False
@@ -393,7 +345,18 @@ class Host(HostAliases):
             try:
                 async with anyio.create_task_group() as acceptors:
                     for socket_listener in listener.sockets:
-                        acceptors.start_soon(self._accept_loop, socket_listener, listener, handlers)
+                        acceptors.start_soon(
+                            functools.partial(
+                                self._admission.accept_loop,
+                                socket_listener,
+                                listener,
+                                handlers,
+                                handle=self._handle,
+                                is_banned=lambda address: self.accounts.is_banned(address),
+                                tls=self._serving_tls is not None,
+                                on_capacity_error=self._peer_log.accept_error,
+                            )
+                        )
                     try:
                         await call_callback(self.server_started, self)
                     except Exception:
@@ -471,41 +434,6 @@ class Host(HostAliases):
 
     # --- Connections ---------------------------------------------------------------------------
 
-    async def _accept_loop(
-        self,
-        socket_listener: anyio.abc.SocketListener,
-        listener: Listener,
-        handlers: anyio.abc.TaskGroup,
-    ) -> None:
-        while True:
-            try:
-                transport = await listener.accept(socket_listener)
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return
-            except OSError as exc:
-                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                # Out of file descriptors or memory: keep serving the clients we have, and retry.
-                now = time.monotonic()
-                if now - self._accept_error_logged > 1.0:
-                    self._accept_error_logged = now
-                    self.logger.warning("cannot accept connections: %s; retrying", exc)
-                await anyio.sleep(0.1)
-                continue
-            address = transport.peer_host
-            refusal = self._admission.admit(address, banned=self.accounts.is_banned(address))
-            if refusal is None:
-                handlers.start_soon(self._handle, transport)
-            else:
-                handlers.start_soon(
-                    functools.partial(
-                        self._admission.refuse,
-                        transport,
-                        refusal,
-                        tls=self._serving_tls is not None,
-                    )
-                )
-
     def _warn_about_login(self) -> None:
         if not self.login_required:
             return
@@ -530,33 +458,17 @@ class Host(HostAliases):
                 hostname=None,
                 deadline=deadline,
                 timeout=self.settings.open_timeout,
-                on_failure=lambda exc: self._log_tls_failure(transport, exc),
+                on_failure=lambda exc: self._peer_log.tls_failure(transport, exc),
             )
         except Exception:
             return None
-
-    def _log_tls_failure(self, transport: Transport, exc: Exception) -> None:
-        allowed, suppressed = self._tls_failures.allow()
-        if not allowed:
-            return
-        more = f" ({suppressed} more not logged)" if suppressed else ""
-        # A client gone before its first byte (a port probe, a health check) is no TLS
-        # failure: INFO, as web servers log it.
-        log = self.logger.info if isinstance(exc, ConnectionClosed) else self.logger.warning
-        if isinstance(exc, TimeoutError):
-            what = "timed out"
-        elif isinstance(exc, (TLSError, ConnectionClosed)):
-            what = f"failed: {exc}"
-        else:  # a context that cannot serve (for example, a client's context)
-            what = f"failed with an unexpected error: {exc!r}"
-        log("TLS handshake with %s:%s %s%s", transport.peer_host, transport.peer_port, what, more)
 
     async def _handle(self, transport: Transport) -> None:
         """Run one connection from handshake to close; never raises except cancellation.
 
         The connection was counted in by the admission at accept; this counts it out.
         """
-        address = transport.peer_host
+        address = transport.peer_addr
         counted_as_unauthenticated = True
         try:
             # One clock for the TLS and the alvaro handshakes and the login together.
@@ -567,29 +479,27 @@ class Host(HostAliases):
                 if secured is None:
                     return
                 transport = secured
-            conn = Connection(
+            core = ConnectionCore(
                 transport,
                 role="host",
                 settings=self.settings,
                 logger=self.logger,
                 features=_LOGIN_FEATURES if self.login_required else frozenset(),
                 login_required=self.login_required,
-                protocol_errors=self._protocol_errors,
+                protocol_errors=self._peer_log.protocol,
             )
             try:
-                await conn._open(deadline)
+                await open_connection(core, deadline)
             except (RemoteProtocolError, ConnectionClosed, TimeoutError) as exc:
-                self._log_throttled(
-                    self._protocol_errors, "handshake with %s:%s failed: %s", conn, exc
-                )
+                self._peer_log.protocol_failure("handshake", core.where, exc)
                 return
             if self.login_required and not await self._login(
-                conn, accepted + self.settings.login_timeout
+                core, accepted + self.settings.login_timeout
             ):
                 return
             counted_as_unauthenticated = False
             self._admission.handshakes_done(address)
-            await self._run(conn)
+            await self._run(core)
         except Exception:
             # A bug in alvaro: it must cost this connection only, never the host.
             self.logger.exception(
@@ -600,50 +510,32 @@ class Host(HostAliases):
             if counted_as_unauthenticated:
                 self._admission.handshakes_done(address)
 
-    async def _login(self, conn: Connection, deadline: float) -> bool:
+    async def _login(self, core: ConnectionCore, deadline: float) -> bool:
         """Run the login by ``deadline``; return whether it succeeded (else it is closed)."""
+        timeout_reason = f"the login took longer than {self.settings.login_timeout:g} s"
         try:
-            with anyio.fail_at(deadline):
-                user = await host_login(conn, self.accounts, self.authenticator, self._banned)
+            user = await run_step(
+                core,
+                lambda: host_login(core, self.accounts, self.authenticator, self._banned),
+                deadline,
+                timeout_reason=timeout_reason,
+                error_reason="the host could not check the login",
+            )
         except TimeoutError:
-            reason = f"the login took longer than {self.settings.login_timeout:g} s"
-            self.logger.info("closing %s:%s: %s", conn.addr, conn.port, reason)
-            await conn._abort(CloseCode.TIMEOUT, reason)
+            self.logger.info("closing %s: %s", core.where, timeout_reason)
             return False
-        except RemoteProtocolError as exc:
-            self._log_throttled(self._protocol_errors, "login with %s:%s failed: %s", conn, exc)
-            await conn._abort(exc.code, str(exc))
-            return False
-        except ConnectionClosed as exc:
-            self._log_throttled(self._protocol_errors, "login with %s:%s failed: %s", conn, exc)
-            await conn._abort(None, "")
+        except (RemoteProtocolError, ConnectionClosed) as exc:
+            self._peer_log.protocol_failure("login", core.where, exc)
             return False
         except Exception:
             # An authenticator that raised, or a bug: it costs this connection only.
-            self.logger.exception("checking the login of %s:%s failed", conn.addr, conn.port)
-            await conn._abort(CloseCode.INTERNAL_ERROR, "the host could not check the login")
+            self.logger.exception("checking the login of %s failed", core.where)
             return False
-        except BaseException:
-            # Cancelled (the host is stopping): never leave the socket open.
-            await conn._abort(None, "")
-            raise
         if user is None:
-            allowed, suppressed = self._login_failures.allow()
-            if allowed:
-                more = f" ({suppressed} more not logged)" if suppressed else ""
-                self.logger.info("failed login from %s:%s%s", conn.addr, conn.port, more)
+            self._peer_log.failed_login(core.where)
             return False
-        self.logger.info("%s logged in from %s:%s", user, conn.addr, conn.port)
+        self.logger.info("%s logged in from %s", user, core.where)
         return True
-
-    def _log_throttled(
-        self, throttle: LogThrottle, message: str, conn: Connection, exc: BaseException
-    ) -> None:
-        """Log at INFO what a peer can cause at will, as often as ``throttle`` allows."""
-        allowed, suppressed = throttle.allow()
-        if allowed:
-            more = f" ({suppressed} more not logged)" if suppressed else ""
-            self.logger.info(message + "%s", conn.addr, conn.port, exc, more)
 
     def _banned(self, address: str) -> None:
         """Failed logins got ``address`` banned: tell the application, in a task of its own."""
@@ -657,27 +549,29 @@ class Host(HostAliases):
         except Exception:
             self.logger.exception("ip_banned raised for %s", bucket)
 
-    async def _run(self, conn: Connection) -> None:
+    async def _run(self, core: ConnectionCore) -> None:
         """Serve an opened connection until it closes, then report it lost."""
         if self._stopping:
-            await conn._abort(CloseCode.GOING_AWAY, "the host is shutting down")
+            await abort(core, CloseCode.GOING_AWAY, "the host is shutting down")
             return
-        self._clients[conn] = None
+        conn = core.connection
+        self._clients[conn] = core
 
         async def lost() -> None:
             self._clients.pop(conn, None)
             await call_callback(self.lost_client, conn)
 
         await serve_until_lost(
-            conn,
-            lambda: self._opened(conn),
+            core,
+            lambda: self._opened(core),
             self._message_handler_lookup(conn),
             lost,
             close_timeout=self.settings.close_timeout,
             logger=self.logger,
         )
 
-    async def _opened(self, conn: Connection) -> None:
+    async def _opened(self, core: ConnectionCore) -> None:
+        conn = core.connection
         try:
             if conn.user is not None:
                 await call_callback(self.logged_in, conn, conn.user)
@@ -686,7 +580,7 @@ class Host(HostAliases):
             self.logger.exception(
                 "logged_in or new_client raised for %r; closing that connection", conn
             )
-            conn._fail(CloseCode.INTERNAL_ERROR, "the application failed")
+            core.fail(CloseCode.INTERNAL_ERROR, "the application failed")
 
     def _message_handler_lookup(
         self, conn: Connection

@@ -16,6 +16,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._events import events
+from ..aio._core import core_of
 from ..protocol import Message
 from ._base import user_callback
 
@@ -94,7 +95,7 @@ def _bridge(peer: Peer, row: Event, base: type) -> Callable[..., object]:
                 if name in _OPENED:
                     # Callbacks run behind the loop: let those already scheduled reply before
                     # the peer's CLOSE is answered, as they could in alvaro.aio.
-                    conn._before_echo = dispatcher.barrier
+                    core_of(conn).before_echo = dispatcher.barrier
             callback = user_callback(peer, name, base)
             if callback is not None:
                 user_args = convert(args, facade)

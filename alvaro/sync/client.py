@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .. import aio
 from .._aliases import ClientAliases, SeedClientTLS
 from .._close_codes import CloseCode
+from ..aio._core import core_of
 from ..aio._io import check_port
 from ..aio.client import ClientOptions as AioClientOptions
 from ..exceptions import LocalProtocolError
@@ -244,7 +245,7 @@ class Client(ClientAliases):
             return
         # The host accepts no message after LOGOUT, so its CLOSE is answered without first
         # letting the callbacks already scheduled reply (this very thread may be one of them).
-        conn._before_echo = None
+        core_of(conn).before_echo = None
         self._runner.dispatcher.unblock()
         self._connection_for(conn)._inbox.unblock()
         portal.call(self._aio.logout)

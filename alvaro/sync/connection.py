@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._aliases import ConnectionAliases
 from .._close_codes import CloseCode
+from ..aio._core import core_of
 from ..exceptions import ConnectionClosedOK
 from ._handoff import HANDOFF_FACTOR, Inbox
 from ._loop import check_not_loop_thread
@@ -32,7 +33,8 @@ class Connection(ConnectionAliases):
 
     def __init__(self, connection: AsyncConnection, kick: Callable[[], None]) -> None:
         self._aio = connection
-        self._inbox = Inbox(HANDOFF_FACTOR * connection._settings.max_queue)
+        self._core = core_of(connection)
+        self._inbox = Inbox(HANDOFF_FACTOR * self._core.settings.max_queue)
         self._closed = threading.Event()
         # Wakes the owner's dispatcher if it holds the loop back; see disconnect().
         self._kick = kick
@@ -135,7 +137,7 @@ class Connection(ConnectionAliases):
             WrongThreadError: called on the event-loop thread.
         """
         check_not_loop_thread("send()")
-        self._aio._send_blocking(data, metadata, timeout)
+        self._core.send_blocking(data, metadata, timeout)
 
     # --- Receiving -----------------------------------------------------------------------------
 
@@ -195,5 +197,5 @@ class Connection(ConnectionAliases):
     # --- Called by the sync Host and Client on the loop --------------------------------------
 
     def _finished(self) -> None:
-        self._inbox.close(self._aio._closed_error())
+        self._inbox.close(self._core.closed_error())
         self._closed.set()

@@ -17,6 +17,7 @@ import pytest
 import alvaro
 from alvaro import CloseCode
 from alvaro.aio import Client, Connection, connect
+from alvaro.aio._core import core_of
 from alvaro.protocol import MAX_LIMIT, PREAMBLE, Close, FrameType, encode_hello
 
 from ..helpers import WAIT, T, eventually, open_fds
@@ -192,7 +193,7 @@ async def test_r08_slow_application_pushes_back_on_a_fast_writer() -> None:
                 assert client.connection is not None
                 for seq in range(count):
                     await client.send(seq, {"pad": payload})
-                    peak = max(peak, client.connection._outbox.pending)
+                    peak = max(peak, core_of(client.connection).outbox.pending)
                 await eventually(lambda: len(got) == count, timeout=WAIT * 2)
     assert got == list(range(count))
     # The outbox never held more than write_limit plus the message that went over it.

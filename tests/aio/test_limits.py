@@ -22,6 +22,7 @@ import alvaro
 from alvaro import CloseCode, ConnectError, ConnectionClosed, ConnectionClosedError, OutboxFull
 from alvaro.aio import Connection, connect
 from alvaro.aio._admission import FD_RESERVE
+from alvaro.aio._core import core_of
 from alvaro.protocol import Close, encode_hello, encode_message, encode_ping
 
 from ..helpers import WAIT, T, eventually
@@ -277,7 +278,7 @@ async def test_send_data_raises_outbox_full_for_a_stalled_reader() -> None:
             assert conn.is_open, "a full outbox refuses messages; it does not close"
             await peer.aclose()
     # Sent: the kernel's buffers on loopback; then 256 KiB queued; far below 100 MB.
-    assert 256 * 1024 <= conn._outbox.pending < 512 * 1024
+    assert 256 * 1024 <= core_of(conn).outbox.pending < 512 * 1024
 
 
 # --- max_queue_bytes and max_queue: a slow application stops the reader (R08) ------------------
@@ -325,7 +326,7 @@ async def test_receive_queue_stays_bounded_while_the_application_does_not_read(
                         await anyio.sleep(3 * T)
                     assert sent < count, "the sender never had to wait"
                     # What the queue holds: within its caps, plus at most one read's worth.
-                    waiting = len(conn._inbox)
+                    waiting = len(core_of(conn).inbox)
                     assert waiting <= max(max_queue, max_queue_bytes // size) + 256 * 1024 // size
                     received = [await conn.receive() for _ in range(count)]
     assert [int.from_bytes(m.data[:4], "big") for m in received] == list(range(count))
@@ -368,8 +369,8 @@ async def test_receive_queue_counts_each_message_by_its_own_size() -> None:
                     await anyio.sleep(3 * T)
                 assert sent < 64, "the host never stopped reading"
                 # The byte cap, plus the one message that took the queue over it.
-                assert len(conn._inbox) * size <= max_queue_bytes + size
-                assert conn._inbox_bytes >= len(conn._inbox) * size
+                assert len(core_of(conn).inbox) * size <= max_queue_bytes + size
+                assert core_of(conn).inbox.queued_bytes >= len(core_of(conn).inbox) * size
                 tasks.cancel_scope.cancel()
             await peer.aclose()
 

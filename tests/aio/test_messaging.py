@@ -15,6 +15,7 @@ import pytest
 import alvaro
 from alvaro import CloseCode, Message
 from alvaro.aio import Connection, State, connect
+from alvaro.aio._core import core_of
 
 from ..helpers import WAIT, T, eventually, free_port
 
@@ -329,7 +330,9 @@ async def test_outbox_full_and_send_waits_for_room() -> None:
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(client.send, chunk)
                     await anyio.sleep(5 * T)
-                    assert conn._outbox.pending > 100_000  # still waiting: nothing was drained
+                    assert (
+                        core_of(conn).outbox.pending > 100_000
+                    )  # still waiting: nothing was drained
                     release.set()
             sent += 1
             await eventually(lambda: len(got) >= sent)

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 
 import alvaro.aio
+from alvaro.aio._core import core_of
 from alvaro.cli import main
 
 _receives = 0
@@ -55,7 +56,7 @@ def never_answer_a_close() -> None:
     def made_connection(self: alvaro.aio.Client) -> None:
         assert self.connection is not None
         # Awaited before the CLOSE is answered, within close_timeout.
-        self.connection._before_echo = never
+        core_of(self.connection).before_echo = never
 
     alvaro.aio.Client.made_connection = made_connection  # type: ignore[method-assign]
     for cls in (alvaro.aio.Host, alvaro.aio.Client):

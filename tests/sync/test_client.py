@@ -22,6 +22,7 @@ from alvaro import (
     OutboxFull,
     WrongThreadError,
 )
+from alvaro.aio._core import core_of
 from alvaro.sync import Client, Connection, Host
 from alvaro.sync._loop import Backend, shared_loop
 
@@ -814,7 +815,7 @@ def test_a_dispatch_function_that_raises_is_reported_once_and_holds_nothing_back
         wait_until(lambda: len(host.clients) == 1)
         # The host's echoes all reach the client: a reader held back after HANDOFF_FACTOR *
         # max_queue callbacks would leave most of them in the host's outbox.
-        wait_until(lambda: host.clients[0]._aio._outbox.pending == 0)
+        wait_until(lambda: core_of(host.clients[0]._aio).outbox.pending == 0)
         assert client.connection is not None
         assert client.connection.is_open
         client.close()

@@ -33,7 +33,7 @@ class AnyioTransport:
     """A connected TCP stream seen as bytes in, bytes out, through anyio (used on trio).
 
     Attributes:
-        peer_host, peer_port: the address of the other end.
+        peer_addr, peer_port: the address of the other end.
         local_host, local_port: the address of this end.
     """
 
@@ -43,7 +43,7 @@ class AnyioTransport:
         "_stream",
         "local_host",
         "local_port",
-        "peer_host",
+        "peer_addr",
         "peer_port",
     )
 
@@ -60,7 +60,7 @@ class AnyioTransport:
         self._direct: socket.socket | None = (
             raw if plain and isinstance(raw, socket.socket) else None
         )
-        self.peer_host, self.peer_port = split_address(stream.extra(attrs.remote_address, None))
+        self.peer_addr, self.peer_port = split_address(stream.extra(attrs.remote_address, None))
         self.local_host, self.local_port = split_address(stream.extra(attrs.local_address, None))
 
     async def receive(self) -> bytes:
@@ -115,7 +115,7 @@ class AnyioTransport:
             try:
                 await self._stream.aclose()
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                logger.debug("error while closing %s:%s: %r", self.peer_host, self.peer_port, exc)
+                logger.debug("error while closing %s:%s: %r", self.peer_addr, self.peer_port, exc)
         if scope.cancelled_caught:
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(self._stream)

@@ -154,7 +154,7 @@ class AsyncioTransport:
         "_transport",
         "local_host",
         "local_port",
-        "peer_host",
+        "peer_addr",
         "peer_port",
     )
 
@@ -165,7 +165,7 @@ class AsyncioTransport:
         self._protocol = protocol
         # Made on the loop: asyncio's transports may only be used from this thread.
         self._loop_thread = threading.get_ident()
-        self.peer_host, self.peer_port = split_address(transport.get_extra_info("peername"))
+        self.peer_addr, self.peer_port = split_address(transport.get_extra_info("peername"))
         self.local_host, self.local_port = split_address(transport.get_extra_info("sockname"))
 
     async def receive(self) -> bytes:

@@ -21,7 +21,7 @@ class Transport(Protocol):
     """
 
     @property
-    def peer_host(self) -> str:
+    def peer_addr(self) -> str:
         """The other end's IP address."""
 
     @property

@@ -187,7 +187,7 @@ class TLSTransport:
     records leave in the order :mod:`ssl` produced them.
 
     Attributes:
-        peer_host, peer_port, local_host, local_port: the TCP addresses.
+        peer_addr, peer_port, local_host, local_port: the TCP addresses.
         tls: what was negotiated, and the peer's certificate.
     """
 
@@ -201,7 +201,7 @@ class TLSTransport:
         "_ssl",
         "local_host",
         "local_port",
-        "peer_host",
+        "peer_addr",
         "peer_port",
         "tls",
     )
@@ -226,7 +226,7 @@ class TLSTransport:
         self._sending = False  # a task is in _flush's send; others wait for _send_done
         self._send_done: anyio.Event | None = None  # made on first contention only
         self._decrypted = False  # whether application data has arrived yet
-        self.peer_host: str = inner.peer_host
+        self.peer_addr: str = inner.peer_addr
         self.peer_port: int = inner.peer_port
         self.local_host: str = inner.local_host
         self.local_port: int = inner.local_port
@@ -379,7 +379,7 @@ class TLSTransport:
                 return
 
     def _peer(self) -> str:
-        return f"{self.peer_host}:{self.peer_port}"
+        return f"{self.peer_addr}:{self.peer_port}"
 
 
 async def start_tls(
@@ -398,7 +398,7 @@ async def start_tls(
         ConnectionClosedError: (host) the client went away before sending a byte, as port
             probes and health checks do: no TLS failure.
     """
-    peer = f"{inner.peer_host}:{inner.peer_port}"
+    peer = f"{inner.peer_addr}:{inner.peer_port}"
     first = await _first_bytes(inner, peer) if server_side else b""
     try:
         transport = TLSTransport(
