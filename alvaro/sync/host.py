@@ -19,6 +19,7 @@ from .connection import Connection
 
 if TYPE_CHECKING:
     import logging
+    import socket
     import ssl
     from collections.abc import Callable, Collection, Iterator
     from concurrent.futures import Future
@@ -50,7 +51,13 @@ class Host(HostAliases):
     ``got_data``..., ``lost_client``.
 
     Args:
-        addr, port: where to listen; port 0 picks a free port (read :attr:`port` after start).
+        addr, port: where to listen, ``"127.0.0.1"`` and port 0 by default; port 0 picks a
+            free port (read :attr:`port` after start).
+        reuse_port: let several processes listen on the same port (``SO_REUSEPORT``; Linux
+            spreads connections among them); ``ValueError`` where the system lacks it.
+        sock: listen on this bound TCP socket instead of ``addr`` and ``port`` (not with
+            them: ``ValueError``), such as one a supervisor hands its workers; the host closes
+            it when it stops.
         ssl_context: accept only TLS connections, with this context
             (:func:`alvaro.tls.server_context`); see also :meth:`start`'s ``use_ssl``.
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
@@ -75,10 +82,12 @@ class Host(HostAliases):
 
     def __init__(
         self,
-        addr: str = "127.0.0.1",
-        port: int = 0,
+        addr: str | None = None,
+        port: int | None = None,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+        sock: socket.socket | None = None,
         backend: Backend = "asyncio",
         dispatch: Callable[[Callable[[], None]], object] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
@@ -94,6 +103,8 @@ class Host(HostAliases):
             addr,
             port,
             ssl_context=ssl_context,
+            reuse_port=reuse_port,
+            sock=sock,
             logger=logger,
             max_connections=max_connections,
             max_unauthenticated_per_address=max_unauthenticated_per_address,
