@@ -64,7 +64,7 @@ async def test_a_host_serves_on_the_socket_it_is_given(
     host = Host(sock=bound_socket)
     # The host reports the socket's address before it starts, and keeps it once started.
     assert (host.addr, host.port) == ("127.0.0.1", port)
-    host.got_data = echo  # type: ignore[method-assign]
+    host.got_data = echo
     with anyio.fail_after(WAIT):
         async with host:
             assert host.port == port
@@ -82,7 +82,7 @@ async def test_a_host_serves_tls_on_the_socket_it_is_given(
     alvaro_client_ssl_context: ssl.SSLContext,
 ) -> None:
     host = Host(sock=bound_socket, ssl_context=alvaro_server_ssl_context)
-    host.got_data = echo  # type: ignore[method-assign]
+    host.got_data = echo
     with anyio.fail_after(WAIT):
         async with host:
             async with connect(
@@ -114,7 +114,7 @@ async def test_a_host_whose_socket_was_closed_cannot_start_again(
 @pytest.mark.anyio
 async def test_the_testing_helper_takes_a_socket(bound_socket: socket.socket) -> None:
     async with alvaro.testing.running_host(sock=bound_socket) as host:
-        host.got_data = echo  # type: ignore[method-assign]
+        host.got_data = echo
         async with alvaro.testing.connected_client(host) as client:
             client.send_data(1)
             assert (await client.receive(timeout=WAIT)).data == {"echo": 1}
@@ -160,11 +160,11 @@ def test_a_socket_the_host_cannot_serve_on_is_refused_at_once() -> None:
 @pytest.mark.anyio
 async def test_hosts_with_reuse_port_share_a_port() -> None:
     first = Host(reuse_port=True)
-    first.got_data = echo  # type: ignore[method-assign]
+    first.got_data = echo
     with anyio.fail_after(WAIT):
         async with first:
             second = Host("127.0.0.1", first.port, reuse_port=True)
-            second.got_data = echo  # type: ignore[method-assign]
+            second.got_data = echo
             async with second:
                 assert second.port == first.port
                 assert await round_trip(first.port) == {"echo": "hello"}
