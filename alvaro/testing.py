@@ -184,11 +184,10 @@ def fast_accounts(users: Mapping[str, str] | None = None, **options: Any) -> Acc
 
 @asynccontextmanager
 async def running_host(
-    addr: str | None = None, port: int | None = None, **options: Any
+    addr: str = "127.0.0.1", port: int = 0, **options: Any
 ) -> AsyncIterator[Host]:
     """Run an :class:`alvaro.aio.Host` on a free loopback port for an ``async with`` block.
 
-    ``addr`` and ``port`` default to ``"127.0.0.1"`` and 0 (a free port), as for the Host.
     ``options`` are the Host's keyword arguments (``ssl_context=``, ``sock=``, settings). Works
     on asyncio and trio; the host is stopped gracefully when the block ends.
     """

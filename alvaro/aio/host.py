@@ -72,17 +72,17 @@ class Host(HostAliases):
     INTERNAL_ERROR.
 
     Args:
-        addr: the address to listen on (``"127.0.0.1"`` by default); ``"localhost"`` or
-            ``"127.0.0.1"`` stay on this machine, ``"0.0.0.0"`` or ``"::"`` accept from the
-            network.
-        port: the TCP port, an ``int`` from 0 to 65535; 0 (the default) picks a free one (read
-            it from :attr:`port` once started). Anything else raises ``ValueError``.
+        addr: the address to listen on; ``"localhost"`` or ``"127.0.0.1"`` stay on this machine,
+            ``"0.0.0.0"`` or ``"::"`` accept from the network.
+        port: the TCP port, an ``int`` from 0 to 65535; 0 picks a free one (read it from
+            :attr:`port` once started). Anything else raises ``ValueError``.
         reuse_port: let several processes listen on the same ``addr`` and ``port``, each with
             ``reuse_port=True``; on Linux the kernel spreads new connections among them
             (``SO_REUSEPORT``). ``ValueError`` where the system lacks it (Windows).
-        sock: listen on this socket instead of ``addr`` and ``port`` (giving both is a
-            ``ValueError``): a bound TCP socket, listening or not, such as one a supervisor
-            hands to its worker processes. The host takes it over and closes it when it stops.
+        sock: listen on this socket instead of ``addr`` and ``port``, which are then left out
+            (others than the defaults are a ``ValueError``): a bound TCP socket, listening or
+            not, such as one a supervisor hands to its worker processes. The host takes it
+            over and closes it when it stops.
         ssl_context: accept only TLS connections, with this context; build one with
             :func:`alvaro.tls.server_context` (which also sets up mutual TLS). ``None`` (the
             default) accepts plaintext connections only. See also :meth:`start`'s ``use_ssl``.
@@ -126,8 +126,8 @@ class Host(HostAliases):
 
     def __init__(
         self,
-        addr: str | None = None,
-        port: int | None = None,
+        addr: str = "127.0.0.1",
+        port: int = 0,
         *,
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,

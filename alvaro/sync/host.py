@@ -51,13 +51,12 @@ class Host(HostAliases):
     ``got_data``..., ``lost_client``.
 
     Args:
-        addr, port: where to listen, ``"127.0.0.1"`` and port 0 by default; port 0 picks a
-            free port (read :attr:`port` after start).
+        addr, port: where to listen; port 0 picks a free port (read :attr:`port` after start).
         reuse_port: let several processes listen on the same port (``SO_REUSEPORT``; Linux
             spreads connections among them); ``ValueError`` where the system lacks it.
-        sock: listen on this bound TCP socket instead of ``addr`` and ``port`` (not with
-            them: ``ValueError``), such as one a supervisor hands its workers; the host closes
-            it when it stops.
+        sock: listen on this bound TCP socket instead of ``addr`` and ``port`` (left out;
+            others than the defaults are a ``ValueError``), such as one a supervisor hands its
+            workers; the host closes it when it stops.
         ssl_context: accept only TLS connections, with this context
             (:func:`alvaro.tls.server_context`); see also :meth:`start`'s ``use_ssl``.
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
@@ -82,8 +81,8 @@ class Host(HostAliases):
 
     def __init__(
         self,
-        addr: str | None = None,
-        port: int | None = None,
+        addr: str = "127.0.0.1",
+        port: int = 0,
         *,
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,

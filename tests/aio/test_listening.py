@@ -123,15 +123,19 @@ async def test_the_testing_helper_takes_a_socket(bound_socket: socket.socket) ->
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"addr": "127.0.0.1"}, "either sock= or addr and port"),
-        ({"port": 0}, "either sock= or addr and port"),
-        ({"addr": "127.0.0.1", "port": 8888}, "either sock= or addr and port"),
+        ({"addr": "0.0.0.0"}, "either sock= or addr and port"),
+        ({"port": 8888}, "either sock= or addr and port"),
+        ({"addr": "::1", "port": 0}, "either sock= or addr and port"),
+        # Even the socket's own address: the socket alone says where the host listens.
+        ({"addr": "127.0.0.1", "port": "own"}, "either sock= or addr and port"),
         ({"reuse_port": True}, "set SO_REUSEPORT on the socket"),
     ],
 )
 def test_sock_with_an_address_is_a_value_error(
     bound_socket: socket.socket, arguments: dict[str, Any], message: str
 ) -> None:
+    if arguments.get("port") == "own":
+        arguments["port"] = bound_socket.getsockname()[1]
     with pytest.raises(ValueError, match=message):
         Host(sock=bound_socket, **arguments)
     # The socket is left to its owner: it was not taken over.

@@ -35,7 +35,7 @@ def test_a_sync_host_refuses_a_socket_with_an_address(sync_backend: Backend) -> 
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
         with pytest.raises(ValueError, match="either sock= or addr and port"):
-            Host(LOOPBACK, 0, sock=sock, backend=sync_backend)
+            Host(LOOPBACK, sock.getsockname()[1], sock=sock, backend=sync_backend)
 
 
 @pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="this system has no SO_REUSEPORT")

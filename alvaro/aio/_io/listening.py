@@ -33,11 +33,15 @@ class ListenOn:
     sock: socket.socket | None = None
 
 
-def listen_on(addr: str | None, port: object, *, reuse_port: object, sock: object) -> ListenOn:
+#: A host's ``addr`` and ``port`` when not given: the only ones allowed with ``sock``.
+DEFAULT_ADDRESS = ("127.0.0.1", 0)
+
+
+def listen_on(addr: str, port: object, *, reuse_port: object, sock: object) -> ListenOn:
     """Check a host's ``addr``, ``port``, ``reuse_port`` and ``sock`` arguments.
 
-    ``addr`` and ``port`` default to ``"127.0.0.1"`` and 0 (a free port); with ``sock``, they
-    are the socket's own address and port.
+    With ``sock``, ``addr`` and ``port`` must be left at their defaults: the host reports the
+    socket's own address and port instead.
 
     Raises:
         TypeError: ``sock`` is not a :class:`socket.socket`.
@@ -54,20 +58,17 @@ def listen_on(addr: str | None, port: object, *, reuse_port: object, sock: objec
             f"reuse_port=True needs SO_REUSEPORT, which this system ({sys.platform}) does not "
             "have: run one host process, or hand the processes one socket with sock="
         )
-    return ListenOn(
-        "127.0.0.1" if addr is None else addr,
-        check_port(0 if port is None else port, listening=True),
-        reuse_port,
-    )
+    return ListenOn(addr, check_port(port, listening=True), reuse_port)
 
 
 def _socket_options(sock: object, addr: object, port: object, reuse_port: bool) -> ListenOn:
     if not isinstance(sock, socket.socket):
         raise TypeError(f"sock must be a socket.socket, not {sock!r}")
-    if addr is not None or port is not None:
+    # The defaults cannot be told from the same values given: they are taken for left out.
+    if (addr, port) != DEFAULT_ADDRESS:
         raise ValueError(
             "give either sock= or addr and port, not both: the socket is already bound to its "
-            "address"
+            f"address (got addr={addr!r}, port={port!r})"
         )
     if reuse_port:
         raise ValueError(
