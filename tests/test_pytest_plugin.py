@@ -204,3 +204,24 @@ def test_an_async_fixture_without_anyio_says_how_to_fix_the_test(
     summary = result.stdout.rstrip().splitlines()[-1]
     assert " 3 errors in " in summary, output
     assert "passed" not in summary, output
+
+
+def docs_block(heading: str) -> str:
+    """The first ``python`` block of docs/testing.md after ``heading``."""
+    text = (PLUGIN_PROJECT.parent.parent / "docs" / "testing.md").read_text(encoding="utf-8")
+    after = text[text.index(f"\n{heading}\n") :]
+    start = after.index("```python\n") + len("```python\n")
+    return after[start : after.index("```", start)]
+
+
+def test_the_sync_fixtures_example_of_the_docs_runs_on_both_loops(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    (project / "test_docs_sync.py").write_text(
+        docs_block("### Blocking tests: the sync fixtures"), encoding="utf-8"
+    )
+    result = run_pytest(project, tmp_path, "test_docs_sync.py")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for test in ("test_echo", "test_echo_over_tls"):
+        for backend in ("asyncio", "trio"):
+            assert f"test_docs_sync.py::{test}[{backend}] PASSED" in result.stdout, output
