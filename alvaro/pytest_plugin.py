@@ -21,7 +21,22 @@ Running fixtures (async: they run on the test's anyio backend, so use them from 
 * ``alvaro_client``: an :class:`alvaro.aio.Client` connected to ``alvaro_host``;
 * ``alvaro_tls_host`` and ``alvaro_tls_client``: the same over TLS with the contexts above.
 
-Set the host's callbacks in the test (``alvaro_host.got_data = ...``) before the client sends.
+A test that uses one of these without anyio running it (a plain ``def`` test, or an
+``async def`` one not marked ``@pytest.mark.anyio``) fails at set-up with a message that says
+so, instead of pytest's error about an unhandled coroutine.
+
+Blocking fixtures (no event loop in the test; the objects run on alvaro.sync's background
+loop thread, and their callbacks on their dispatcher threads):
+
+* ``alvaro_sync_host``: a started :class:`alvaro.sync.Host` on a free loopback port;
+* ``alvaro_sync_client``: an :class:`alvaro.sync.Client` connected to ``alvaro_sync_host``;
+* ``alvaro_sync_tls_host`` and ``alvaro_sync_tls_client``: the same over TLS;
+* ``alvaro_sync_backend``: the loop the sync objects run on, ``"asyncio"``; override it (with
+  ``params=["asyncio", "trio"]`` to run on both) as ``anyio_backend`` is overridden.
+
+Both kinds are stopped after the test, within ``2 * close_timeout + 1`` seconds whatever the
+peers do. Set the host's callbacks in the test (``alvaro_host.got_data = ...``) before the
+client sends.
 """
 
 from __future__ import annotations
@@ -34,9 +49,11 @@ from . import testing
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
     import trustme
+
+    import alvaro.sync
 
     from .aio import Client, Host
 
@@ -46,10 +63,18 @@ __all__ = (
     "alvaro_client_ssl_context",
     "alvaro_host",
     "alvaro_server_ssl_context",
+    "alvaro_sync_backend",
+    "alvaro_sync_client",
+    "alvaro_sync_host",
+    "alvaro_sync_tls_client",
+    "alvaro_sync_tls_host",
     "alvaro_tls_client",
     "alvaro_tls_files",
     "alvaro_tls_host",
 )
+
+#: The fixtures that need an event loop from anyio's pytest plugin.
+ASYNC_FIXTURES = ("alvaro_host", "alvaro_client", "alvaro_tls_host", "alvaro_tls_client")
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +104,30 @@ def alvaro_tls_files(
 
 
 @pytest.fixture
-async def alvaro_host() -> AsyncIterator[Host]:
+def _alvaro_needs_anyio(request: pytest.FixtureRequest) -> None:
+    """Fail a test that uses an async fixture without anyio running it, saying what to do.
+
+    Without it pytest reports an unhandled coroutine (or, before pytest 8.4, passes the test
+    a coroutine object and warns). anyio's plugin adds ``anyio_backend`` to every test it runs.
+    """
+    if "anyio_backend" in request.fixturenames:
+        return
+    used = ", ".join(name for name in ASYNC_FIXTURES if name in request.fixturenames)
+    if not request.config.pluginmanager.has_plugin("anyio"):
+        why = "anyio's pytest plugin is not loaded (remove -p no:anyio)"
+    else:
+        why = "anyio does not run this test"
+    pytest.fail(
+        f"{request.node.name} uses alvaro's async fixture(s) {used}, but {why}: make the test "
+        "'async def' and mark it with @pytest.mark.anyio (an anyio_backend fixture chooses "
+        "asyncio or trio), or use the blocking fixtures alvaro_sync_host and "
+        "alvaro_sync_client in a plain test",
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+async def alvaro_host(_alvaro_needs_anyio: None) -> AsyncIterator[Host]:
     """A running plaintext host on a free loopback port, stopped after the test."""
     async with testing.running_host() as host:
         yield host
@@ -93,7 +141,9 @@ async def alvaro_client(alvaro_host: Host) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
-async def alvaro_tls_host(alvaro_server_ssl_context: ssl.SSLContext) -> AsyncIterator[Host]:
+async def alvaro_tls_host(
+    _alvaro_needs_anyio: None, alvaro_server_ssl_context: ssl.SSLContext
+) -> AsyncIterator[Host]:
     """A running TLS host on a free loopback port, with ``alvaro_server_ssl_context``."""
     async with testing.running_host(ssl_context=alvaro_server_ssl_context) as host:
         yield host
@@ -106,5 +156,57 @@ async def alvaro_tls_client(
     """A client connected over TLS to ``alvaro_tls_host``, trusting ``alvaro_ca``."""
     async with testing.connected_client(
         alvaro_tls_host, ssl_context=alvaro_client_ssl_context
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def alvaro_sync_backend() -> str:
+    """The event loop alvaro.sync's fixtures run on: ``"asyncio"``.
+
+    Override it to choose, as ``anyio_backend`` is; to run each test on both loops::
+
+        @pytest.fixture(params=["asyncio", "trio"])
+        def alvaro_sync_backend(request):
+            return request.param
+    """
+    return "asyncio"
+
+
+@pytest.fixture
+def alvaro_sync_host(alvaro_sync_backend: str) -> Iterator[alvaro.sync.Host]:
+    """A started :class:`alvaro.sync.Host` on a free loopback port, stopped after the test.
+
+    Its callbacks run on its dispatcher thread.
+    """
+    with testing.running_sync_host(backend=alvaro_sync_backend) as host:
+        yield host
+
+
+@pytest.fixture
+def alvaro_sync_client(alvaro_sync_host: alvaro.sync.Host) -> Iterator[alvaro.sync.Client]:
+    """An :class:`alvaro.sync.Client` connected to ``alvaro_sync_host``, closed after the test."""
+    with testing.connected_sync_client(alvaro_sync_host) as client:
+        yield client
+
+
+@pytest.fixture
+def alvaro_sync_tls_host(
+    alvaro_server_ssl_context: ssl.SSLContext, alvaro_sync_backend: str
+) -> Iterator[alvaro.sync.Host]:
+    """A started TLS :class:`alvaro.sync.Host` with ``alvaro_server_ssl_context``."""
+    with testing.running_sync_host(
+        backend=alvaro_sync_backend, ssl_context=alvaro_server_ssl_context
+    ) as host:
+        yield host
+
+
+@pytest.fixture
+def alvaro_sync_tls_client(
+    alvaro_sync_tls_host: alvaro.sync.Host, alvaro_client_ssl_context: ssl.SSLContext
+) -> Iterator[alvaro.sync.Client]:
+    """An :class:`alvaro.sync.Client` connected over TLS to ``alvaro_sync_tls_host``."""
+    with testing.connected_sync_client(
+        alvaro_sync_tls_host, ssl_context=alvaro_client_ssl_context
     ) as client:
         yield client

@@ -2,8 +2,8 @@
 
 Needs trustme (``pip install trustme``; the ``testing`` extra of this project adds it, as in
 ``pip install ".[testing]"`` from a checkout). Under pytest the same helpers are fixtures
-(``alvaro_ca``, ``alvaro_host``, ...; see :mod:`alvaro.pytest_plugin`), with no conftest
-needed. For unittest or plain scripts, call these functions::
+(``alvaro_ca``, ``alvaro_host``, ``alvaro_sync_host``, ...; see :mod:`alvaro.pytest_plugin`),
+with no conftest needed. For unittest or plain scripts, call these functions::
 
     ca = alvaro.testing.make_ca()
     host = alvaro.Host("127.0.0.1", 0, ssl_context=alvaro.testing.server_context(ca))
@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +32,11 @@ from .aio import Client, Host, connect
 from .tls import new_client_context, new_server_context
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
     import trustme
+
+    import alvaro.sync
 
 __all__ = (
     "FAST_ITERATIONS",
@@ -42,9 +44,11 @@ __all__ = (
     "TLSFiles",
     "client_context",
     "connected_client",
+    "connected_sync_client",
     "fast_accounts",
     "make_ca",
     "running_host",
+    "running_sync_host",
     "server_context",
     "write_tls_files",
 )
@@ -188,8 +192,8 @@ async def running_host(
 ) -> AsyncIterator[Host]:
     """Run an :class:`alvaro.aio.Host` on a free loopback port for an ``async with`` block.
 
-    ``options`` are the Host's keyword arguments (``ssl_context=``, settings). Works on asyncio
-    and trio; the host is stopped gracefully when the block ends.
+    ``options`` are the Host's keyword arguments (``ssl_context=``, ``sock=``, settings). Works
+    on asyncio and trio; the host is stopped gracefully when the block ends.
     """
     async with Host(addr, port, **options) as host:
         yield host
@@ -203,6 +207,39 @@ async def connected_client(host: Host, **options: Any) -> AsyncIterator[Client]:
     loopback address, which test certificates carry (:data:`LOOPBACK_NAMES`).
     """
     async with connect(_dial_address(host.addr), host.port, **options) as client:
+        yield client
+
+
+@contextmanager
+def running_sync_host(
+    addr: str = "127.0.0.1", port: int = 0, **options: Any
+) -> Iterator[alvaro.sync.Host]:
+    """Run an :class:`alvaro.sync.Host` on a free loopback port for a ``with`` block.
+
+    ``options`` are the Host's keyword arguments (``backend=``, ``ssl_context=``,
+    ``dispatch=``, settings). When the block ends the host is stopped, within
+    ``2 * close_timeout + 1`` seconds whatever its clients do.
+    """
+    # Imported here: the plugin imports this module, and tests without sync fixtures need not
+    # load alvaro.sync.
+    from .sync import Host as SyncHost
+
+    with SyncHost(addr, port, **options) as host:
+        yield host
+
+
+@contextmanager
+def connected_sync_client(host: alvaro.sync.Host, **options: Any) -> Iterator[alvaro.sync.Client]:
+    """Connect an :class:`alvaro.sync.Client` to ``host`` for a ``with`` block.
+
+    The client runs on the host's backend unless ``backend=`` says otherwise; ``options`` are
+    :func:`alvaro.sync.connect`'s (``ssl_context=``, ``login=``, settings). Closed, within
+    ``2 * close_timeout + 1`` seconds, when the block ends.
+    """
+    from .sync import connect as sync_connect
+
+    options.setdefault("backend", host.backend)
+    with sync_connect(_dial_address(host.addr), host.port, **options) as client:
         yield client
 
 

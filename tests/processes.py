@@ -18,6 +18,7 @@ from .helpers import WAIT
 
 if TYPE_CHECKING:
     import signal
+    from collections.abc import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = Path(__file__).resolve().parent / "process_peers"
@@ -30,7 +31,9 @@ class Peer:
     it, and closes its pipes.
     """
 
-    def __init__(self, script: str, *args: str, stdin: bool = False) -> None:
+    def __init__(
+        self, script: str, *args: str, stdin: bool = False, pass_fds: Sequence[int] = ()
+    ) -> None:
         self.name = script
         # A module (``tests.process_peers.x``) runs with ``-m`` from the repository's root, so
         # that it imports this checkout's alvaro whatever is installed; a file name runs from
@@ -46,6 +49,7 @@ class Peer:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            pass_fds=pass_fds,  # inherited by the process, as a supervisor hands out sockets
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []

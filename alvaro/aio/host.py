@@ -24,8 +24,8 @@ from ._io import (
     Listener,
     Transport,
     check_context,
-    check_port,
-    listen,
+    listen_on,
+    open_listener,
 )
 from ._login import BANNED_REASON, host_login
 from ._loop import LoopHandle, LoopLocalLimiter
@@ -35,6 +35,7 @@ from ._tls_options import host_tls_context
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
+    import socket
     import ssl
     from collections.abc import Callable, Collection
     from types import TracebackType
@@ -68,6 +69,13 @@ class Host(HostAliases):
             ``"0.0.0.0"`` or ``"::"`` accept from the network.
         port: the TCP port, an ``int`` from 0 to 65535; 0 picks a free one (read it from
             :attr:`port` once started). Anything else raises ``ValueError``.
+        reuse_port: let several processes listen on the same ``addr`` and ``port``, each with
+            ``reuse_port=True``; on Linux the kernel spreads new connections among them
+            (``SO_REUSEPORT``). ``ValueError`` where the system lacks it (Windows).
+        sock: listen on this socket instead of ``addr`` and ``port``, which are then left out
+            (others than the defaults are a ``ValueError``): a bound TCP socket, listening or
+            not, such as one a supervisor hands to its worker processes. The host takes it
+            over and closes it when it stops.
         ssl_context: accept only TLS connections, with this context; build one with
             :func:`alvaro.tls.server_context` (which also sets up mutual TLS). ``None`` (the
             default) accepts plaintext connections only. See also :meth:`start`'s ``use_ssl``.
@@ -115,6 +123,8 @@ class Host(HostAliases):
         port: int = 0,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+        sock: socket.socket | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         max_connections: int = 1024,
         max_unauthenticated_per_address: int = 16,
@@ -136,10 +146,10 @@ class Host(HostAliases):
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         self.max_connections = max_connections
         self.max_unauthenticated_per_address = max_unauthenticated_per_address
-        self.addr = addr
-        self.port = check_port(port, listening=True)
+        # What to listen on at each start; port 0 picks a new free port each time.
+        self._listen_on = listen_on(addr, port, reuse_port=reuse_port, sock=sock)
+        self.addr, self.port = self._listen_on.addr, self._listen_on.port
         self.ssl_context = check_context(ssl_context, server_side=True)
-        self._bind_port = port  # what to bind on each start; port 0 picks a new free port
         self.settings = Settings(**options)
         self.logger = logger if logger is not None else logging.getLogger("alvaro.host")
         # The open clients, in the order they came, each with its internal side.
@@ -323,7 +333,7 @@ class Host(HostAliases):
         self._admission.plan(self.max_connections, self.max_unauthenticated_per_address)
         self._warn_about_login()
         try:
-            listener = await listen(self.addr, self._bind_port, trio=self._loop.is_trio)
+            listener = await open_listener(self._listen_on, trio=self._loop.is_trio)
         except BaseException:
             self._stop_event = None
             raise

@@ -19,6 +19,7 @@ from .connection import Connection
 
 if TYPE_CHECKING:
     import logging
+    import socket
     import ssl
     from collections.abc import Callable, Collection, Iterator
     from concurrent.futures import Future
@@ -51,6 +52,11 @@ class Host(HostAliases):
 
     Args:
         addr, port: where to listen; port 0 picks a free port (read :attr:`port` after start).
+        reuse_port: let several processes listen on the same port (``SO_REUSEPORT``; Linux
+            spreads connections among them); ``ValueError`` where the system lacks it.
+        sock: listen on this bound TCP socket instead of ``addr`` and ``port`` (left out;
+            others than the defaults are a ``ValueError``), such as one a supervisor hands its
+            workers; the host closes it when it stops.
         ssl_context: accept only TLS connections, with this context
             (:func:`alvaro.tls.server_context`); see also :meth:`start`'s ``use_ssl``.
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
@@ -79,6 +85,8 @@ class Host(HostAliases):
         port: int = 0,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+        sock: socket.socket | None = None,
         backend: Backend = "asyncio",
         dispatch: Callable[[Callable[[], None]], object] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
@@ -94,6 +102,8 @@ class Host(HostAliases):
             addr,
             port,
             ssl_context=ssl_context,
+            reuse_port=reuse_port,
+            sock=sock,
             logger=logger,
             max_connections=max_connections,
             max_unauthenticated_per_address=max_unauthenticated_per_address,

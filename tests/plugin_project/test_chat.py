@@ -1,7 +1,8 @@
 """A user's tests of an alvaro program, with the fixtures of alvaro's pytest plugin.
 
 Nothing here sets the plugin up: installing alvaro with trustme is enough. The async tests run
-on the anyio plugin's backends, which this module chooses with its own ``anyio_backend``.
+on the anyio plugin's backends, which this module chooses with its own ``anyio_backend``; the
+blocking tests on alvaro.sync's loops, chosen with ``alvaro_sync_backend``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import functools
 import os
 import stat
 import sys
+import threading
 from typing import Any
 
 import anyio
 import pytest
 
 import alvaro
+import alvaro.sync
 import alvaro.testing
 import alvaro.tls
 
@@ -27,6 +30,12 @@ WAIT = 10
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Run every ``@pytest.mark.anyio`` test of this module on asyncio and on trio."""
+    return str(request.param)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def alvaro_sync_backend(request: pytest.FixtureRequest) -> str:
+    """Run every test of this module that uses a sync fixture on both of alvaro.sync's loops."""
     return str(request.param)
 
 
@@ -152,3 +161,52 @@ def test_the_plugin_is_loaded_from_its_entry_point(request: pytest.FixtureReques
 def test_no_fixture_is_forced_on_a_test(request: pytest.FixtureRequest) -> None:
     # This test asks for no alvaro fixture, and the plugin has no autouse ones: none is active.
     assert [name for name in request.fixturenames if name.startswith("alvaro")] == []
+
+
+def sync_echo(conn: alvaro.sync.Connection, data: Any, metadata: dict[str, Any]) -> None:
+    """The program under test, blocking style: it must not run on the test's own thread."""
+    assert threading.current_thread() is not threading.main_thread()
+    conn.send_data({"echo": data}, metadata)
+
+
+def sync_round_trip(client: alvaro.sync.Client) -> None:
+    client.send_data("hello", metadata={"n": 1})
+    message = client.receive(timeout=WAIT)
+    assert message.data == {"echo": "hello"}
+    assert message.metadata == {"n": 1}
+
+
+def test_sync_plaintext(
+    alvaro_sync_host: alvaro.sync.Host,
+    alvaro_sync_client: alvaro.sync.Client,
+    alvaro_sync_backend: str,
+) -> None:
+    # A plain test: the host and client run on alvaro.sync's loop thread, on the chosen loop.
+    assert alvaro_sync_host.backend == alvaro_sync_client.backend == alvaro_sync_backend
+    alvaro_sync_host.got_data = sync_echo  # type: ignore[method-assign]
+    sync_round_trip(alvaro_sync_client)
+    assert alvaro_sync_host.addr == "127.0.0.1"
+    assert alvaro_sync_host.running
+    assert alvaro_sync_client.connection is not None
+    assert alvaro_sync_client.connection.tls is None
+
+
+def test_sync_tls(
+    alvaro_sync_tls_host: alvaro.sync.Host,
+    alvaro_sync_tls_client: alvaro.sync.Client,
+    alvaro_sync_backend: str,
+) -> None:
+    assert alvaro_sync_tls_host.backend == alvaro_sync_tls_client.backend == alvaro_sync_backend
+    alvaro_sync_tls_host.got_data = sync_echo  # type: ignore[method-assign]
+    sync_round_trip(alvaro_sync_tls_client)
+    assert alvaro_sync_tls_client.connection is not None
+    info = alvaro_sync_tls_client.connection.tls
+    assert info is not None
+    assert "127.0.0.1" in info.peer_names
+    # TLS only: a plaintext client is refused.
+    plain = alvaro.sync.Client(backend=alvaro_sync_backend)
+    try:
+        with pytest.raises(alvaro.TLSError):
+            plain.connect("127.0.0.1", alvaro_sync_tls_host.port)
+    finally:
+        plain.close()

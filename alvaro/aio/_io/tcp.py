@@ -106,11 +106,12 @@ class Listener:
                 await item.aclose()
 
 
-async def listen(host: str, port: int, *, trio: bool) -> Listener:
-    """Listen on ``host:port`` (port 0 picks a free port, the same for every address).
+async def listen(host: str, port: int, *, trio: bool, reuse_port: bool = False) -> Listener:
+    """Listen on ``host:port`` (port 0 picks a free port, the same for every address), with
+    ``SO_REUSEPORT`` set if ``reuse_port``.
 
     Raises:
         OSError: the address is in use, not local, or not allowed.
     """
-    multi = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    multi = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=reuse_port)
     return Listener(multi.listeners, trio=trio)
