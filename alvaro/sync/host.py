@@ -50,7 +50,8 @@ class Host(HostAliases):
     ``got_data``..., ``lost_client``.
 
     Args:
-        addr, port: where to listen; port 0 picks a free port (read :attr:`port` after start).
+        addr: the address to listen on, as for :class:`alvaro.aio.Host`.
+        port: the port to listen on; 0 picks a free port (read :attr:`port` after start).
         ssl_context: accept only TLS connections, with this context
             (:func:`alvaro.tls.server_context`); see also :meth:`start`'s ``use_ssl``.
         backend: the event loop the shared thread runs, ``"asyncio"`` (default) or ``"trio"``.
@@ -63,7 +64,10 @@ class Host(HostAliases):
         accounts: the store of users, bans and login history (:class:`alvaro.auth.Accounts`).
         authenticator: looks users up elsewhere than ``accounts``; a plain function runs in a
             worker thread (see :data:`alvaro.auth.Authenticator`).
-        logger, max_connections, max_unauthenticated_per_address, options: as for
+        logger: as for :class:`alvaro.aio.Host`.
+        max_connections: as for :class:`alvaro.aio.Host`.
+        max_unauthenticated_per_address: as for :class:`alvaro.aio.Host`.
+        **options: the limits and timeouts of :class:`alvaro.Settings`, as for
             :class:`alvaro.aio.Host`.
 
     Example::
