@@ -2,8 +2,9 @@
 
 Programs written for the original library (``server.gotData = f``, ``client.sendData(x,
 metaData=m)``, ``client.waitForConnection(timeout=6)``) run unchanged. The aliases live only here,
-are not in any ``__all__``, and are listed once in ``docs/api.md``; ``ALIASES`` is the table the
-tests walk. The callbacks' aliases come from the table of callbacks, ``alvaro._events``.
+are not in any ``__all__``, and are listed once in ``docs/reference/compat.md``; ``ALIASES`` is
+the table the tests walk. The callbacks' aliases come from the table of callbacks,
+``alvaro._events``, and so does their table in the docs.
 
 Two mechanisms:
 

@@ -5,10 +5,11 @@ arguments, the original Alvaro's name for it, where it runs in ``alvaro.aio`` an
 ``alvaro.sync``, and whether the sync bridge may hold the event loop back while the callback
 waits for its turn. From this table come the seed's camelCase aliases (``alvaro._aliases``) and
 the bridges that hand the async callbacks over to the blocking API (``alvaro.sync._bridges``).
-The four classes keep a typed attribute per callback (for type checkers and IDEs) and
-``docs/api.md`` describes each; ``tests/test_events.py`` checks both against this table. Adding
-a callback means a row here, where alvaro.aio calls it, its typed attributes and its line in
-the docs; the sync side follows from the row.
+The four classes keep a typed attribute per callback (for type checkers and IDEs), whose
+docstring the API reference shows; the reference's callback tables are written from this table
+when the documentation is built (``docs/_hooks/callbacks.py``), and ``tests/test_events.py``
+checks both. Adding a callback means a row here, where alvaro.aio calls it, and its typed
+attributes; the sync side and the docs follow from the row.
 
 Standard library only: ``alvaro._aliases`` imports it before anything async is loaded.
 """

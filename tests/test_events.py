@@ -1,15 +1,20 @@
 """The table of callbacks, ``alvaro._events.EVENTS``, and everything that must agree with it.
 
 The four classes keep their callbacks as typed attributes (for ``mypy --strict`` and users'
-IDEs), the seed aliases are declared for type checkers, and docs/api.md lists the callbacks: these
-tests check each against the table, so that none of them can drift from it.
+IDEs), the seed aliases are declared for type checkers, and the API reference (docs/reference/)
+lists the callbacks in tables written from the table when the site is built: these tests check
+each against the table, so that none of them can drift from it.
 """
 
 from __future__ import annotations
 
 import ast
+import html
+import importlib.util
 import inspect
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -19,10 +24,13 @@ import pytest
 import alvaro.aio
 import alvaro.sync
 from alvaro._aliases import ClientAliases, HostAliases
-from alvaro._events import EVENTS, SYNC_THREAD, Event, event, events
+from alvaro._events import EVENTS, Event, event, events
+
+from .helpers import WAIT, checkout_env
 
 ROOT = Path(__file__).resolve().parent.parent
-API_DOC = ROOT / "docs" / "api.md"
+REFERENCE = ROOT / "docs" / "reference"
+CALLBACKS_HOOK = ROOT / "docs" / "_hooks" / "callbacks.py"
 SIDES = ("host", "client")
 APIS = ("aio", "sync")
 
@@ -98,63 +106,59 @@ def test_seed_aliases_are_declared_for_type_checkers(side: str) -> None:
     assert base._seed_callbacks == seeds
 
 
-def doc_section(title: str, level: str = "##") -> str:
-    """The text of docs/api.md under the heading ``title``, up to the next heading as high."""
-    text = API_DOC.read_text(encoding="utf-8")
-    start = text.index(f"\n{level} {title}\n")
-    end = text.find(f"\n{level} ", start + 1)
-    return text[start : end if end != -1 else len(text)]
+def load_hook() -> Any:
+    """docs/_hooks/callbacks.py, the MkDocs hook that writes the callback tables."""
+    spec = importlib.util.spec_from_file_location("alvaro_docs_callbacks", CALLBACKS_HOOK)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def table_rows(section: str, heading: str) -> list[list[str]]:
-    """The cells of the first table after ``heading`` in ``section``, without the header rows."""
-    after = section[section.index(heading) :]
-    rows = []
-    for line in after.splitlines():
-        if line.startswith("|"):
-            rows.append([cell.strip() for cell in line.strip("|").split("|")])
-        elif rows:
-            break
-    return rows[2:]
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("side", SIDES)
+def test_reference_lists_every_callback_of_the_table(api: str, side: str) -> None:
+    page = REFERENCE / f"{api}.md"
+    rendered = load_hook().render(page.read_text(encoding="utf-8"))
+    assert "<!-- alvaro:" not in rendered  # every marker became a table
+    for row in events(side):
+        runs = row.aio_task if api == "aio" else row.sync_thread
+        assert f"| `{row.signature}` | {row.summary} | {runs} |" in rendered, (page, row.name)
 
 
-@pytest.mark.parametrize(
-    ("side", "title"), [("host", "`alvaro.Host`"), ("client", "`alvaro.Client`")]
-)
-def test_api_doc_lists_the_aio_callbacks_of_the_table(side: str, title: str) -> None:
-    rows = table_rows(doc_section(title), "### Callbacks")
-    documented = [(cells[0], cells[-1]) for cells in rows]
-    expected = [(f"`{row.signature}`", row.aio_task) for row in events(side)]
-    assert documented == expected
+def test_reference_lists_the_seed_aliases_of_the_table() -> None:
+    rendered = load_hook().render((REFERENCE / "compat.md").read_text(encoding="utf-8"))
+    for row in EVENTS:
+        if row.seed is not None:
+            expected = f"| `{row.seed}` | `{row.name}` | `{row.side.capitalize()}` |"
+            assert expected in rendered, row
 
 
-@pytest.mark.parametrize(
-    ("side", "heading"),
-    [("host", "### `alvaro.sync.Host("), ("client", "### `alvaro.sync.Client(")],
-)
-def test_api_doc_lists_the_sync_callbacks_of_the_table(side: str, heading: str) -> None:
-    rows = table_rows(doc_section("`alvaro.sync`"), heading)
-    (callbacks,) = [cells[1] for cells in rows if cells[0] == "Callbacks"]
-    named = re.findall(r"`(\w+\([^`]*\))`", callbacks)
-    assert sorted(named) == sorted(row.signature for row in events(side))
-    if side == "host":  # the client's say "as for the host"
-        assert all(row.sync_thread == SYNC_THREAD for row in events(side))
-        assert "on the dispatcher thread or through `dispatch`" in callbacks
-
-
-def test_api_doc_lists_the_seed_aliases_of_the_table() -> None:
-    rows = table_rows(doc_section("Names from the original Alvaro"), "| Original name")
-    documented = {
-        (cells[0], cells[1], cells[2])
-        for cells in rows
-        if cells[3].startswith("attribute (callback)")
-    }
-    expected = {
-        (f"`{row.seed}`", f"`{row.name}`", f"`{row.side.capitalize()}`")
-        for row in EVENTS
-        if row.seed is not None
-    }
-    assert documented == expected
+def test_the_site_shows_every_callback(tmp_path: Path) -> None:
+    # The same check on the built site, when the docs extra is installed (.ci/run installs it):
+    # the tables and each class's callback attributes, whose docstrings come from the classes.
+    pytest.importorskip(
+        "mkdocs", reason="the docs tools are not installed (pip install -e '.[docs]')"
+    )
+    pytest.importorskip("mkdocstrings", reason="mkdocstrings is not installed")
+    site = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
+        cwd=ROOT,
+        env={**checkout_env(), "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=10 * WAIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for api in APIS:
+        text = html.unescape((site / "reference" / api / "index.html").read_text("utf-8"))
+        for row in EVENTS:
+            assert row.signature in text, (api, row.name)
+            owner_name = f"alvaro.{api}.{row.side.capitalize()}"
+            assert f'id="{owner_name}.{row.name}"' in text, (owner_name, row.name)
 
 
 def test_rows_of_a_side_share_no_seed_name() -> None:

@@ -1,16 +1,21 @@
 """The README's code works as shown: every ``python`` block passes mypy --strict, and runs.
 
-The conventions the README's blocks follow (tests/README.md says the same):
+The documentation's pages (docs/, the site's source) follow the same conventions, and their
+blocks run the same way, one page at a time.
+
+The conventions the blocks follow (tests/README.md says the same):
 
 - Each ```` ```python ```` block is a whole program. A block that only continues an earlier one
   is marked with ``<!-- fragment -->`` on the line above its fence, and is skipped.
 - A block that serves until stopped (it calls ``serve_forever()`` or runs ``host.start()``) runs
   in the background, and the blocks after it that connect to its port talk to it. It is
-  stopped with Ctrl+C (SIGINT) at the end.
+  stopped with Ctrl+C (SIGINT) at the end. One on port 0 must stop by itself, as others do.
 - Ports are rewritten to free ones: a block that makes a ``Host`` gets new ports, a block that
   does not connects to the host of the last block that listened on the port it names.
 - Blocks run in a folder where ``alvaro certs certs`` has written ``certs/``.
-- A ``print(...)  # text`` line promises ``text`` (up to a ``;``) in the program's output.
+- A page's blocks run in the order they appear, and only talk to hosts of the same page.
+- A ``print(...)  # text`` line promises ``text`` (up to a ``;``) in the program's output;
+  ``a, then b`` promises ``a`` and, after it, ``b`` (a print in a loop).
 """
 
 from __future__ import annotations
@@ -33,36 +38,49 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 TYPING_CASES = ROOT / "tests" / "typing_cases.py"
 
 _FENCE = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _FRAGMENT = "<!-- fragment -->"
 _SERVES = re.compile(r"serve_forever\(\)|run\(\s*host\.start\b")
-_ADDRESS = re.compile(r"""(["'](?:localhost|127\.0\.0\.1)["'],\s*)(\d+)""")
+_ADDRESS = re.compile(r"""(["'](?:localhost|127\.0\.0\.1)["'],\s*)([1-9]\d*)""")
 _PROMISE = re.compile(r"^\s*print\(.*\)\s+#\s*(.+?)\s*$")
 
 
 @dataclass(frozen=True)
 class Block:
-    line: int  # of the opening fence in README.md
+    line: int  # of the opening fence in its page
     code: str
+    page: str = "readme"
 
     @property
     def name(self) -> str:
-        return f"readme_line_{self.line}"
+        return f"{self.page}_line_{self.line}"
 
 
-def readme_blocks() -> list[Block]:
-    """The README's ``python`` blocks, without those marked as fragments."""
-    text = README.read_text(encoding="utf-8")
+def page_blocks(path: Path) -> list[Block]:
+    """The ``python`` blocks of a Markdown page, without those marked as fragments."""
+    text = path.read_text(encoding="utf-8")
+    page = "readme" if path == README else path.relative_to(DOCS).with_suffix("").as_posix()
     blocks = []
     for match in _FENCE.finditer(text):
         before = text[: match.start()].rstrip().rsplit("\n", 1)[-1]
         if before.strip() == _FRAGMENT:
             continue
-        blocks.append(Block(text.count("\n", 0, match.start()) + 1, match.group(1)))
+        line = text.count("\n", 0, match.start()) + 1
+        blocks.append(Block(line, match.group(1), page.replace("/", "_")))
     return blocks
+
+
+def readme_blocks() -> list[Block]:
+    """The README's ``python`` blocks, without those marked as fragments."""
+    return page_blocks(README)
+
+
+#: The documentation's pages that hold code, each run as the README is.
+DOC_PAGES = sorted(path for path in DOCS.rglob("*.md") if "```python" in path.read_text("utf-8"))
 
 
 def test_readme_has_blocks() -> None:
@@ -119,6 +137,21 @@ def _output(path: Path) -> str:
 
 
 def test_every_readme_block_runs(tmp_path: Path) -> None:
+    run_blocks(readme_blocks(), tmp_path)
+
+
+def test_docs_have_blocks() -> None:
+    # As for the README: a change of fence style would otherwise leave nothing to run.
+    assert sum(len(page_blocks(path)) for path in DOC_PAGES) >= 30
+
+
+@pytest.mark.parametrize("path", DOC_PAGES, ids=lambda path: path.relative_to(DOCS).as_posix())
+def test_every_docs_block_runs(path: Path, tmp_path: Path) -> None:
+    run_blocks(page_blocks(path), tmp_path)
+
+
+def run_blocks(blocks: list[Block], tmp_path: Path) -> None:
+    """Runs ``blocks`` in order as programs, following the conventions of this file's docstring."""
     env = checkout_env()
     certs = subprocess.run(
         [sys.executable, "-m", "alvaro", "certs", "certs"],
@@ -135,7 +168,7 @@ def test_every_readme_block_runs(tmp_path: Path) -> None:
 
     def background() -> str:
         return "".join(
-            f"\n--- the block at line {block.line} (in the background) wrote:\n{_output(log)}"
+            f"\n--- the block at {block.name} (in the background) wrote:\n{_output(log)}"
             for block, _, log in servers
         )
 
@@ -151,7 +184,7 @@ def test_every_readme_block_runs(tmp_path: Path) -> None:
                 fresh.add(named)
                 ports[named] = str(free_port())
             assert named in ports, (
-                f"the block at line {block.line} connects to port {named}, but no block before "
+                f"the block at {block.name} connects to port {named}, but no block before "
                 "it starts a host there"
             )
             used.append(int(ports[named]))
@@ -160,27 +193,27 @@ def test_every_readme_block_runs(tmp_path: Path) -> None:
         return _ADDRESS.sub(substitute, block.code), used
 
     try:
-        for block in readme_blocks():
+        for block in blocks:
             script = tmp_path / f"{block.name}.py"
             code, used = rewrite(block)
             script.write_text(code, encoding="utf-8")
             command = [sys.executable, "-u", str(script)]
-            if _SERVES.search(block.code):
+            # A host on port 0 cannot be reached by later blocks: such a block stops itself.
+            if _SERVES.search(block.code) and used:
                 log = tmp_path / f"{block.name}.log"
                 with log.open("wb") as out:
                     process = subprocess.Popen(
                         command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
                     )
                 servers.append((block, process, log))
-                assert used, f"the block at line {block.line} serves, but on which port?"
                 port = used[0]
                 deadline = time.monotonic() + WAIT
                 while not _listening(port):
                     assert process.poll() is None, (
-                        f"the block at line {block.line} ended instead of serving:{background()}"
+                        f"the block at {block.name} ended instead of serving:{background()}"
                     )
                     assert time.monotonic() < deadline, (
-                        f"the block at line {block.line} is not listening on {port}:{background()}"
+                        f"the block at {block.name} is not listening on {port}:{background()}"
                     )
                     time.sleep(0.05)
                 continue
@@ -196,11 +229,11 @@ def test_every_readme_block_runs(tmp_path: Path) -> None:
                 )
             except subprocess.TimeoutExpired as exc:
                 raise AssertionError(
-                    f"the block at line {block.line} did not end within {WAIT} s (if it serves "
+                    f"the block at {block.name} did not end within {WAIT} s (if it serves "
                     f"until stopped, see this file's docstring):{background()}"
                 ) from exc
             report = (
-                f"the block at line {block.line} failed (exit code {result.returncode}):\n"
+                f"the block at {block.name} failed (exit code {result.returncode}):\n"
                 f"{result.stdout}{result.stderr}{background()}"
             )
             assert result.returncode == 0, report
@@ -208,10 +241,14 @@ def test_every_readme_block_runs(tmp_path: Path) -> None:
                 promise = _PROMISE.match(line)
                 if promise:
                     expected = promise.group(1).split(";")[0].strip()
-                    assert expected in result.stdout, f"{expected!r} not printed: {report}"
+                    # "a, then b": lines printed in a loop, in that order.
+                    where = 0
+                    for part in expected.split(", then "):
+                        where = result.stdout.find(part, where)
+                        assert where != -1, f"{expected!r} not printed: {report}"
         for block, process, _ in servers:
             assert process.poll() is None, (
-                f"the block at line {block.line} stopped serving:{background()}"
+                f"the block at {block.name} stopped serving:{background()}"
             )
     finally:
         for _, process, _ in servers:

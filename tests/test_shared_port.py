@@ -1,6 +1,6 @@
 """Several host processes on one machine and one port, in real processes, on asyncio and trio.
 
-Two ways, as docs/guide.md ("Several processes on one machine") describes them:
+Two ways, as docs/hosts-and-clients.md ("Several processes on one machine") describes them:
 
 * each process binds the port itself with ``reuse_port=True``, and the kernel spreads new
   connections among them (Linux);

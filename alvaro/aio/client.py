@@ -199,7 +199,8 @@ class Client(ClientAliases):
         (which returns once connected), or run this in its own task or thread.
 
         Args:
-            host, port: where the host listens; ``port`` is an ``int`` from 1 to 65535.
+            host: the host's name or IP address.
+            port: the port it listens on, an ``int`` from 1 to 65535.
             use_ssl: connect with TLS, trusting the CA certificate(s) in the PEM file
                 ``ssl_cert``, or the system's CAs when ``ssl_cert`` is ``None``. The original
                 library's ``useSSL`` and ``sslCert`` spellings work too. Same as

@@ -253,7 +253,8 @@ class Host(HostAliases):
         ``write_timeout`` is dropped the same way.
 
         Args:
-            data, metadata: the message, as for :meth:`Connection.send_data`.
+            data: the message's data, as for :meth:`Connection.send_data`.
+            metadata: its metadata, as for :meth:`Connection.send_data`.
             exclude: a client, or clients, to leave out (often the sender of the message).
             where: called with each client, on the calling thread; only those for which it
                 returns true get the message.

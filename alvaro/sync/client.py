@@ -61,7 +61,9 @@ class Client(ClientAliases):
             such as ``lambda f: root.after(0, f)`` for Tk. It must run each one once, in order.
             The client's dispatcher thread calls it, never the event-loop thread, so it may
             block; :meth:`close` called on the thread it hands callbacks to returns promptly.
-        logger, options: as for :class:`alvaro.aio.Client`.
+        logger: as for :class:`alvaro.aio.Client`.
+        **options: the limits and timeouts of :class:`alvaro.Settings`, as for
+            :class:`alvaro.aio.Client`.
 
     Example::
 

@@ -51,7 +51,8 @@ class Host(HostAliases):
     ``got_data``..., ``lost_client``.
 
     Args:
-        addr, port: where to listen; port 0 picks a free port (read :attr:`port` after start).
+        addr: the address to listen on, as for :class:`alvaro.aio.Host`.
+        port: the port to listen on; 0 picks a free port (read :attr:`port` after start).
         reuse_port: let several processes listen on the same port (``SO_REUSEPORT``; Linux
             spreads connections among them); ``ValueError`` where the system lacks it.
         sock: listen on this bound TCP socket instead of ``addr`` and ``port`` (left out;
@@ -69,7 +70,10 @@ class Host(HostAliases):
         accounts: the store of users, bans and login history (:class:`alvaro.auth.Accounts`).
         authenticator: looks users up elsewhere than ``accounts``; a plain function runs in a
             worker thread (see :data:`alvaro.auth.Authenticator`).
-        logger, max_connections, max_unauthenticated_per_address, options: as for
+        logger: as for :class:`alvaro.aio.Host`.
+        max_connections: as for :class:`alvaro.aio.Host`.
+        max_unauthenticated_per_address: as for :class:`alvaro.aio.Host`.
+        **options: the limits and timeouts of :class:`alvaro.Settings`, as for
             :class:`alvaro.aio.Host`.
 
     Example::
