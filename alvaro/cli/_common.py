@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     import argparse
@@ -43,6 +44,13 @@ class CommandError(Exception):
 def tell(command: str, text: str, file: TextIO | None = None) -> None:
     """Print one line ``alvaro COMMAND: TEXT``, on stderr unless another ``file`` is given."""
     print(f"alvaro {command}: {text}", file=sys.stderr if file is None else file, flush=True)
+
+
+def show(value: Any) -> str:
+    """A message's data or metadata in one line: as JSON, or raw bytes by their size and start."""
+    if isinstance(value, bytes):
+        return f"{len(value)} raw bytes {value[:16]!r}"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def throwaway_ca() -> trustme.CA | None:
