@@ -234,7 +234,7 @@ def _register_users(commands: Subcommands) -> None:
     )
 
 
-def _load_accounts(path: Path, *, create: bool) -> Accounts:
+def load_accounts(path: Path, *, create: bool) -> Accounts:
     """The accounts saved in ``path``; a new, empty store when it does not exist and ``create``."""
     from ..auth import Accounts
     from ..exceptions import AccountsFileError
@@ -292,7 +292,7 @@ def _users_add(path: Path, name: str, replace: bool, from_stdin: bool) -> int:
     except ValueError as exc:
         raise CommandError(f"invalid user name {name!r}: {exc}") from None
     # The file is read and checked before the password is asked for.
-    accounts = _load_accounts(path, create=True)
+    accounts = load_accounts(path, create=True)
     exists = accounts.has_user(name)
     if exists and not replace:
         raise CommandError(
@@ -309,7 +309,7 @@ def _users_add(path: Path, name: str, replace: bool, from_stdin: bool) -> int:
 
 
 def _users_remove(path: Path, name: str) -> int:
-    accounts = _load_accounts(path, create=False)
+    accounts = load_accounts(path, create=False)
     try:
         accounts.remove_user(name)
     except KeyError:
@@ -320,7 +320,7 @@ def _users_remove(path: Path, name: str) -> int:
 
 
 def _users_list(path: Path) -> int:
-    for name in _load_accounts(path, create=False).users:
+    for name in load_accounts(path, create=False).users:
         print(name)
     return OK
 
@@ -358,10 +358,10 @@ def _users_bans(path: Path, add: str | None, seconds: float | None, remove: str 
     from ..auth import address_bucket
 
     if add is None and remove is None:
-        for bucket, left in sorted(_load_accounts(path, create=False).bans.items()):
+        for bucket, left in sorted(load_accounts(path, create=False).bans.items()):
             print(f"{bucket}  {_describe_ban(left)}")
         return OK
-    accounts = _load_accounts(path, create=add is not None)
+    accounts = load_accounts(path, create=add is not None)
     if add is not None:
         accounts.ban(add, seconds)
         bucket = address_bucket(add)
