@@ -326,7 +326,7 @@ def test_certs_rejects_an_invalid_name_and_keeps_the_old_files(
     assert main(["certs", str(tmp_path), "--force", "--name", "not a name"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith("alvaro certs: invalid --name: ")
+    assert err.startswith("alvaro certs: invalid server name: ")
     assert err.count("\n") == 1
     assert {name: (tmp_path / name).read_bytes() for name in CERT_FILES} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(CERT_FILES)

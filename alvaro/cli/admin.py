@@ -13,6 +13,7 @@ import ipaddress
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -47,13 +48,33 @@ def _register_certs(commands: Subcommands) -> None:
         help="write a throwaway CA and certificates for local development",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Write a throwaway CA certificate, a server certificate and key for localhost,\n"
-            "127.0.0.1 and ::1, and a client certificate and key (for mutual TLS) to DIR.\n"
+            "Write a throwaway CA certificate, a server certificate and key (by default for\n"
+            "localhost, 127.0.0.1 and ::1), and a client certificate and key (for mutual TLS)\n"
+            "to DIR (by default the current folder), as 'python -m trustme' does.\n"
             "For local development and tests only.\n\n"
             f"Needs trustme: {INSTALL_TRUSTME}"
         ),
     )
-    certs.add_argument("dir", metavar="DIR", type=Path, help="the folder to write to")
+    certs.add_argument(
+        "dir", metavar="DIR", type=Path, nargs="?", help="the folder to write to (or --dir)"
+    )
+    certs.add_argument(
+        "-d",
+        "--dir",
+        dest="dir_option",
+        type=Path,
+        metavar="DIR",
+        help="the folder to write to (default: the current folder)",
+    )
+    certs.add_argument(
+        "-i",
+        "--names",
+        "--identities",
+        nargs="+",
+        metavar="NAME",
+        help="the DNS names and IP addresses of the server certificate, instead of "
+        f"{' '.join(_LOOPBACK)}",
+    )
     certs.add_argument(
         "--name",
         action="append",
@@ -62,7 +83,12 @@ def _register_certs(commands: Subcommands) -> None:
         help="another DNS name or IP address for the server certificate (repeatable)",
     )
     certs.add_argument("--force", action="store_true", help="replace files that already exist")
+    certs.add_argument("-q", "--quiet", action="store_true", help="print nothing when it works")
     certs.set_defaults(run=_run_certs)
+
+
+# What testing.LOOPBACK_NAMES holds, without importing alvaro.testing (and trustme) for --help.
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 _CERT_FILES = ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")
@@ -73,17 +99,25 @@ def _quoted(path: Path) -> str:
     return json.dumps(str(path), ensure_ascii=False)
 
 
+def _shell(path: Path) -> str:
+    """A path as a shell word."""
+    return shlex.quote(str(path))
+
+
 def _run_certs(args: argparse.Namespace) -> int:
-    return _certs(args.dir, args.name, args.force)
+    if args.dir is not None and args.dir_option is not None and args.dir != args.dir_option:
+        raise CommandError("give the folder once: DIR or --dir", USAGE)
+    directory = args.dir or args.dir_option or Path()
+    return _certs(directory, (*(args.names or _LOOPBACK), *args.name), args.force, args.quiet)
 
 
-def _certs(directory: Path, extra_names: Sequence[str], force: bool) -> int:
+def _certs(directory: Path, names: Sequence[str], force: bool, quiet: bool) -> int:
     from .. import testing
 
     ca = throwaway_ca()
     if ca is None:
         raise CommandError(f"needs trustme: {INSTALL_TRUSTME}", USAGE)
-    names = tuple(dict.fromkeys((*testing.LOOPBACK_NAMES, *extra_names)))
+    names = tuple(dict.fromkeys(names))
     targets = [directory / name for name in _CERT_FILES]
     existing = [str(path) for path in targets if os.path.lexists(path)]
     if existing and not force:
@@ -102,14 +136,14 @@ def _certs(directory: Path, extra_names: Sequence[str], force: bool) -> int:
         try:
             written = testing.write_tls_files(staging, ca, names=names)
         except ValueError as exc:  # idna rejects the name (IDNAError is a ValueError)
-            raise CommandError(f"invalid --name: {exc}", USAGE) from None
+            raise CommandError(f"invalid server name: {exc}", USAGE) from None
         staged = (written.ca, written.cert, written.key, written.client_cert, written.client_key)
         for source, target in zip(staged, targets, strict=True):
             os.replace(source, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    files = testing.TLSFiles(*targets)
-    _print_certs_usage(directory, files, names)
+    if not quiet:
+        _print_certs_usage(directory, testing.TLSFiles(*targets), names)
     return OK
 
 
@@ -125,9 +159,14 @@ def _print_certs_usage(directory: Path, files: TLSFiles, names: Sequence[str]) -
         (files.client_key, "the client's private key (owner-only)"),
     )
     lines = [
-        f"Wrote a throwaway CA and certificates to {directory}:",
+        f"Wrote a throwaway CA and certificates to {directory.resolve()}:",
         "",
         *(f"  {path!s:<{width}}  {text}" for path, text in rows),
+        "",
+        "From the shell (mutual TLS: add --client-ca to serve, --cert and --key to connect):",
+        "",
+        f"    alvaro serve --tls-cert {_shell(files.cert)} --tls-key {_shell(files.key)}",
+        f"    alvaro connect localhost 8888 --cafile {_shell(files.ca)}",
         "",
         "The original Alvaro style:",
         "",
