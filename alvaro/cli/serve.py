@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._errors import unwrap_group
 from ._common import OK, USAGE, CommandError, show
 from ._foreground import (
     Stopping,
@@ -184,12 +185,13 @@ async def _serve(
     host.got_data = got_data
     host.lost_client = lost_client
     try:
-        async with anyio.create_task_group() as serving:
-            await serving.start(host.start)
-            # Always printed, even with --quiet: scripts read the port from it.
-            print(f"listening on {address(args.host, host.port)}", flush=True)
-            if accounts is not None:
-                say(f"login required: {len(accounts.users)} user(s) from {args.users}")
+        with unwrap_group():
+            async with anyio.create_task_group() as serving:
+                await serving.start(host.start)
+                # Always printed, even with --quiet: scripts read the port from it.
+                print(f"listening on {address(args.host, host.port)}", flush=True)
+                if accounts is not None:
+                    say(f"login required: {len(accounts.users)} user(s) from {args.users}")
     except OSError as exc:
         raise CommandError(
             f"cannot listen on {address(args.host, args.port)}: {exc.strerror or exc}"
@@ -205,7 +207,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     async def main() -> int:
         stopping = _Stopping()
         work = functools.partial(_serve, args, context, accounts, stopping)
-        return await until_signalled("serve", work, stopping)
+        with unwrap_group():  # a CommandError from _serve, as itself
+            return await until_signalled("serve", work, stopping)
 
     return run_in_foreground(
         "serve", lambda: anyio.run(main, backend=args.backend), log_errors=not args.verbose
