@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,8 +18,9 @@ import pytest
 
 import alvaro
 from alvaro.cli import main
+from alvaro.cli.parser import build_parser
 
-from .helpers import WAIT, checkout_env
+from .helpers import ROOT, WAIT, checkout_env
 from .processes import Peer
 from .terminal import TerminalProgram
 
@@ -368,3 +370,36 @@ def test_connect_to_nothing_is_one_line(serve: Any) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith(f"alvaro connect: could not connect to 127.0.0.1:{port}")
     assert result.stderr.count("\n") == 1
+
+
+# --- docs/cli.md ---
+
+CLI_DOCS = ROOT / "docs" / "cli.md"
+
+
+def documented_command_lines() -> list[str]:
+    """The ``alvaro`` command lines of docs/cli.md's shell sessions (``$ ...`` lines)."""
+    lines = []
+    for line in CLI_DOCS.read_text(encoding="utf-8").splitlines():
+        if line.startswith("$ "):
+            command = line[2:].split(" #", 1)[0].removesuffix("&").strip()
+            lines.append(command.rsplit("| ", 1)[-1])  # "date | alvaro send ..." -> alvaro ...
+    return lines
+
+
+def test_docs_blocks_are_fragments_and_their_commands_parse() -> None:
+    text = CLI_DOCS.read_text(encoding="utf-8").splitlines()
+    fences = [
+        number for number, line in enumerate(text) if line.startswith("```") and line != "```"
+    ]
+    assert fences, "docs/cli.md has no code blocks: the check below would check nothing"
+    for number in fences:
+        assert text[number - 1] == "<!-- fragment -->", f"docs/cli.md line {number + 1}"
+    commands = documented_command_lines()
+    assert len(commands) >= 10
+    parser = build_parser()
+    for command in commands:
+        words = shlex.split(command)
+        assert words[0] == "alvaro", command
+        args = parser.parse_args(words[1:])  # a wrong option exits with SystemExit(2)
+        assert args.run is not None, command
