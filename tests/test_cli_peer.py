@@ -267,8 +267,11 @@ def test_serve_refuses_a_missing_users_file_and_a_busy_port(serve: Any, tmp_path
 
 
 def connected(program: TerminalProgram) -> list[str]:
+    """Wait until ``connect`` has said it is connected and shows its prompt: from then on
+    readline reads the keys (typed earlier, they would be the terminal's to echo and drop)."""
     return program.wait_until(
-        "the connected line", lambda lines: bool(lines) and lines[0].startswith("connected to ")
+        "the connected line and the prompt",
+        lambda lines: len(lines) >= 2 and lines[0].startswith("connected to ") and lines[-1] == ">",
     )
 
 
@@ -344,7 +347,9 @@ def test_connect_ctrl_c_leaves_cleanly(serve: Any) -> None:
     host = serve()
     with TerminalProgram("connect", "127.0.0.1", str(host.port)) as term:
         connected(term)
-        term.type("typed but not sent\x03")
+        term.type("typed but not sent")
+        term.wait_until("the typed text", lambda lines: lines[-1] == "> typed but not sent")
+        term.type("\x03")
         assert term.finish() == (0, "")
     host.peer.wait_for("- 127.0.0.1:")
     assert not host.peer.lines("< ")
@@ -355,6 +360,7 @@ def test_connect_ends_with_one_line_and_status_1_when_the_host_goes(serve: Any) 
     with TerminalProgram("connect", "127.0.0.1", str(host.port)) as term:
         connected(term)
         term.type("half typed")
+        term.wait_until("the typed text", lambda lines: lines[-1] == "> half typed")
         host.peer.kill()
         status, stderr = term.finish()
     assert status == 1

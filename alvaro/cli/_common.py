@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Callable
 
     import trustme
@@ -44,6 +45,17 @@ class CommandError(Exception):
 def tell(command: str, text: str, file: TextIO | None = None) -> None:
     """Print one line ``alvaro COMMAND: TEXT``, on stderr unless another ``file`` is given."""
     print(f"alvaro {command}: {text}", file=sys.stderr if file is None else file, flush=True)
+
+
+def positive_seconds(text: str) -> float:
+    """A positive, finite number of seconds from the command line, for argparse."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return seconds
 
 
 def show(value: Any) -> str:

@@ -20,6 +20,8 @@ from ._foreground import add_backend_option
 if TYPE_CHECKING:
     import ssl
 
+    from ._common import Subcommands
+
 #: Where ``--user`` takes its password from, when set; a prompt without echo asks otherwise.
 PASSWORD_VARIABLE = "ALVARO_PASSWORD"
 
@@ -58,8 +60,21 @@ def message_data(text: str) -> Any:
         return text
 
 
-def add_peer_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``HOST PORT``, ``--backend``, the TLS options and ``--user`` to ``parser``."""
+def add_peer_command(
+    commands: Subcommands, name: str, *, help: str, description: str
+) -> argparse.ArgumentParser:
+    """Add a command that connects to a host: ``HOST PORT``, ``--backend``, TLS, ``--user``."""
+    parser = commands.add_parser(
+        name,
+        help=help,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_peer_options(parser)
+    return parser
+
+
+def _add_peer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("host", metavar="HOST", help="the host's name or IP address")
     parser.add_argument("port", metavar="PORT", type=port_number, help="the host's TCP port")
     add_backend_option(parser)

@@ -21,7 +21,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._common import INSTALL_TRUSTME, OK, USAGE, CommandError, killed_by, throwaway_ca
+from ._common import (
+    INSTALL_TRUSTME,
+    OK,
+    USAGE,
+    CommandError,
+    killed_by,
+    positive_seconds,
+    throwaway_ca,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -267,7 +275,7 @@ def _register_users(commands: Subcommands) -> None:
     bans.set_defaults(bans_parser=bans)
     bans.add_argument(
         "--seconds",
-        type=_positive_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="with --add: how long the ban lasts (default: until removed)",
     )
@@ -375,16 +383,6 @@ def _ban_address(text: str) -> str:
     if network.version != 6 or network.prefixlen != 64:
         raise argparse.ArgumentTypeError(f"not an IP address or an IPv6 /64 network: {text!r}")
     return str(network.network_address)
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds < math.inf:
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
-    return seconds
 
 
 def _describe_ban(seconds_left: float) -> str:

@@ -10,7 +10,6 @@ loses ends the command with one line on stderr and status 1.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import signal
@@ -22,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import AlvaroError
 from ._common import FAILED, OK, CommandError, show, tell
 from ._foreground import check_backend
-from ._peer import add_peer_options, address, client_tls, failure, login, message_data
+from ._peer import add_peer_command, address, client_tls, failure, login, message_data
 
 if TYPE_CHECKING:
+    import argparse
+
     from ..sync import Client
     from ._common import Subcommands
 
@@ -45,13 +46,12 @@ _PROMPT = "> "
 
 def register(commands: Subcommands) -> None:
     """Add ``alvaro connect`` to the ``alvaro`` command."""
-    connect = commands.add_parser(
+    connect = add_peer_command(
+        commands,
         "connect",
         help="talk to a host interactively: type to send, see what arrives",
         description=_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_peer_options(connect)
     connect.set_defaults(run=_run_connect)
 
 
@@ -234,15 +234,22 @@ def _run_connect(args: argparse.Namespace) -> int:
         conn = client.connection
         over = "" if conn is None or conn.tls is None else f" over {conn.tls.version}"
         user = "" if client.user is None else f" as {client.user}"
-        term.show(
-            f"connected to {address(args.host, args.port)}{over}{user}; "
-            "/help for commands, Ctrl-D to leave"
-        )
-        if session.run() == OK:
+        try:
+            term.show(
+                f"connected to {address(args.host, args.port)}{over}{user}; "
+                "/help for commands, Ctrl-D to leave"
+            )
+            status = session.run()
+        except KeyboardInterrupt:  # Ctrl-C just before the prompt: leave, as at the prompt
+            status = OK if session.lost is None else FAILED
+        if status == OK:
             return OK
         term.clear_line()
         raise CommandError(f"connection to {address(args.host, args.port)} lost: {session.lost}")
     finally:
         session.leaving = True
-        client.close()
+        try:
+            client.close()
+        except KeyboardInterrupt:  # Ctrl-C again while closing: leave without waiting
+            pass
         signal.signal(signal.SIGINT, previous)

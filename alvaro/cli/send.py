@@ -8,20 +8,18 @@ login, TLS or the reply failed, 2 the command line was wrong.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
-import math
 import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..exceptions import AlvaroError
-from ._common import OK, CommandError
+from ._common import OK, CommandError, positive_seconds
 from ._foreground import check_backend, run_in_foreground
 from ._peer import (
-    add_peer_options,
+    add_peer_command,
     client_tls,
     failure,
     login,
@@ -31,6 +29,7 @@ from ._peer import (
 )
 
 if TYPE_CHECKING:
+    import argparse
     import ssl
 
     from ._common import Subcommands
@@ -48,13 +47,9 @@ stderr (with --json, also a JSON line on stdout)."""
 
 def register(commands: Subcommands) -> None:
     """Add ``alvaro send`` to the ``alvaro`` command."""
-    send = commands.add_parser(
-        "send",
-        help="send one message to a host (for scripts)",
-        description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    send = add_peer_command(
+        commands, "send", help="send one message to a host (for scripts)", description=_DESCRIPTION
     )
-    add_peer_options(send)
     send.add_argument("data", metavar="DATA", help="the message; '-' reads standard input")
     send.add_argument(
         "--meta", type=metadata_object, default={}, metavar="JSON", help="metadata, a JSON object"
@@ -64,7 +59,7 @@ def register(commands: Subcommands) -> None:
     )
     send.add_argument(
         "--timeout",
-        type=_seconds,
+        type=positive_seconds,
         default=10.0,
         metavar="S",
         help="with --wait-reply: how long to wait for it (default: 10)",
@@ -75,16 +70,6 @@ def register(commands: Subcommands) -> None:
         help="print JSON lines: connected, sent, reply (or error), for programs",
     )
     send.set_defaults(run=_run_send)
-
-
-def _seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds < math.inf:
-        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
-    return seconds
 
 
 def _record(event: str, **fields: Any) -> str:
