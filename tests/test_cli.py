@@ -17,12 +17,14 @@ from typing import Any
 import anyio
 import pytest
 import scramp  # type: ignore[import-untyped]
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 import alvaro
 from alvaro import TLSError, testing, tls
 from alvaro._errors import unwrap_group
 from alvaro.auth import Accounts, Verifier
-from alvaro.cli import main
+from alvaro.cli import admin, main
 from tests.helpers import WAIT
 
 RAW_BYTES = r"8 raw bytes b'\x00\x01\x02\x03\x04\x05\x06\x07'"
@@ -277,6 +279,37 @@ def test_certs_writes_the_files_and_says_how_to_use_them(
     assert "for local development and tests only" in out
 
 
+def test_certs_as_trustme_users_expect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without a folder: the current one, as "python -m trustme" does.
+    monkeypatch.chdir(tmp_path)
+    assert main(["certs"]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(CERT_FILES)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"Wrote a throwaway CA and certificates to {tmp_path}:"
+    # It says how to use them from the shell too.
+    assert "    alvaro serve --tls-cert server.pem --tls-key server.key\n" in out
+    assert "    alvaro connect localhost 8888 --cafile ca.pem\n" in out
+    # --dir says where, --names replaces the default names (-i/--identities as in trustme),
+    # --quiet prints nothing.
+    folder = tmp_path / "elsewhere"
+    assert main(["certs", "--dir", str(folder), "--names", "dev.example", "10.0.0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "the server certificate, for dev.example, 10.0.0.1\n" in out
+    cert = x509.load_pem_x509_certificate((folder / "server.pem").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(name.value) for name in names] == ["dev.example", "10.0.0.1"]
+    assert main(["certs", "-d", str(folder), "-i", "a.example", "--force", "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert (folder / "server.pem").read_bytes() != cert.public_bytes(Encoding.PEM)
+    # The default names are alvaro.testing's.
+    assert admin._LOOPBACK == testing.LOOPBACK_NAMES
+    # One folder, given once.
+    assert main(["certs", str(folder), "--dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "alvaro certs: give the folder once: DIR or --dir\n"
+
+
 @posix_permissions
 def test_certs_keys_are_owner_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["certs", str(tmp_path)]) == 0
@@ -326,7 +359,7 @@ def test_certs_rejects_an_invalid_name_and_keeps_the_old_files(
     assert main(["certs", str(tmp_path), "--force", "--name", "not a name"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith("alvaro certs: invalid --name: ")
+    assert err.startswith("alvaro certs: invalid server name: ")
     assert err.count("\n") == 1
     assert {name: (tmp_path / name).read_bytes() for name in CERT_FILES} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(CERT_FILES)

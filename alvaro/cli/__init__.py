@@ -1,14 +1,17 @@
 """The ``alvaro`` command (also ``python -m alvaro``).
 
 ``alvaro demo`` runs a host and two clients on 127.0.0.1, over TLS with a throwaway CA, with login,
-and prints what they say to each other. ``alvaro certs DIR`` writes a throwaway CA and certificates
-for local development. ``alvaro users`` adds, removes and lists the users of an accounts file (the
-file ``Host.save()`` writes and ``Host.load()`` reads). This package is the only part of alvaro
-that prints, and it configures logging only when asked to (``-v``).
+and prints what they say to each other. ``alvaro serve`` runs a host that echoes or relays
+messages, ``alvaro connect`` talks to a host interactively, and ``alvaro send`` sends one message
+from a script. ``alvaro certs`` writes a throwaway CA and certificates for local development.
+``alvaro users`` adds, removes and lists the users of an accounts file (the file ``Host.save()``
+writes and ``Host.load()`` reads). This package is the only part of alvaro that prints, and it
+configures logging only when asked to (``-v``).
 
-One module a command (``demo``, ``admin``), each adding its subcommands to the parser that
-``parser`` builds; ``_common`` holds their one-line messages and exit statuses, ``_foreground``
-what runs an event loop until a signal stops it.
+One module a command (``demo``, ``serve``, ``connect``, ``send``, ``admin``), each adding its
+subcommands to the parser that ``parser`` builds; ``_common`` holds their one-line messages and
+exit statuses, ``_foreground`` what runs an event loop until a signal stops it, ``_peer`` what
+``connect`` and ``send`` share.
 """
 
 from __future__ import annotations

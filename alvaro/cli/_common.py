@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Callable
 
     import trustme
@@ -43,6 +45,24 @@ class CommandError(Exception):
 def tell(command: str, text: str, file: TextIO | None = None) -> None:
     """Print one line ``alvaro COMMAND: TEXT``, on stderr unless another ``file`` is given."""
     print(f"alvaro {command}: {text}", file=sys.stderr if file is None else file, flush=True)
+
+
+def positive_seconds(text: str) -> float:
+    """A positive, finite number of seconds from the command line, for argparse."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return seconds
+
+
+def show(value: Any) -> str:
+    """A message's data or metadata in one line: as JSON, or raw bytes by their size and start."""
+    if isinstance(value, bytes):
+        return f"{len(value)} raw bytes {value[:16]!r}"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def throwaway_ca() -> trustme.CA | None:

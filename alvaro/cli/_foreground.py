@@ -18,6 +18,7 @@ import anyio
 from ._common import OK, USAGE, CommandError, killed_by, tell
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Awaitable, Callable
 
 
@@ -32,6 +33,16 @@ class Stopping:
 
     async def gracefully(self) -> None:
         """Stop what the command does, gracefully; the second signal cancels this too."""
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--backend asyncio|trio`` to a command that runs an event loop."""
+    parser.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="the event loop to run on (default: asyncio)",
+    )
 
 
 def check_backend(backend: str) -> None:

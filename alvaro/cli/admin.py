@@ -13,6 +13,7 @@ import ipaddress
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -20,7 +21,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._common import INSTALL_TRUSTME, OK, USAGE, CommandError, killed_by, throwaway_ca
+from ._common import (
+    INSTALL_TRUSTME,
+    OK,
+    USAGE,
+    CommandError,
+    killed_by,
+    positive_seconds,
+    throwaway_ca,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -47,13 +56,33 @@ def _register_certs(commands: Subcommands) -> None:
         help="write a throwaway CA and certificates for local development",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Write a throwaway CA certificate, a server certificate and key for localhost,\n"
-            "127.0.0.1 and ::1, and a client certificate and key (for mutual TLS) to DIR.\n"
+            "Write a throwaway CA certificate, a server certificate and key (by default for\n"
+            "localhost, 127.0.0.1 and ::1), and a client certificate and key (for mutual TLS)\n"
+            "to DIR (by default the current folder), as 'python -m trustme' does.\n"
             "For local development and tests only.\n\n"
             f"Needs trustme: {INSTALL_TRUSTME}"
         ),
     )
-    certs.add_argument("dir", metavar="DIR", type=Path, help="the folder to write to")
+    certs.add_argument(
+        "dir", metavar="DIR", type=Path, nargs="?", help="the folder to write to (or --dir)"
+    )
+    certs.add_argument(
+        "-d",
+        "--dir",
+        dest="dir_option",
+        type=Path,
+        metavar="DIR",
+        help="the folder to write to (default: the current folder)",
+    )
+    certs.add_argument(
+        "-i",
+        "--names",
+        "--identities",
+        nargs="+",
+        metavar="NAME",
+        help="the DNS names and IP addresses of the server certificate, instead of "
+        f"{' '.join(_LOOPBACK)}",
+    )
     certs.add_argument(
         "--name",
         action="append",
@@ -62,7 +91,12 @@ def _register_certs(commands: Subcommands) -> None:
         help="another DNS name or IP address for the server certificate (repeatable)",
     )
     certs.add_argument("--force", action="store_true", help="replace files that already exist")
+    certs.add_argument("-q", "--quiet", action="store_true", help="print nothing when it works")
     certs.set_defaults(run=_run_certs)
+
+
+# What testing.LOOPBACK_NAMES holds, without importing alvaro.testing (and trustme) for --help.
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 _CERT_FILES = ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")
@@ -73,17 +107,25 @@ def _quoted(path: Path) -> str:
     return json.dumps(str(path), ensure_ascii=False)
 
 
+def _shell(path: Path) -> str:
+    """A path as a shell word."""
+    return shlex.quote(str(path))
+
+
 def _run_certs(args: argparse.Namespace) -> int:
-    return _certs(args.dir, args.name, args.force)
+    if args.dir is not None and args.dir_option is not None and args.dir != args.dir_option:
+        raise CommandError("give the folder once: DIR or --dir", USAGE)
+    directory = args.dir or args.dir_option or Path()
+    return _certs(directory, (*(args.names or _LOOPBACK), *args.name), args.force, args.quiet)
 
 
-def _certs(directory: Path, extra_names: Sequence[str], force: bool) -> int:
+def _certs(directory: Path, names: Sequence[str], force: bool, quiet: bool) -> int:
     from .. import testing
 
     ca = throwaway_ca()
     if ca is None:
         raise CommandError(f"needs trustme: {INSTALL_TRUSTME}", USAGE)
-    names = tuple(dict.fromkeys((*testing.LOOPBACK_NAMES, *extra_names)))
+    names = tuple(dict.fromkeys(names))
     targets = [directory / name for name in _CERT_FILES]
     existing = [str(path) for path in targets if os.path.lexists(path)]
     if existing and not force:
@@ -102,14 +144,14 @@ def _certs(directory: Path, extra_names: Sequence[str], force: bool) -> int:
         try:
             written = testing.write_tls_files(staging, ca, names=names)
         except ValueError as exc:  # idna rejects the name (IDNAError is a ValueError)
-            raise CommandError(f"invalid --name: {exc}", USAGE) from None
+            raise CommandError(f"invalid server name: {exc}", USAGE) from None
         staged = (written.ca, written.cert, written.key, written.client_cert, written.client_key)
         for source, target in zip(staged, targets, strict=True):
             os.replace(source, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    files = testing.TLSFiles(*targets)
-    _print_certs_usage(directory, files, names)
+    if not quiet:
+        _print_certs_usage(directory, testing.TLSFiles(*targets), names)
     return OK
 
 
@@ -125,9 +167,14 @@ def _print_certs_usage(directory: Path, files: TLSFiles, names: Sequence[str]) -
         (files.client_key, "the client's private key (owner-only)"),
     )
     lines = [
-        f"Wrote a throwaway CA and certificates to {directory}:",
+        f"Wrote a throwaway CA and certificates to {directory.resolve()}:",
         "",
         *(f"  {path!s:<{width}}  {text}" for path, text in rows),
+        "",
+        "From the shell (mutual TLS: add --client-ca to serve, --cert and --key to connect):",
+        "",
+        f"    alvaro serve --tls-cert {_shell(files.cert)} --tls-key {_shell(files.key)}",
+        f"    alvaro connect localhost 8888 --cafile {_shell(files.ca)}",
         "",
         "The original Alvaro style:",
         "",
@@ -228,13 +275,13 @@ def _register_users(commands: Subcommands) -> None:
     bans.set_defaults(bans_parser=bans)
     bans.add_argument(
         "--seconds",
-        type=_positive_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="with --add: how long the ban lasts (default: until removed)",
     )
 
 
-def _load_accounts(path: Path, *, create: bool) -> Accounts:
+def load_accounts(path: Path, *, create: bool) -> Accounts:
     """The accounts saved in ``path``; a new, empty store when it does not exist and ``create``."""
     from ..auth import Accounts
     from ..exceptions import AccountsFileError
@@ -292,7 +339,7 @@ def _users_add(path: Path, name: str, replace: bool, from_stdin: bool) -> int:
     except ValueError as exc:
         raise CommandError(f"invalid user name {name!r}: {exc}") from None
     # The file is read and checked before the password is asked for.
-    accounts = _load_accounts(path, create=True)
+    accounts = load_accounts(path, create=True)
     exists = accounts.has_user(name)
     if exists and not replace:
         raise CommandError(
@@ -309,7 +356,7 @@ def _users_add(path: Path, name: str, replace: bool, from_stdin: bool) -> int:
 
 
 def _users_remove(path: Path, name: str) -> int:
-    accounts = _load_accounts(path, create=False)
+    accounts = load_accounts(path, create=False)
     try:
         accounts.remove_user(name)
     except KeyError:
@@ -320,7 +367,7 @@ def _users_remove(path: Path, name: str) -> int:
 
 
 def _users_list(path: Path) -> int:
-    for name in _load_accounts(path, create=False).users:
+    for name in load_accounts(path, create=False).users:
         print(name)
     return OK
 
@@ -338,16 +385,6 @@ def _ban_address(text: str) -> str:
     return str(network.network_address)
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds < math.inf:
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
-    return seconds
-
-
 def _describe_ban(seconds_left: float) -> str:
     if math.isinf(seconds_left):
         return "until removed"
@@ -358,10 +395,10 @@ def _users_bans(path: Path, add: str | None, seconds: float | None, remove: str 
     from ..auth import address_bucket
 
     if add is None and remove is None:
-        for bucket, left in sorted(_load_accounts(path, create=False).bans.items()):
+        for bucket, left in sorted(load_accounts(path, create=False).bans.items()):
             print(f"{bucket}  {_describe_ban(left)}")
         return OK
-    accounts = _load_accounts(path, create=add is not None)
+    accounts = load_accounts(path, create=add is not None)
     if add is not None:
         accounts.ban(add, seconds)
         bucket = address_bucket(add)

@@ -6,7 +6,6 @@ It prints what they say to each other. SIGINT or SIGTERM stops it gracefully, a 
 from __future__ import annotations
 
 import functools
-import json
 import secrets
 import sys
 from typing import TYPE_CHECKING, Any
@@ -14,8 +13,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._version import __version__
-from ._common import FAILED, INSTALL_TRUSTME, OK, tell, throwaway_ca
-from ._foreground import Stopping, check_backend, run_in_foreground, until_signalled
+from ._common import FAILED, INSTALL_TRUSTME, OK, show, tell, throwaway_ca
+from ._foreground import (
+    Stopping,
+    add_backend_option,
+    check_backend,
+    run_in_foreground,
+    until_signalled,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -33,27 +38,16 @@ def register(commands: Subcommands) -> None:
     demo = commands.add_parser(
         "demo", help="run a host and two clients over TLS, with login, and show what they say"
     )
-    demo.add_argument(
-        "--backend",
-        choices=("asyncio", "trio"),
-        default="asyncio",
-        help="the event loop to run on (default: asyncio)",
-    )
+    add_backend_option(demo)
     demo.add_argument(
         "--plain", action="store_true", help="run without TLS (by default a throwaway CA is made)"
     )
     demo.set_defaults(run=_run_demo)
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, bytes):
-        return f"{len(value)} raw bytes {value[:16]!r}"
-    return json.dumps(value, ensure_ascii=False)
-
-
 def _got(data: Any, metadata: dict[str, Any]) -> str:
     """What a host or a client says when a message arrives."""
-    return f"got {_show(data)} with metadata {_show(metadata)}"
+    return f"got {show(data)} with metadata {show(metadata)}"
 
 
 class _Transcript:

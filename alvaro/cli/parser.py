@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 
 from .._version import __version__
-from . import admin, demo
+from . import admin, connect, demo, send, serve
 
 __all__ = ("build_parser",)
 
 # Each module adds its subcommands and what runs them (``set_defaults(run=...)``); the help lists
 # the subcommands in this order. A new command is a module and one line here.
-_COMMANDS = (demo.register, admin.register)
+_COMMANDS = (
+    demo.register,
+    serve.register,
+    connect.register,
+    send.register,
+    admin.register,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
