@@ -51,7 +51,7 @@ class ChatWindow(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.messages)
         layout.addLayout(row)
-        self.resize(480, 360)
+        self.resize(460, 360)
         # Made on the GUI thread, after the QApplication: callbacks run on this thread.
         self.chat = Chat(name, self.show_line, dispatch=alvaro.gui.QtDispatcher())
         send.clicked.connect(self.send)
