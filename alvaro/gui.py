@@ -34,6 +34,7 @@ import logging
 import queue
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -122,7 +123,9 @@ class TkDispatcher:
     def __init__(self, root: tkinter.Misc, *, interval: float = 0.01) -> None:
         if not interval > 0:
             raise ValueError(f"interval must be positive, not {interval!r}")
-        self._root = root
+        # Weak: the last reference to a Tk object must never go on another thread (alvaro's,
+        # when a client holding this dispatcher is collected there), which aborts Tcl.
+        self._root = weakref.ref(root)
         self._delay = max(1, round(interval * 1000))
         self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._pending = _Pending("Tk")
@@ -154,9 +157,11 @@ class TkDispatcher:
         import tkinter
 
         self._pending.close("the TkDispatcher was closed")
-        # Fails only when the widget is already gone, and with it what was scheduled.
-        with contextlib.suppress(tkinter.TclError):
-            self._root.after_cancel(self._after)
+        root = self._root()
+        if root is not None:
+            # Fails only when the widget is already gone, and with it what was scheduled.
+            with contextlib.suppress(tkinter.TclError):
+                root.after_cancel(self._after)
         self._discard()
 
     def _drain(self) -> None:
@@ -171,11 +176,15 @@ class TkDispatcher:
                 break
             self._pending.done()
             _run(function)
-        if not self._pending.closed:
-            self._after = self._root.after(self._delay, self._drain)
+        root = self._root()
+        if root is None:
+            self._pending.close("the Tk widget was deleted")
+        elif not self._pending.closed:
+            self._after = root.after(self._delay, self._drain)
 
     def _destroyed(self, event: tkinter.Event[tkinter.Misc]) -> None:
-        if event.widget is self._root or str(event.widget) == str(self._root):
+        root = self._root()
+        if root is None or event.widget is root or str(event.widget) == str(root):
             self._pending.close("the Tk widget was destroyed")
             self._discard()
 
@@ -215,8 +224,10 @@ class QtDispatcher:
             raise RuntimeError("make the QtDispatcher on the Qt GUI thread")
         self._pending = _Pending("Qt")
         self._binding: str = qt_core.__name__.split(".")[0]
-        # The receiver lives on this (the GUI) thread, so its queued slot runs there.
-        self._receiver = _receiver_class(qt_core, signal)(self._pending)
+        # The receiver lives on this (the GUI) thread, so its queued slot runs there. Owned by
+        # the application, so that it is deleted on this thread too, never on the thread that
+        # happens to drop the last reference to this dispatcher.
+        self._receiver = _receiver_class(qt_core, signal)(self._pending, app)
         app.aboutToQuit.connect(self._quitting)
 
     @property
@@ -279,8 +290,8 @@ def _receiver_class(qt_core: Any, signal: Any) -> type[Any]:
     class Receiver(qt_core.QObject):  # type: ignore[misc]
         deliver = signal(object)
 
-        def __init__(self, pending: _Pending) -> None:
-            super().__init__()
+        def __init__(self, pending: _Pending, parent: Any) -> None:
+            super().__init__(parent)
             self._pending = pending
             self.deliver.connect(self._run, qt_core.Qt.ConnectionType.QueuedConnection)
 
