@@ -16,10 +16,10 @@ drains every few milliseconds, :class:`QtDispatcher` emits a signal with a queue
 So a busy GUI (a slow callback, a dialog, a ``close()`` called on the GUI thread) slows only its
 own callbacks, and closing a window never hangs.
 
-Once the GUI is gone (the Tk widget destroyed, the Qt application quitting), callbacks still
-waiting are dropped, with one INFO line on the ``alvaro.gui`` logger, and a dispatcher called
-after that raises :class:`RuntimeError`, as ``Executor.submit()`` does after shutdown: alvaro.sync
-then logs one WARNING and drops the callbacks it refuses, and nothing waits for them.
+Once the GUI is gone (the Tk widget destroyed, the Qt application quitting), the callbacks not
+yet run and those handed over later are dropped, with one INFO line on the ``alvaro.gui`` logger
+for the dispatcher's whole life: that happens at every close that races with a last callback
+(``lost_connection``), so it is no warning. Nothing raises and nothing waits for the GUI.
 
 Importing this module imports neither tkinter nor Qt: Qt (PySide6, or PyQt6 if PySide6 is
 absent or PyQt6 is the one already imported) is loaded when the first :class:`QtDispatcher` is
@@ -50,43 +50,62 @@ QT_BINDINGS: Final = ("PySide6", "PyQt6")
 
 
 class _Pending:
-    """What a dispatcher was given and has not run yet, and whether its GUI is gone.
+    """What a dispatcher was given and has not run yet, whether its GUI is gone, and what it
+    dropped since.
 
     Shared by both dispatchers: the hand-over side (any thread) and the GUI side meet here.
     """
 
-    def __init__(self, toolkit: str) -> None:
-        self._toolkit = toolkit
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._count = 0
-        self._closed = False
+        self._closed = ""  # why, once the GUI is gone
+        self._told = False
+        self.dropped = 0
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return bool(self._closed)
 
-    def accept(self) -> None:
-        """Count one callable in, or raise RuntimeError if the GUI is gone."""
+    def accept(self) -> bool:
+        """Count one callable in; False (and it is dropped) if the GUI is gone."""
         with self._lock:
-            if self._closed:
-                raise RuntimeError(f"the {self._toolkit} GUI is gone: callback dropped")
-            self._count += 1
+            if not self._closed:
+                self._count += 1
+                return True
+            self.dropped += 1
+        self._tell()
+        return False
 
     def done(self) -> None:
         with self._lock:
             self._count -= 1
 
     def close(self, why: str) -> None:
-        """Refuse every callable from now on; say once how many were left unrun."""
+        """Drop every callable from now on, and those not yet run."""
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
-            dropped, self._count = self._count, 0
-        if dropped:
-            logger.info(
-                "%s; %d alvaro callback%s dropped", why, dropped, "" if dropped == 1 else "s"
-            )
+            self._closed = why
+            self.dropped += self._count
+            self._count = 0
+        if self.dropped:
+            self._tell()
+
+    def _tell(self) -> None:
+        # Once per dispatcher: a GUI that is gone may be handed thousands of callables.
+        with self._lock:
+            told, self._told = self._told, True
+        if not told:
+            logger.info("%s: alvaro callbacks are dropped from now on", self._closed)
+
+
+def _drop(function: Callable[[], None]) -> None:
+    # alvaro.sync's callables have drop(): without it, each one never run would count as
+    # pending, and after a few dozen the connection would stop reading.
+    drop = getattr(function, "drop", None)
+    if callable(drop):
+        drop()
 
 
 def _run(function: Callable[[], None]) -> None:
@@ -107,9 +126,8 @@ class TkDispatcher:
     called from another thread (which waits for Tk's thread on a threaded Tcl, and fails on an
     unthreaded one), it never waits.
 
-    When ``root`` is destroyed, the callables still queued are dropped (one INFO line on the
-    ``alvaro.gui`` logger) and later calls raise :class:`RuntimeError`, which alvaro.sync logs
-    once as a WARNING before dropping what it cannot hand over.
+    When ``root`` is destroyed, the callables still queued and those given later are dropped,
+    with one INFO line on the ``alvaro.gui`` logger; nothing raises and nothing waits.
 
     Args:
         root: the Tk root, or any widget; polling stops when it is destroyed.
@@ -128,7 +146,7 @@ class TkDispatcher:
         self._root = weakref.ref(root)
         self._delay = max(1, round(interval * 1000))
         self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._pending = _Pending("Tk")
+        self._pending = _Pending()
         # Bound on the widget itself: a toplevel's binding also fires for each of its children,
         # which _destroyed tells apart.
         root.bind("<Destroy>", self._destroyed, add="+")
@@ -136,20 +154,26 @@ class TkDispatcher:
 
     @property
     def closed(self) -> bool:
-        """Whether the widget was destroyed (or :meth:`close` called): callables are refused."""
+        """Whether the widget was destroyed (or :meth:`close` called): callables are dropped."""
         return self._pending.closed
+
+    @property
+    def dropped(self) -> int:
+        """How many callables were dropped because the widget was gone."""
+        return self._pending.dropped
 
     def __call__(self, function: Callable[[], None]) -> None:
         """Queue ``function`` to run on Tk's thread and return at once; safe from any thread.
 
-        Raises:
-            RuntimeError: the widget was destroyed, or :meth:`close` was called.
+        Once the widget is destroyed (or :meth:`close` was called), ``function`` is dropped.
         """
-        self._pending.accept()
-        self._queue.put(function)
+        if self._pending.accept():
+            self._queue.put(function)
+        else:
+            _drop(function)
 
     def close(self) -> None:
-        """Stop running callables: those queued are dropped, later calls raise RuntimeError.
+        """Stop running callables: those queued and those given later are dropped.
 
         For a GUI that goes on without alvaro; destroying the widget does the same. Call it on
         Tk's thread.
@@ -191,7 +215,7 @@ class TkDispatcher:
     def _discard(self) -> None:
         while True:
             try:
-                self._queue.get_nowait()
+                _drop(self._queue.get_nowait())
             except queue.Empty:
                 return
 
@@ -203,9 +227,8 @@ class QtDispatcher:
     from any thread, emits a signal whose queued connection runs the callable on the GUI thread
     when its event loop gets to it, in the order emitted; it never waits.
 
-    When the application is about to quit, the callables not yet run are dropped (one INFO line
-    on the ``alvaro.gui`` logger) and later calls raise :class:`RuntimeError`, which alvaro.sync
-    logs once as a WARNING before dropping what it cannot hand over.
+    When the application is about to quit, the callables not yet run and those given later are
+    dropped, with one INFO line on the ``alvaro.gui`` logger; nothing raises and nothing waits.
 
     Uses PySide6, or PyQt6: whichever of them the program has already imported, else PySide6 if
     installed (the ``qt`` extra of this project installs it), else PyQt6.
@@ -222,7 +245,7 @@ class QtDispatcher:
             raise RuntimeError("make the QApplication before the QtDispatcher")
         if qt_core.QThread.currentThread() != app.thread():
             raise RuntimeError("make the QtDispatcher on the Qt GUI thread")
-        self._pending = _Pending("Qt")
+        self._pending = _Pending()
         self._binding: str = qt_core.__name__.split(".")[0]
         # The receiver lives on this (the GUI) thread, so its queued slot runs there. Owned by
         # the application, so that it is deleted on this thread too, never on the thread that
@@ -237,25 +260,31 @@ class QtDispatcher:
 
     @property
     def closed(self) -> bool:
-        """Whether the application quit (or :meth:`close` was called): callables are refused."""
+        """Whether the application quit (or :meth:`close` was called): callables are dropped."""
         return self._pending.closed
+
+    @property
+    def dropped(self) -> int:
+        """How many callables were dropped because the application was quitting or gone."""
+        return self._pending.dropped
 
     def __call__(self, function: Callable[[], None]) -> None:
         """Have ``function`` run on the GUI thread and return at once; safe from any thread.
 
-        Raises:
-            RuntimeError: the application quit, or :meth:`close` was called.
+        Once the application is quitting (or :meth:`close` was called), ``function`` is dropped.
         """
-        self._pending.accept()
+        if not self._pending.accept():
+            _drop(function)
+            return
         try:
             self._receiver.deliver.emit(function)
         except RuntimeError:
-            # The Qt object was deleted meanwhile (the application is being torn down).
+            # The receiver's Qt object was deleted meanwhile: the application is torn down.
             self._pending.close("the Qt application is gone")
-            raise
+            _drop(function)
 
     def close(self) -> None:
-        """Stop running callables: those not yet run are dropped, later calls raise RuntimeError."""
+        """Stop running callables: those not yet run and those given later are dropped."""
         self._pending.close("the QtDispatcher was closed")
 
     def _quitting(self) -> None:
@@ -297,6 +326,7 @@ def _receiver_class(qt_core: Any, signal: Any) -> type[Any]:
 
         def _run(self, function: Callable[[], None]) -> None:
             if self._pending.closed:
+                _drop(function)
                 return
             self._pending.done()
             _run(function)

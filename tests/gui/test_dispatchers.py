@@ -118,30 +118,28 @@ def check_delivery(
 def check_gone(
     host: alvaro.sync.Host,
     backend: Backend,
-    dispatch: Callable[[Callable[[], None]], object],
+    dispatcher: alvaro.gui.TkDispatcher | alvaro.gui.QtDispatcher,
     step: Callable[[], object],
     end_gui: Callable[[], object],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Once the GUI is gone, callbacks are dropped: nothing raises, hangs or floods the log."""
     caplog.set_level(logging.INFO, logger="alvaro")
-    client = alvaro.sync.Client(backend=backend, dispatch=dispatch)
+    client = alvaro.sync.Client(backend=backend, dispatch=dispatcher)
     recorder = Recorder(client)
     client.connect("127.0.0.1", host.port)
     run_until(step, lambda: recorder.seen(0))
     end_gui()
+    assert dispatcher.closed
+    seen = len(recorder.events)
     client.send_data("more")  # COUNT more messages, for a GUI that is gone
-
-    def refused() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if "dispatch function raised" in r.getMessage()]
-
-    run_until(lambda: None, lambda: bool(refused()))
+    run_until(lambda: None, lambda: dispatcher.dropped >= COUNT)
+    dispatcher(lambda: None)  # a direct call does not raise either
     client.close()  # returns: nothing waits for the GUI
-    assert len(refused()) == 1, caplog.text
-    assert refused()[0].levelno == logging.WARNING
-    assert len([r for r in caplog.records if r.name == "alvaro.gui"]) <= 1, caplog.text
-    with pytest.raises(RuntimeError, match="GUI is gone"):
-        dispatch(lambda: None)
+    assert len(recorder.events) == seen  # nothing ran after the GUI was gone
+    # One line for all of it, and no warning: a close racing with the last callback is normal.
+    assert [r.levelname for r in caplog.records if r.name == "alvaro.gui"] == ["INFO"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
 def test_importing_alvaro_gui_loads_no_toolkit() -> None:
@@ -183,7 +181,6 @@ def test_tk_root_destroyed_drops_callbacks(
 ) -> None:
     dispatcher = alvaro.gui.TkDispatcher(root)
     check_gone(host, sync_backend, dispatcher, root.update, root.destroy, caplog)
-    assert dispatcher.closed
 
 
 def test_qt_application_quit_drops_callbacks(
@@ -198,7 +195,6 @@ def test_qt_application_quit_drops_callbacks(
         qt_app.exec()  # returns at once, having said aboutToQuit
 
     check_gone(host, sync_backend, dispatcher, qt_app.processEvents, quit_application, caplog)
-    assert dispatcher.closed
 
 
 def test_tk_dispatcher_goes_on_after_a_callable_raises(
