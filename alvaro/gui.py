@@ -100,6 +100,23 @@ class _Pending:
             logger.info("%s: alvaro callbacks are dropped from now on", self._closed)
 
 
+class _GuiDispatcher:
+    """What both dispatchers tell about a GUI that is gone."""
+
+    _pending: _Pending
+
+    @property
+    def closed(self) -> bool:
+        """Whether the GUI is gone (Tk widget destroyed, Qt application quitting) or
+        ``close()`` was called: callables are dropped from then on."""
+        return self._pending.closed
+
+    @property
+    def dropped(self) -> int:
+        """How many callables were dropped because the GUI was gone."""
+        return self._pending.dropped
+
+
 def _drop(function: Callable[[], None]) -> None:
     # alvaro.sync's callables have drop(): without it, each one never run would count as
     # pending, and after a few dozen the connection would stop reading.
@@ -117,7 +134,7 @@ def _run(function: Callable[[], None]) -> None:
         logger.exception("a callable run by an alvaro.gui dispatcher raised")
 
 
-class TkDispatcher:
+class TkDispatcher(_GuiDispatcher):
     """Runs callables on the Tk thread of ``root``: pass it as ``dispatch=`` to alvaro.sync.
 
     Make it on Tk's thread (the one that runs ``mainloop()``), after the widget. Calling it, from
@@ -151,16 +168,6 @@ class TkDispatcher:
         # which _destroyed tells apart.
         root.bind("<Destroy>", self._destroyed, add="+")
         self._after = root.after(self._delay, self._drain)
-
-    @property
-    def closed(self) -> bool:
-        """Whether the widget was destroyed (or :meth:`close` called): callables are dropped."""
-        return self._pending.closed
-
-    @property
-    def dropped(self) -> int:
-        """How many callables were dropped because the widget was gone."""
-        return self._pending.dropped
 
     def __call__(self, function: Callable[[], None]) -> None:
         """Queue ``function`` to run on Tk's thread and return at once; safe from any thread.
@@ -220,7 +227,7 @@ class TkDispatcher:
                 return
 
 
-class QtDispatcher:
+class QtDispatcher(_GuiDispatcher):
     """Runs callables on the Qt GUI thread: pass it as ``dispatch=`` to alvaro.sync.
 
     Make it on the GUI thread, after the ``QApplication`` (or ``QCoreApplication``). Calling it,
@@ -257,16 +264,6 @@ class QtDispatcher:
     def binding(self) -> str:
         """The Qt binding in use: ``"PySide6"`` or ``"PyQt6"``."""
         return self._binding
-
-    @property
-    def closed(self) -> bool:
-        """Whether the application quit (or :meth:`close` was called): callables are dropped."""
-        return self._pending.closed
-
-    @property
-    def dropped(self) -> int:
-        """How many callables were dropped because the application was quitting or gone."""
-        return self._pending.dropped
 
     def __call__(self, function: Callable[[], None]) -> None:
         """Have ``function`` run on the GUI thread and return at once; safe from any thread.
