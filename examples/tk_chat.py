@@ -1,108 +1,76 @@
-"""A small Tk chat client: alvaro.sync with ``dispatch=``, so callbacks run on Tk's thread.
+"""A small Tk chat window: alvaro.sync with ``alvaro.gui.TkDispatcher``, so callbacks run on Tk's
+thread.
 
 Run:  python examples/chat_host.py      then, once per person:
       python examples/tk_chat.py NAME [HOST] [PORT]
+or, for the first person, without a separate host:
+      python examples/tk_chat.py NAME localhost 8888 --serve
 
 Tk is not thread-safe: widgets may only be touched from the thread running ``mainloop()``.
-``dispatch=lambda f: root.after(0, f)`` makes alvaro hand every callback to Tk's own thread, so
-they can update widgets directly. The chat logic lives in :class:`Chat`, free of Tk, so it can be
-tested with any dispatcher.
+``dispatch=alvaro.gui.TkDispatcher(root)`` makes alvaro hand every callback to Tk's thread, so
+they update widgets directly, and handing them over never waits for Tk. Enter or the Send button
+sends; Ctrl+Q or the window's close button leaves. Each line shown is also printed.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+import tkinter as tk
 
-import alvaro.sync
+from chat_client import Chat, parse_arguments
+from chat_host import make_host
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-
-class Chat:
-    """Connects to a chat host, sends lines, and shows what others say through ``show``.
-
-    Args:
-        name: the name shown next to this user's lines.
-        show: called with each line to display; runs wherever ``dispatch`` runs callbacks.
-        dispatch: runs a zero-argument callable on the GUI's thread.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        show: Callable[[str], None],
-        dispatch: Callable[[Callable[[], None]], object],
-    ) -> None:
-        self.name = name
-        self.show = show
-        self.client = alvaro.sync.Client(dispatch=dispatch)
-        self.client.got_data = self._got_data
-        self.client.lost_connection = self._lost_connection
-
-    def connect(self, host: str, port: int) -> None:
-        """Connect; raises alvaro.ConnectError if the host cannot be reached."""
-        self.client.connect(host, port)
-        self.show(f"* connected to {host}:{port} as {self.name}")
-
-    def say(self, text: str) -> None:
-        """Send a line to everyone else and show it locally."""
-        if text.strip():
-            self.client.send_data(text, metadata={"from": self.name})
-            self.show(f"{self.name}: {text}")
-
-    def close(self) -> None:
-        """Leave the chat."""
-        self.client.close()
-
-    def _got_data(self, data: Any, metadata: dict[str, Any]) -> None:
-        self.show(f"{metadata.get('from', '?')}: {data}")
-
-    def _lost_connection(self) -> None:
-        conn = self.client.connection
-        reason = conn.close_reason if conn is not None else ""
-        self.show(f"* disconnected {reason}".rstrip())
+import alvaro
+import alvaro.gui
 
 
-def main(argv: list[str]) -> None:
-    """Open the chat window."""
-    import tkinter as tk
-
-    name = argv[0] if argv else "guest"
-    host = argv[1] if len(argv) > 1 else "localhost"
-    port = int(argv[2]) if len(argv) > 2 else 8888
+def main(argv: list[str]) -> int:
+    """Open the chat window; returns the exit status."""
+    arguments = parse_arguments(argv, "Tk")
+    host = make_host(arguments.port) if arguments.serve else None
+    if host is not None:
+        host.start()
 
     root = tk.Tk()
-    root.title(f"alvaro chat - {name}")
-    log = tk.Text(root, height=20, width=60, state="disabled")
-    log.pack(fill="both", expand=True)
-    entry = tk.Entry(root)
-    entry.pack(fill="x")
+    root.title(f"alvaro chat - {arguments.name}")
+    messages = tk.Listbox(root, height=20, width=60)
+    messages.pack(fill="both", expand=True)
+    row = tk.Frame(root)
+    row.pack(fill="x")
+    entry = tk.Entry(row)
+    entry.pack(side="left", fill="x", expand=True)
 
-    def show(line: str) -> None:
-        log.configure(state="normal")
-        log.insert("end", line + "\n")
-        log.configure(state="disabled")
-        log.see("end")
+    def show(line: str) -> None:  # on Tk's thread, always
+        messages.insert("end", line)
+        messages.see("end")
+        print(line, flush=True)
 
-    chat = Chat(name, show, dispatch=lambda function: root.after(0, function))
+    chat = Chat(arguments.name, show, dispatch=alvaro.gui.TkDispatcher(root))
 
-    def send(_event: object) -> None:
+    def send(_event: object = None) -> None:
         chat.say(entry.get())
         entry.delete(0, "end")
 
-    entry.bind("<Return>", send)
-
-    def close() -> None:
-        chat.close()
+    def close(_event: object = None) -> None:
+        chat.close()  # returns promptly: alvaro never waits for Tk's thread
+        if host is not None:
+            host.close()
         root.destroy()
 
+    tk.Button(row, text="Send", command=send).pack(side="right")
+    entry.bind("<Return>", send)
+    root.bind("<Control-q>", close)
     root.protocol("WM_DELETE_WINDOW", close)
-    chat.connect(host, port)
-    entry.focus()
+    try:
+        chat.connect(arguments.host, host.port if host is not None else arguments.port)
+    except alvaro.ConnectError as exc:
+        print(f"cannot connect: {exc}", file=sys.stderr)
+        close()
+        return 1
+    entry.focus_set()
     root.mainloop()
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

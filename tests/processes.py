@@ -32,12 +32,18 @@ class Peer:
     """
 
     def __init__(
-        self, script: str, *args: str, stdin: bool = False, pass_fds: Sequence[int] = ()
+        self,
+        script: str,
+        *args: str,
+        stdin: bool = False,
+        pass_fds: Sequence[int] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = script
         # A module (``tests.process_peers.x``) runs with ``-m`` from the repository's root, so
         # that it imports this checkout's alvaro whatever is installed; a file name runs from
-        # tests/process_peers.
+        # tests/process_peers (an absolute path from where it is). ``env`` replaces the
+        # environment (a GUI program's DISPLAY).
         if script.endswith(".py"):
             command = [sys.executable, "-u", str(PEERS / script), *args]
         else:
@@ -45,6 +51,7 @@ class Peer:
         self.process = subprocess.Popen(
             command,
             cwd=ROOT,
+            env=env,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

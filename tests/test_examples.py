@@ -1,4 +1,7 @@
-"""The examples work: the Tk chat's logic through a fake GUI dispatcher, the basic sync client."""
+"""The examples work: the chat windows' logic through a fake GUI dispatcher, the basic sync client.
+
+The windows themselves run on a real X screen in tests/gui/test_chat_windows.py.
+"""
 
 from __future__ import annotations
 
@@ -60,16 +63,16 @@ def chat_host() -> Iterator[int]:
         host.close()
 
 
-def test_tk_chat_logic_delivers_on_the_gui_thread(chat_host: int) -> None:
-    tk_chat = load("tk_chat")
+def test_chat_logic_delivers_on_the_gui_thread(chat_host: int) -> None:
+    chat_client = load("chat_client")
     gui = FakeGui()
     shown: dict[str, list[tuple[str, str]]] = {"alice": [], "bob": []}
 
     def shower(name: str) -> Callable[[str], None]:
         return lambda line: shown[name].append((threading.current_thread().name, line))
 
-    alice = tk_chat.Chat("alice", shower("alice"), gui.dispatch)
-    bob = tk_chat.Chat("bob", shower("bob"), gui.dispatch)
+    alice = chat_client.Chat("alice", shower("alice"), gui.dispatch)
+    bob = chat_client.Chat("bob", shower("bob"), gui.dispatch)
     try:
         alice.connect("localhost", chat_host)
         bob.connect("localhost", chat_host)

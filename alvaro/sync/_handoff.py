@@ -8,7 +8,6 @@ only when it makes room after such a wait, so the common path costs no cross-thr
 
 from __future__ import annotations
 
-import functools
 import queue
 import threading
 from typing import TYPE_CHECKING, Final
@@ -113,6 +112,10 @@ class Dispatcher(_Bounded):
 
     A callback that raises is logged with its traceback; the sync objects' own wrappers decide
     what else happens (closing the connection concerned).
+
+    Each callable given to ``dispatch`` also has a ``drop()`` method: a dispatch function that
+    will never run it (its GUI is gone, as with :mod:`alvaro.gui`) calls that instead, so that
+    the loop stops counting it as pending and goes on reading.
     """
 
     def __init__(
@@ -217,7 +220,7 @@ class Dispatcher(_Bounded):
                 self._run(function)
                 continue
             try:
-                dispatch(functools.partial(self._run, function))
+                dispatch(_Handed(self, function))
             except Exception:
                 # Typically the GUI is gone (its window destroyed, its main loop ended): the
                 # callback can never run. Say so once, and count it as done so that the loop is
@@ -246,6 +249,24 @@ class Dispatcher(_Bounded):
         work.put(None)
         if self._dispatch is None and thread is not threading.current_thread():
             thread.join(timeout)
+
+
+class _Handed:
+    """A callback handed to a ``dispatch`` function: call it to run it, or :meth:`drop` it."""
+
+    __slots__ = ("_dispatcher", "_function")
+
+    def __init__(self, dispatcher: Dispatcher, function: Callable[[], None]) -> None:
+        self._dispatcher = dispatcher
+        self._function = function
+
+    def __call__(self) -> None:
+        self._dispatcher._run(self._function)
+
+    def drop(self) -> None:
+        """Say that this callback will never run (the GUI is gone): it no longer holds the
+        loop back."""
+        self._dispatcher._consumed()
 
 
 class Inbox(_Bounded):
