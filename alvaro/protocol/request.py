@@ -66,12 +66,13 @@ def timeout_ms(timeout: float | None) -> int:
     Raises:
         ValueError: ``timeout`` is not a positive number.
     """
-    if timeout is None:
+    if timeout is None or timeout == math.inf:
         return 0
     if not timeout > 0:  # NaN included
         raise ValueError(f"a request's timeout must be positive, not {timeout!r}")
-    # Less a nanosecond, so that 0.1 s (100.00000000000001 ms as a float) is 100 ms, not 101.
-    ms = max(1, math.ceil(timeout * 1000 - 1e-6))
+    # Rounded to a nanosecond first, so that float error (0.1 s is 100.00000000000001 ms)
+    # does not make 100 ms into 101.
+    ms = max(1, math.ceil(round(timeout * 1000, 6)))
     return ms if ms <= MAX_TIMEOUT_MS else 0
 
 
