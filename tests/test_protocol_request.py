@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -619,3 +620,13 @@ def test_a_feature_not_negotiated_is_refused_before_the_login_gate() -> None:
     decoder.receive_data(encode_hello("client", features=["auth"]))
     decoder.events()
     expect_error(decoder, REQUEST_FRAMES["REQUEST"], CloseCode.PROTOCOL_ERROR)
+
+
+def test_the_spec_shows_the_same_bytes() -> None:
+    """docs/protocol.md prints each example frame whole, 16 bytes a line, as these tests
+    build it."""
+    spec = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text("utf-8")
+    for example in (SPEC_REQUEST, SPEC_REPLY, SPEC_ERROR, SPEC_CANCEL):
+        raw = bytes.fromhex(example)
+        lines = [" ".join(f"{b:02x}" for b in raw[i : i + 16]) for i in range(0, len(raw), 16)]
+        assert "```\n" + "\n".join(lines) + "\n```" in spec
