@@ -20,6 +20,7 @@ from .frames import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_METADATA_SIZE,
     HEADER,
+    HEADER_SIZE,
     MAX_BODY,
     MAX_CLOSE_REASON,
     MAX_LIMIT,
@@ -30,13 +31,13 @@ from .frames import (
     REPLY_PREFIX_SIZE,
     REQUEST_HEADER,
     REQUEST_ID,
-    REQUEST_PREFIX_SIZE,
     Encoding,
     FrameType,
 )
 from .request import check_request_id, error_body, shorten, timeout_ms
 
 if TYPE_CHECKING:
+    import struct
     from collections.abc import Iterable
 
     from .._types import Metadata
@@ -172,21 +173,15 @@ def encode_request(
         MessageTooLarge: as for :func:`encode_message`.
     """
     check_request_id(request_id)
-    deadline = timeout_ms(timeout)
-    meta, payload, encoding = _message_parts(
-        data, metadata, max_message_size, max_metadata_size, REQUEST_PREFIX_SIZE
-    )
-    return (
-        REQUEST_HEADER.pack(
-            REQUEST_PREFIX_SIZE + len(meta) + len(payload),
-            FrameType.REQUEST,
-            encoding,
-            request_id,
-            deadline,
-            len(meta),
-        )
-        + meta
-        + payload
+    fixed = (request_id, timeout_ms(timeout))
+    return _prefixed_message(
+        FrameType.REQUEST,
+        REQUEST_HEADER,
+        fixed,
+        data,
+        metadata,
+        max_message_size,
+        max_metadata_size,
     )
 
 
@@ -202,20 +197,34 @@ def encode_reply(
     ``request_id``. The arguments and errors are those of :func:`encode_message`, and
     ``ValueError`` for an id out of range."""
     check_request_id(request_id)
+    return _prefixed_message(
+        FrameType.REPLY,
+        REPLY_HEADER,
+        (request_id,),
+        data,
+        metadata,
+        max_message_size,
+        max_metadata_size,
+    )
+
+
+def _prefixed_message(
+    frame_type: FrameType,
+    layout: struct.Struct,
+    fixed: tuple[int, ...],
+    data: object,
+    metadata: Metadata | None,
+    max_message_size: int | None,
+    max_metadata_size: int | None,
+) -> bytes:
+    """A frame whose ``layout`` is the header, the ``fixed`` fields and the metadata length,
+    followed by the metadata and the payload: REQUEST and REPLY."""
+    prefix = layout.size - HEADER_SIZE
     meta, payload, encoding = _message_parts(
-        data, metadata, max_message_size, max_metadata_size, REPLY_PREFIX_SIZE
+        data, metadata, max_message_size, max_metadata_size, prefix
     )
-    return (
-        REPLY_HEADER.pack(
-            REPLY_PREFIX_SIZE + len(meta) + len(payload),
-            FrameType.REPLY,
-            encoding,
-            request_id,
-            len(meta),
-        )
-        + meta
-        + payload
-    )
+    size = prefix + len(meta) + len(payload)
+    return layout.pack(size, frame_type, encoding, *fixed, len(meta)) + meta + payload
 
 
 def encode_reply_error(
