@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._close_codes import CloseCode
+from ._reply import Reply
 from ._version import __version__
 from .exceptions import (
     AccountsFileError,
@@ -27,6 +28,7 @@ from .exceptions import (
     MessageTooLarge,
     OutboxFull,
     ProtocolError,
+    RemoteError,
     RemoteProtocolError,
     TLSError,
     WrongThreadError,
@@ -56,7 +58,9 @@ __all__ = (
     "MessageTooLarge",
     "OutboxFull",
     "ProtocolError",
+    "RemoteError",
     "RemoteProtocolError",
+    "Reply",
     "Settings",
     "TLSError",
     "WrongThreadError",
@@ -67,9 +71,9 @@ __all__ = (
 # logging, Python's last-resort handler prints WARNING and above to stderr, so that a callback
 # that raised, or a host refusing connections, is not silent. Configuring logging replaces it.
 
-# The exceptions and close codes (standard library only) are imported above; the rest on first
-# use (PEP 562), so that "import alvaro.protocol", or any other stdlib-only part, loads neither
-# anyio nor ssl: only alvaro.Host, Client and Connection do. Type checkers read the imports
+# The exceptions, close codes and Reply (standard library only) are imported above; the rest on
+# first use (PEP 562), so that "import alvaro.protocol", or any other stdlib-only part, loads
+# neither anyio nor ssl: only alvaro.Host, Client and Connection do. Type checkers read the imports
 # under TYPE_CHECKING instead, and (not seeing __getattr__) still report a misspelt name.
 _HOMES: dict[str, str] = {
     "Settings": "._settings",

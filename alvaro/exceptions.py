@@ -15,6 +15,7 @@
     ├── MessageTooLarge (also ValueError)  a message is over a size limit; .size, .limit
     ├── EncodeError (also TypeError)       data or metadata cannot be encoded as JSON
     ├── OutboxFull                         send_data() found the outbox full
+    ├── RemoteError                        a request failed on the peer; .kind, .remote_type
     ├── AccountsFileError (also ValueError)   a saved accounts file is corrupt or too new
     ├── ConcurrencyError (also RuntimeError)  two tasks receive from one connection at once
     └── WrongThreadError (also RuntimeError)  a blocking call was made on the event-loop thread
@@ -46,6 +47,7 @@ __all__ = (
     "MessageTooLarge",
     "OutboxFull",
     "ProtocolError",
+    "RemoteError",
     "RemoteProtocolError",
     "TLSError",
     "WrongThreadError",
@@ -218,6 +220,54 @@ class OutboxFull(AlvaroError):
 
     The message was not queued. Wait with ``await send(...)``, which waits for room, or slow down.
     """
+
+
+class RemoteError(AlvaroError):
+    """A request failed on the peer: it sent an error reply instead of an answer.
+
+    A request that times out raises the builtin :class:`TimeoutError` instead, and one whose
+    connection ends before its reply :class:`ConnectionClosed`.
+
+    Attributes:
+        kind: why, one of the ``RemoteError.*`` constants below. A kind that this version of
+            alvaro does not know (sent by a newer peer) arrives as :attr:`ERROR`.
+        message: the peer's description, for a person.
+        remote_type: with kind :attr:`ERROR`, the name of the exception the peer's handler
+            raised (such as ``"ValueError"``), when the peer tells it; else ``None``.
+        remote_traceback: the peer handler's traceback, only when the peer chose to send it;
+            else ``None``. Nothing of the peer's internals crosses the wire unless it does.
+    """
+
+    ERROR = "error"
+    """The peer's request handler raised an exception."""
+    NO_HANDLER = "no_handler"
+    """Nobody answers requests on the peer: it has no ``got_request`` handler."""
+    BUSY = "busy"
+    """The peer was already running as many requests of this connection as it allows."""
+    CANCELLED = "cancelled"
+    """The peer cancelled the handler itself, for example because it is shutting down."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str = "",
+        remote_type: str | None = None,
+        remote_traceback: str | None = None,
+    ) -> None:
+        super().__init__(kind, message, remote_type, remote_traceback)
+        self.kind: str = kind
+        self.message: str = message
+        self.remote_type: str | None = remote_type
+        self.remote_traceback: str | None = remote_traceback
+
+    def __str__(self) -> str:
+        what = {
+            self.NO_HANDLER: "the peer does not answer requests",
+            self.BUSY: "the peer is busy with other requests of this connection",
+            self.CANCELLED: "the peer cancelled the request",
+        }.get(self.kind, "the request failed on the peer")
+        detail = f"{self.remote_type}: {self.message}" if self.remote_type else self.message
+        return f"{what}: {detail}" if detail else what
 
 
 class AccountsFileError(AlvaroError, ValueError):

@@ -23,6 +23,7 @@ from alvaro.exceptions import (
     MessageTooLarge,
     OutboxFull,
     ProtocolError,
+    RemoteError,
     RemoteProtocolError,
     TLSError,
     WrongThreadError,
@@ -43,6 +44,7 @@ HIERARCHY = [
     (MessageTooLarge, AlvaroError, ValueError),
     (EncodeError, AlvaroError, TypeError),
     (OutboxFull, AlvaroError, None),
+    (RemoteError, AlvaroError, None),
     (ConcurrencyError, AlvaroError, RuntimeError),
     (WrongThreadError, AlvaroError, RuntimeError),
 ]
@@ -248,3 +250,79 @@ def test_authentication_error_carries_its_reason_through_pickle() -> None:
     # A failed login is a failed connect: code written for ConnectError catches it.
     with pytest.raises(ConnectError):
         raise error
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (
+            RemoteError("error", "bad input", "ValueError"),
+            "the request failed on the peer: ValueError: bad input",
+        ),
+        (RemoteError("error", "bad input"), "the request failed on the peer: bad input"),
+        (RemoteError("error"), "the request failed on the peer"),
+        (
+            RemoteError("no_handler", "nobody answers requests here"),
+            "the peer does not answer requests: nobody answers requests here",
+        ),
+        (
+            RemoteError("busy", "64 requests running"),
+            "the peer is busy with other requests of this connection: 64 requests running",
+        ),
+        (
+            RemoteError("cancelled", "shutting down"),
+            "the peer cancelled the request: shutting down",
+        ),
+    ],
+    ids=["error with type", "error", "bare", "no_handler", "busy", "cancelled"],
+)
+def test_remote_error_says_what_failed_where(error: RemoteError, text: str) -> None:
+    assert str(error) == text
+
+
+def test_remote_error_kinds_are_the_wire_names() -> None:
+    # The constants are the strings an error REPLY carries (docs/protocol.md, 9.4).
+    from alvaro.protocol import ERROR_KINDS
+
+    kinds = (RemoteError.ERROR, RemoteError.NO_HANDLER, RemoteError.BUSY, RemoteError.CANCELLED)
+    assert kinds == ERROR_KINDS
+
+
+def test_remote_error_carries_everything_through_pickle() -> None:
+    import pickle
+
+    error = RemoteError("error", "bad input", "ValueError", "Traceback ...\nValueError")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is RemoteError
+    assert (copy.kind, copy.message, copy.remote_type, copy.remote_traceback) == (
+        "error",
+        "bad input",
+        "ValueError",
+        "Traceback ...\nValueError",
+    )
+    assert str(copy) == str(error)
+    bare = pickle.loads(pickle.dumps(RemoteError("busy")))
+    assert (bare.kind, bare.message, bare.remote_type, bare.remote_traceback) == (
+        "busy",
+        "",
+        None,
+        None,
+    )
+
+
+# --- alvaro.Reply: what a request handler returns to send metadata --------------------------
+
+
+def test_reply_holds_data_and_metadata() -> None:
+    reply = alvaro.Reply({"sum": 3}, {"unit": "m"})
+    assert (reply.data, reply.metadata) == ({"sum": 3}, {"unit": "m"})
+    assert alvaro.Reply(b"raw").metadata is None
+    assert alvaro.Reply(None, {}) == alvaro.Reply(None, {})
+    with pytest.raises(AttributeError):
+        reply.data = 4  # type: ignore[misc]  # frozen: a handler's answer cannot change later
+
+
+@pytest.mark.parametrize("metadata", [[("unit", "m")], "unit=m", 1, ()], ids=repr)
+def test_reply_refuses_metadata_that_is_not_a_dict(metadata: object) -> None:
+    with pytest.raises(TypeError, match="metadata must be a dict or None, not"):
+        alvaro.Reply(1, metadata)  # type: ignore[arg-type]

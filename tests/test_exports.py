@@ -20,6 +20,7 @@ PROTOCOL_MODULES = [
     "alvaro.protocol.encoders",
     "alvaro.protocol.decoder",
     "alvaro.protocol.state",
+    "alvaro.protocol.request",
 ]
 PUBLIC_MODULES = [
     "alvaro",
@@ -140,7 +141,9 @@ TOP_LEVEL = (
     "MessageTooLarge",
     "OutboxFull",
     "ProtocolError",
+    "RemoteError",
     "RemoteProtocolError",
+    "Reply",
     "Settings",
     "TLSError",
     "WrongThreadError",

@@ -61,6 +61,7 @@ RESERVED_TYPES = [
     FrameType.CHUNK,
     FrameType.CHUNK_ABORT,
     FrameType.ACK,
+    FrameType.CANCEL,
     FrameType.AUTH_START,
     FrameType.AUTH_CHALLENGE,
     FrameType.AUTH_RESPONSE,
@@ -677,7 +678,7 @@ def test_other_frames_before_hello(frame_type: int) -> None:
     expect_error(Decoder("client"), PREAMBLE + frame(frame_type), CloseCode.PROTOCOL_ERROR)
 
 
-@pytest.mark.parametrize("frame_type", [0x00, 0x07, 0x0F, 0x13, 0x1F, 0x27, 0x80, 0xFF])
+@pytest.mark.parametrize("frame_type", [0x00, 0x08, 0x0F, 0x13, 0x1F, 0x27, 0x80, 0xFF])
 def test_unknown_frame_type(frame_type: int) -> None:
     exc = expect_error(opened(), frame(frame_type), CloseCode.PROTOCOL_ERROR)
     assert "unknown frame type" in str(exc)
@@ -1321,7 +1322,7 @@ def test_decoder_rejects_an_unknown_role(role: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "features", [["auth", "request"], ["request", "chunk"], ["ack"], ["nope"], ["AUTH"]]
+    "features", [["auth", "chunk"], ["request", "chunk"], ["ack"], ["nope"], ["AUTH"]]
 )
 def test_decoder_rejects_unsupported_features(features: list[str]) -> None:
     assert not SUPPORTED_FEATURES.issuperset(features)
@@ -1369,8 +1370,8 @@ def decoder_at(role: str, stage: str) -> Decoder:
     return host_at(stage) if role == "host" else client_at(stage)
 
 
-def test_auth_is_the_feature_this_version_implements() -> None:
-    assert SUPPORTED_FEATURES == {"auth"}
+def test_auth_and_request_are_the_features_this_version_implements() -> None:
+    assert SUPPORTED_FEATURES == {"auth", "request"}
     assert AUTH_MECHANISM == "SCRAM-SHA-256"
 
 

@@ -15,8 +15,8 @@ Receiving::
         decoder.receive_data(chunk)           # any number of bytes, any segmentation
     except RemoteProtocolError as exc:        # the peer broke the protocol: close with exc.code
         ...
-    for event in decoder.events():            # Hello, Message, Ping, Pong, Close, Auth*
-        ...
+    for event in decoder.events():            # Hello, Message, Ping, Pong, Close, Auth*,
+        ...                                   # and with feature "request" Request, Reply*, Cancel
 
 The modules, each re-exported here:
 
@@ -25,7 +25,8 @@ The modules, each re-exported here:
 - :mod:`~alvaro.protocol.encoders`: messages and control frames as bytes;
 - :mod:`~alvaro.protocol.decoder`: the :class:`Decoder`;
 - :mod:`~alvaro.protocol.state`: the connection's rules: HELLO negotiation, login order, and
-  how a close is answered and reported.
+  how a close is answered and reported;
+- :mod:`~alvaro.protocol.request`: feature ``request``'s rules: ids, deadlines, error replies.
 """
 
 from __future__ import annotations
@@ -37,12 +38,16 @@ from .encoders import (
     encode_auth_ok,
     encode_auth_response,
     encode_auth_start,
+    encode_cancel,
     encode_close,
     encode_hello,
     encode_logout,
     encode_message,
     encode_ping,
     encode_pong,
+    encode_reply,
+    encode_reply_error,
+    encode_request,
 )
 from .events import (
     AuthChallenge,
@@ -50,6 +55,7 @@ from .events import (
     AuthOk,
     AuthResponse,
     AuthStart,
+    Cancel,
     Close,
     Event,
     Hello,
@@ -57,6 +63,9 @@ from .events import (
     Message,
     Ping,
     Pong,
+    ReplyError,
+    ReplyOk,
+    Request,
 )
 from .frames import (
     AUTH_MECHANISM,
@@ -66,6 +75,8 @@ from .frames import (
     MAGIC,
     MAX_CLOSE_REASON as MAX_CLOSE_REASON,  # importable here as before, though not in __all__
     MAX_LIMIT,
+    MAX_REQUEST_ID,
+    MAX_TIMEOUT_MS,
     PREAMBLE,
     SUPPORTED_FEATURES,
     VERSION,
@@ -73,14 +84,18 @@ from .frames import (
     FrameType,
     Role,
 )
+from .request import ERROR_KINDS
 
 __all__ = (
     "AUTH_MECHANISM",
     "CONTROL_LIMIT",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_METADATA_SIZE",
+    "ERROR_KINDS",
     "MAGIC",
     "MAX_LIMIT",
+    "MAX_REQUEST_ID",
+    "MAX_TIMEOUT_MS",
     "PREAMBLE",
     "SUPPORTED_FEATURES",
     "VERSION",
@@ -89,6 +104,7 @@ __all__ = (
     "AuthOk",
     "AuthResponse",
     "AuthStart",
+    "Cancel",
     "Close",
     "Decoder",
     "Encoding",
@@ -99,16 +115,23 @@ __all__ = (
     "Message",
     "Ping",
     "Pong",
+    "ReplyError",
+    "ReplyOk",
+    "Request",
     "Role",
     "encode_auth_challenge",
     "encode_auth_fail",
     "encode_auth_ok",
     "encode_auth_response",
     "encode_auth_start",
+    "encode_cancel",
     "encode_close",
     "encode_hello",
     "encode_logout",
     "encode_message",
     "encode_ping",
     "encode_pong",
+    "encode_reply",
+    "encode_reply_error",
+    "encode_request",
 )

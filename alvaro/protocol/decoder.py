@@ -8,8 +8,8 @@ implements, byte by byte::
         decoder.receive_data(chunk)           # any number of bytes, any segmentation
     except RemoteProtocolError as exc:        # the peer broke the protocol: close with exc.code
         ...
-    for event in decoder.events():            # Hello, Message, Ping, Pong, Close, Auth*
-        ...
+    for event in decoder.events():            # Hello, Message, Ping, Pong, Close, Auth*,
+        ...                                   # and with feature "request" Request, Reply*, Cancel
 
 When :meth:`Decoder.receive_data` raises, the events parsed before the bad frame are complete and
 valid: collect them with :meth:`Decoder.events` before closing, so nothing sent before the error is
@@ -35,6 +35,7 @@ from .events import (
     AuthOk,
     AuthResponse,
     AuthStart,
+    Cancel,
     Close,
     Event,
     Hello,
@@ -42,6 +43,9 @@ from .events import (
     Message,
     Ping,
     Pong,
+    ReplyError,
+    ReplyOk,
+    Request,
 )
 from .frames import (
     CLOSE_CODE,
@@ -56,12 +60,18 @@ from .frames import (
     META_LENGTH,
     META_LENGTH_SIZE,
     PREAMBLE,
+    REPLY_ERROR,
+    REPLY_PREFIX_SIZE,
+    REQUEST_HEADER,
+    REQUEST_ID,
+    REQUEST_PREFIX_SIZE,
     SUPPORTED_FEATURES,
     Encoding,
     FrameType,
     may_be_preamble,
     type_name,
 )
+from .request import read_error, timeout_seconds
 from .state import AUTH_RECEIVED_BY, Login, next_login, read_hello
 
 if TYPE_CHECKING:
@@ -130,9 +140,14 @@ class Decoder:
         self._events: list[Event] = []
         self._sizes: list[int] = []
         self.message_sizes: list[int] = []
-        """The size on the wire (header included) of each :class:`Message` among the events
-        the last :meth:`events` call returned, in order: what a receive queue should count
-        against its byte limit, since a message's decoded form tells nothing of its size."""
+        """The size on the wire (header included) of each message-carrying event among the
+        events the last :meth:`events` call returned, in order: each :class:`Message`, and
+        with feature ``request`` each :class:`Request`, :class:`ReplyOk` and
+        :class:`ReplyError` (one per DATA, REQUEST or REPLY frame). What a receive queue
+        should count against its byte limit, since a decoded message tells nothing of its
+        size."""
+        # REQUEST and REPLY: the largest body each may have, once "request" is negotiated.
+        self._request_limits: dict[int, int] = {}
         self._phase = _Phase.PREAMBLE
         self._peer_version = 0
         self._hello_received = False
@@ -253,6 +268,15 @@ class Decoder:
                         events.append(self._message(view, start, length, flags))
                         sizes.append(header_size + length)
                         continue
+                    if frame_type in self._request_limits and self._phase is _Phase.OPEN:
+                        self._check_request_header(length, frame_type, flags)
+                        start = pos + header_size
+                        if end - start < length:
+                            break
+                        pos = start + length
+                        events.append(self._request(view, start, length, frame_type, flags))
+                        sizes.append(header_size + length)
+                        continue
                     self._check_control_header(length, frame_type, flags)
                     start = pos + HEADER_SIZE
                     if end - start < length:
@@ -296,6 +320,50 @@ class Decoder:
             return Message(loads(payload, "data"), metadata)
         return Message(payload.tobytes(), metadata)
 
+    def _check_request_header(self, length: int, frame_type: int, flags: int) -> None:
+        # The flags first: they say which limit applies (docs/protocol.md, 7.1 R1, R2).
+        if flags > Encoding.BYTES and (frame_type != FrameType.REPLY or flags != REPLY_ERROR):
+            raise RemoteProtocolError(
+                f"{type_name(frame_type)} frame with invalid flags {flags:#04x}"
+            )
+        if flags == REPLY_ERROR:
+            # An error REPLY fits in the control limit whatever the receiver's message limit,
+            # so that a request can always be answered.
+            if length > CONTROL_LIMIT:
+                raise RemoteProtocolError(
+                    f"error REPLY of {length} bytes is over the limit of {CONTROL_LIMIT} bytes",
+                    CloseCode.MESSAGE_TOO_BIG,
+                )
+        elif length > self._request_limits[frame_type]:
+            size = length - (self._request_limits[frame_type] - self.max_message_size)
+            raise RemoteProtocolError(
+                f"{type_name(frame_type)} message of {size} bytes is over the limit of "
+                f"{self.max_message_size} bytes",
+                CloseCode.MESSAGE_TOO_BIG,
+            )
+
+    def _request(
+        self, view: memoryview, start: int, length: int, frame_type: int, flags: int
+    ) -> Request | ReplyOk | ReplyError:
+        # The request id comes first in both bodies; the message after the fixed prefix is
+        # read as a DATA body is (docs/protocol.md, 9.2).
+        name = type_name(frame_type)
+        prefix = REQUEST_PREFIX_SIZE if frame_type == FrameType.REQUEST else REPLY_PREFIX_SIZE
+        if length < prefix:
+            raise RemoteProtocolError(f"{name} frame body of {length} bytes is too short")
+        skip = prefix - META_LENGTH_SIZE
+        if frame_type == FrameType.REQUEST:
+            _, _, _, request_id, ms, _ = REQUEST_HEADER.unpack_from(view, start - HEADER_SIZE)
+            data, metadata = self._message(view, start + skip, length - skip, flags)
+            return Request(request_id, data, metadata, timeout_seconds(ms))
+        (request_id,) = REQUEST_ID.unpack_from(view, start)
+        if flags == REPLY_ERROR:
+            # The metadata of an error REPLY is checked as any other, and not used.
+            fields = self._message(view, start + skip, length - skip, Encoding.JSON).data
+            return ReplyError(request_id, *read_error(fields))
+        data, metadata = self._message(view, start + skip, length - skip, flags)
+        return ReplyOk(request_id, data, metadata)
+
     def _check_control_header(self, length: int, frame_type: int, flags: int) -> None:
         if self._phase is _Phase.HELLO and frame_type not in (FrameType.HELLO, FrameType.CLOSE):
             raise RemoteProtocolError(
@@ -304,12 +372,7 @@ class Decoder:
         if frame_type == FrameType.DATA:
             # Only in the LOGIN phase does DATA come this way (OPEN takes the fast path), so
             # the gate costs the message path nothing.
-            if self.role == "client":
-                raise RemoteProtocolError("the host sent a message before AUTH_OK")
-            raise RemoteProtocolError(
-                "a message arrived before the login; this host requires login first",
-                CloseCode.POLICY_VIOLATION,
-            )
+            self._refuse_before_login()
         if frame_type in FEATURE_OF:
             feature = FEATURE_OF[frame_type]
             if feature not in self.negotiated:
@@ -317,6 +380,9 @@ class Decoder:
                     f"frame type {type_name(frame_type)} needs feature {feature!r}, "
                     "which was not negotiated"
                 )
+            if feature == "request" and self._phase is _Phase.LOGIN:
+                # Requests are messages: none before the login (docs/protocol.md, 9.8.4).
+                self._refuse_before_login()
             if feature == "auth" and frame_type not in AUTH_RECEIVED_BY[self.role]:
                 sender = "client" if self.role == "host" else "host"
                 raise RemoteProtocolError(f"{type_name(frame_type)} is not sent by a {sender}")
@@ -333,6 +399,14 @@ class Decoder:
                 CloseCode.MESSAGE_TOO_BIG,
             )
 
+    def _refuse_before_login(self) -> None:
+        if self.role == "client":
+            raise RemoteProtocolError("the host sent a message before AUTH_OK")
+        raise RemoteProtocolError(
+            "a message arrived before the login; this host requires login first",
+            CloseCode.POLICY_VIOLATION,
+        )
+
     def _control(self, frame_type: int, body: memoryview) -> Event:
         if frame_type == FrameType.HELLO:
             if self._phase is not _Phase.HELLO:
@@ -343,6 +417,12 @@ class Decoder:
             gated = self.login_required or hello.auth_required
             self._phase = _Phase.LOGIN if gated else _Phase.OPEN
             self._hello_received = True
+            if "request" in self.negotiated:
+                # A body holds its fixed prefix, then a message up to the limit.
+                self._request_limits = {
+                    FrameType.REQUEST: self.max_message_size + REQUEST_PREFIX_SIZE,
+                    FrameType.REPLY: self.max_message_size + REPLY_PREFIX_SIZE,
+                }
             return hello
         if frame_type == FrameType.CLOSE:
             self._phase = _Phase.CLOSED
@@ -351,8 +431,10 @@ class Decoder:
             return Ping(body.tobytes())
         if frame_type == FrameType.PONG:
             return Pong(body.tobytes())
-        # A reserved type passes the header check only once its feature is negotiated, and the
-        # only feature this version implements is "auth".
+        if frame_type == FrameType.CANCEL:
+            return _cancel(body)
+        # A reserved type passes the header check only once its feature is negotiated; of the
+        # features this version implements, "request" sends its messages the fast way.
         return self._auth(frame_type, body)
 
     def _auth(self, frame_type: int, body: memoryview) -> Event:
@@ -424,6 +506,13 @@ def _close(body: memoryview) -> Close:
             "CLOSE reason is not valid UTF-8", CloseCode.INVALID_DATA
         ) from exc
     return Close(code, reason)
+
+
+def _cancel(body: memoryview) -> Cancel:
+    if len(body) != REQUEST_ID.size:
+        raise RemoteProtocolError(f"CANCEL frame body of {len(body)} bytes; it must be 4")
+    (request_id,) = REQUEST_ID.unpack_from(body)
+    return Cancel(request_id)
 
 
 def _describe_foreign_bytes(seen: bytes) -> str:

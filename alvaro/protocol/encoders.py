@@ -20,15 +20,24 @@ from .frames import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_METADATA_SIZE,
     HEADER,
+    HEADER_SIZE,
+    MAX_BODY,
     MAX_CLOSE_REASON,
     MAX_LIMIT,
     META_LENGTH_SIZE,
     PREAMBLE,
+    REPLY_ERROR,
+    REPLY_HEADER,
+    REPLY_PREFIX_SIZE,
+    REQUEST_HEADER,
+    REQUEST_ID,
     Encoding,
     FrameType,
 )
+from .request import check_request_id, error_body, shorten, timeout_ms
 
 if TYPE_CHECKING:
+    import struct
     from collections.abc import Iterable
 
     from .._types import Metadata
@@ -40,6 +49,7 @@ __all__ = (
     "encode_auth_ok",
     "encode_auth_response",
     "encode_auth_start",
+    "encode_cancel",
     "encode_close",
     "encode_hello",
     "encode_logout",
@@ -47,6 +57,9 @@ __all__ = (
     "encode_ping",
     "encode_pong",
     "encode_refusal",
+    "encode_reply",
+    "encode_reply_error",
+    "encode_request",
 )
 
 
@@ -72,6 +85,27 @@ def encode_message(
         EncodeError: ``data`` or ``metadata`` cannot be encoded, or ``metadata`` is not a dict.
         MessageTooLarge: the encoded message or metadata is over the given limit.
     """
+    meta, payload, encoding = _message_parts(
+        data, metadata, max_message_size, max_metadata_size, META_LENGTH_SIZE
+    )
+    return (
+        DATA_HEADER.pack(
+            len(meta) + len(payload) + META_LENGTH_SIZE, FrameType.DATA, encoding, len(meta)
+        )
+        + meta
+        + payload
+    )
+
+
+def _message_parts(
+    data: object,
+    metadata: Metadata | None,
+    max_message_size: int | None,
+    max_metadata_size: int | None,
+    prefix: int,
+) -> tuple[bytes, bytes, Encoding]:
+    """The encoded metadata and payload of a message-carrying frame whose body starts with
+    ``prefix`` fixed bytes, and the payload's encoding, checked against the limits."""
     if metadata:
         if not isinstance(metadata, dict):
             raise EncodeError(f"metadata must be a dict, not {type(metadata).__name__}")
@@ -100,16 +134,141 @@ def encode_message(
             size=meta_size,
             limit=max_metadata_size,
         )
-    limit = MAX_LIMIT if max_message_size is None else min(max_message_size, MAX_LIMIT)
+    # Whatever the limit, the body length (prefix and message) must fit in its u32.
+    largest = MAX_BODY - prefix
+    limit = largest if max_message_size is None else min(max_message_size, largest)
     if size > limit:
         raise MessageTooLarge(
             f"message of {size} bytes is over the limit of {limit} bytes", size=size, limit=limit
         )
-    return (
-        DATA_HEADER.pack(size + META_LENGTH_SIZE, FrameType.DATA, encoding, meta_size)
-        + meta
-        + payload
+    return meta, payload, encoding
+
+
+def encode_request(
+    request_id: int,
+    data: object,
+    metadata: Metadata | None = None,
+    *,
+    timeout: float | None = None,
+    max_message_size: int | None = None,
+    max_metadata_size: int | None = None,
+) -> bytes:
+    """Encode a REQUEST frame (feature ``request``): a message that asks for one REPLY.
+
+    Args:
+        request_id: the id the REPLY will carry, 0 to 2**32 - 1, not in use by another request
+            of this side that is still waiting.
+        data: as for :func:`encode_message`.
+        metadata: as for :func:`encode_message`.
+        timeout: seconds after which the asker stops waiting, or ``None`` for no deadline.
+            It travels as whole milliseconds, rounded up, so that the answering side never
+            gives up before the asker; a deadline beyond :data:`MAX_TIMEOUT_MS` (infinity
+            included) travels as none.
+        max_message_size: the receiver's limit on metadata plus payload, if known.
+        max_metadata_size: the receiver's limit on the encoded metadata, if known.
+
+    Raises:
+        ValueError: ``request_id`` is out of range, or ``timeout`` is not positive.
+        EncodeError: as for :func:`encode_message`.
+        MessageTooLarge: as for :func:`encode_message`.
+    """
+    check_request_id(request_id)
+    fixed = (request_id, timeout_ms(timeout))
+    return _prefixed_message(
+        FrameType.REQUEST,
+        REQUEST_HEADER,
+        fixed,
+        data,
+        metadata,
+        max_message_size,
+        max_metadata_size,
     )
+
+
+def encode_reply(
+    request_id: int,
+    data: object,
+    metadata: Metadata | None = None,
+    *,
+    max_message_size: int | None = None,
+    max_metadata_size: int | None = None,
+) -> bytes:
+    """Encode a REPLY frame (feature ``request``): the answer to the peer's request
+    ``request_id``. The arguments and errors are those of :func:`encode_message`, and
+    ``ValueError`` for an id out of range."""
+    check_request_id(request_id)
+    return _prefixed_message(
+        FrameType.REPLY,
+        REPLY_HEADER,
+        (request_id,),
+        data,
+        metadata,
+        max_message_size,
+        max_metadata_size,
+    )
+
+
+def _prefixed_message(
+    frame_type: FrameType,
+    layout: struct.Struct,
+    fixed: tuple[int, ...],
+    data: object,
+    metadata: Metadata | None,
+    max_message_size: int | None,
+    max_metadata_size: int | None,
+) -> bytes:
+    """A frame whose ``layout`` is the header, the ``fixed`` fields and the metadata length,
+    followed by the metadata and the payload: REQUEST and REPLY."""
+    prefix = layout.size - HEADER_SIZE
+    meta, payload, encoding = _message_parts(
+        data, metadata, max_message_size, max_metadata_size, prefix
+    )
+    size = prefix + len(meta) + len(payload)
+    return layout.pack(size, frame_type, encoding, *fixed, len(meta)) + meta + payload
+
+
+def encode_reply_error(
+    request_id: int,
+    kind: str,
+    message: str,
+    *,
+    remote_type: str | None = None,
+    traceback: str | None = None,
+) -> bytes:
+    """Encode a REPLY frame with the ERROR flag: the peer's request ``request_id`` failed.
+
+    The frame always fits in 4096 bytes, the limit every receiver accepts for it: ``message``
+    is shortened to 1024 UTF-8 bytes, ``remote_type`` to 256, ``traceback`` to its last 2048,
+    and, when escapes still make the body too long, the traceback is left out and the message
+    shortened further.
+
+    Args:
+        request_id: the id of the request that failed.
+        kind: ``"error"`` (the handler raised), ``"no_handler"``, ``"busy"`` or
+            ``"cancelled"`` (:data:`ERROR_KINDS`).
+        message: what went wrong, for a person.
+        remote_type: the name of the exception the handler raised (with kind ``"error"``).
+        traceback: the handler's traceback; send it only when the application opted in.
+
+    Raises:
+        ValueError: ``request_id`` is out of range, or ``kind`` is not one of
+            :data:`ERROR_KINDS`.
+    """
+    check_request_id(request_id)
+    body = error_body(kind, message, remote_type, traceback)
+    return (
+        REPLY_HEADER.pack(
+            REPLY_PREFIX_SIZE + len(body), FrameType.REPLY, REPLY_ERROR, request_id, 0
+        )
+        + body
+    )
+
+
+def encode_cancel(request_id: int) -> bytes:
+    """Encode a CANCEL frame (feature ``request``): this side no longer waits for the answer
+    to its request ``request_id``."""
+    check_request_id(request_id)
+    return _control_frame(FrameType.CANCEL, REQUEST_ID.pack(request_id))
 
 
 def _control_frame(frame_type: FrameType, body: bytes) -> bytes:
@@ -159,10 +318,7 @@ def encode_close(code: int, reason: str = "") -> bytes:
     """Encode a CLOSE frame; a reason longer than 1024 UTF-8 bytes is shortened."""
     if not 0 <= code <= 0xFFFF:
         raise ValueError(f"close code must fit in 16 bits, not {code}")
-    raw = reason.encode("utf-8", "replace")
-    if len(raw) > MAX_CLOSE_REASON:
-        # Cut at a character boundary so the shortened reason is still valid UTF-8.
-        raw = raw[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
+    raw = shorten(reason, MAX_CLOSE_REASON).encode("utf-8", "replace")
     return _control_frame(FrameType.CLOSE, CLOSE_CODE.pack(code) + raw)
 
 

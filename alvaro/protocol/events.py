@@ -1,8 +1,12 @@
 """The events a :class:`~alvaro.protocol.Decoder` turns received frames into.
 
 Each is an immutable record of one frame: :class:`Hello`, :class:`Message`, :class:`Ping`,
-:class:`Pong`, :class:`Close`, and the login's :class:`AuthStart`, :class:`AuthChallenge`,
-:class:`AuthResponse`, :class:`AuthOk`, :class:`AuthFail` and :class:`Logout`.
+:class:`Pong`, :class:`Close`, the login's :class:`AuthStart`, :class:`AuthChallenge`,
+:class:`AuthResponse`, :class:`AuthOk`, :class:`AuthFail` and :class:`Logout`, and the requests'
+:class:`Request`, :class:`ReplyOk`, :class:`ReplyError` and :class:`Cancel`.
+
+The decoder only reports request frames; matching a reply to its request, and dropping one
+whose request has ended, is the connection's job (``docs/protocol.md``, section 9.3).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ __all__ = (
     "AuthOk",
     "AuthResponse",
     "AuthStart",
+    "Cancel",
     "Close",
     "Event",
     "Hello",
@@ -27,6 +32,9 @@ __all__ = (
     "Message",
     "Ping",
     "Pong",
+    "ReplyError",
+    "ReplyOk",
+    "Request",
 )
 
 
@@ -119,6 +127,54 @@ class Logout:
     """The client ends its login; the host then closes the connection."""
 
 
+class Request(NamedTuple):
+    """The peer asks a question (feature ``request``): answer it with exactly one REPLY that
+    carries ``request_id``, unless it is cancelled or its deadline passes first.
+
+    A named tuple, like :class:`Message`, for the same reason: it is built once per request.
+    """
+
+    request_id: int
+    data: Any
+    metadata: Metadata
+    timeout: float | None
+    """Seconds from the arrival of the REQUEST after which the asker no longer waits for the
+    answer, or ``None`` for no deadline. Relative, so that the two clocks need not agree."""
+
+
+class ReplyOk(NamedTuple):
+    """The answer to a request this side sent: its ``data`` and ``metadata``."""
+
+    request_id: int
+    data: Any
+    metadata: Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyError:
+    """A request this side sent failed on the peer.
+
+    ``kind`` is one of ``"error"`` (the handler raised), ``"no_handler"``, ``"busy"`` and
+    ``"cancelled"``; a kind this version does not know arrives as ``"error"``.
+    """
+
+    request_id: int
+    kind: str
+    message: str
+    remote_type: str | None = None
+    """The name of the exception the handler raised, when the peer tells it."""
+    traceback: str | None = None
+    """The handler's traceback, only when the peer chose to send it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """The peer gave up on a request it sent (it timed out or was cancelled): stop handling it
+    and send no reply."""
+
+    request_id: int
+
+
 Event: TypeAlias = (
     Hello
     | Message
@@ -131,4 +187,8 @@ Event: TypeAlias = (
     | AuthOk
     | AuthFail
     | Logout
+    | Request
+    | ReplyOk
+    | ReplyError
+    | Cancel
 )

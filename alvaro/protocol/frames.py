@@ -3,7 +3,9 @@
 Every size the protocol fixes is named here (``docs/protocol.md``, sections 2 and 3), so that no
 other module re-derives one: a frame is a :data:`HEADER` (body length, type, flags) and a body;
 a DATA body starts with the metadata length (:data:`META_LENGTH`), so a DATA frame begins with
-:data:`DATA_HEADER`; a CLOSE body starts with the code (:data:`CLOSE_CODE`).
+:data:`DATA_HEADER`; a CLOSE body starts with the code (:data:`CLOSE_CODE`). Feature ``request``
+(section 9.3) adds REQUEST (:data:`REQUEST_HEADER`: id, timeout, metadata length), REPLY
+(:data:`REPLY_HEADER`: id, metadata length) and CANCEL (its body a :data:`REQUEST_ID`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,20 @@ __all__ = (
     "HEADER",
     "HEADER_SIZE",
     "MAGIC",
+    "MAX_BODY",
     "MAX_CLOSE_REASON",
     "MAX_LIMIT",
+    "MAX_REQUEST_ID",
+    "MAX_TIMEOUT_MS",
     "META_LENGTH",
     "META_LENGTH_SIZE",
     "PREAMBLE",
+    "REPLY_ERROR",
+    "REPLY_HEADER",
+    "REPLY_PREFIX_SIZE",
+    "REQUEST_HEADER",
+    "REQUEST_ID",
+    "REQUEST_PREFIX_SIZE",
     "SUPPORTED_FEATURES",
     "VERSION",
     "Encoding",
@@ -56,6 +67,24 @@ DATA_HEADER: Final = struct.Struct("!IBBI")
 """A DATA frame's :data:`HEADER` followed by its :data:`META_LENGTH`, read or written at once."""
 CLOSE_CODE: Final = struct.Struct("!H")
 """The first field of a CLOSE body: the close code (u16); the UTF-8 reason follows."""
+REQUEST_HEADER: Final = struct.Struct("!IBBIII")
+"""A REQUEST frame's :data:`HEADER` followed by its fixed prefix: request id (u32), timeout in
+milliseconds (u32, 0 for none), metadata length (u32)."""
+REQUEST_PREFIX_SIZE: Final = REQUEST_HEADER.size - HEADER_SIZE
+"""The bytes of a REQUEST body before its metadata (12)."""
+REPLY_HEADER: Final = struct.Struct("!IBBII")
+"""A REPLY frame's :data:`HEADER` followed by its fixed prefix: request id (u32), metadata
+length (u32)."""
+REPLY_PREFIX_SIZE: Final = REPLY_HEADER.size - HEADER_SIZE
+"""The bytes of a REPLY body before its metadata (8)."""
+REQUEST_ID: Final = struct.Struct("!I")
+"""A request id (u32): the first field of REQUEST and REPLY bodies, and the whole CANCEL body."""
+REPLY_ERROR: Final = 0x04
+"""The flag of a REPLY that reports a failed request; its payload is a JSON object."""
+MAX_REQUEST_ID: Final = 2**32 - 1
+"""The largest request id (a u32)."""
+MAX_TIMEOUT_MS: Final = 2**32 - 1
+"""The longest deadline a REQUEST can carry, in milliseconds (about 49.7 days)."""
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 1024 * 1024
 """Default limit on a message's metadata plus payload, in bytes (1 MiB)."""
@@ -68,7 +97,9 @@ MAX_CLOSE_REASON: Final = 1024
 AUTH_MECHANISM: Final = "SCRAM-SHA-256"
 """The login mechanism of feature ``auth`` (RFC 5802, RFC 7677; no channel binding)."""
 
-MAX_LIMIT: Final = 2**32 - 1 - META_LENGTH_SIZE
+MAX_BODY: Final = 2**32 - 1
+"""The largest body length a frame header can state (a u32)."""
+MAX_LIMIT: Final = MAX_BODY - META_LENGTH_SIZE
 """The largest size limit the protocol can state: a u32 body length less a DATA frame's
 metadata-length field."""
 
@@ -88,6 +119,7 @@ class FrameType(enum.IntEnum):
     CHUNK = 0x04  # reserved: feature "chunk"
     CHUNK_ABORT = 0x05  # reserved: feature "chunk"
     ACK = 0x06  # reserved: feature "ack"
+    CANCEL = 0x07  # reserved: feature "request"
     PING = 0x10
     PONG = 0x11
     CLOSE = 0x12
@@ -107,11 +139,12 @@ class Encoding(enum.IntEnum):
     BYTES = 1
 
 
-SUPPORTED_FEATURES: Final[frozenset[str]] = frozenset({"auth"})
+SUPPORTED_FEATURES: Final[frozenset[str]] = frozenset({"auth", "request"})
 """Optional features this version of the codec implements (see ``FrameType``)."""
 FEATURE_OF: Final[dict[int, str]] = {
     FrameType.REQUEST: "request",
     FrameType.REPLY: "request",
+    FrameType.CANCEL: "request",
     FrameType.CHUNK: "chunk",
     FrameType.CHUNK_ABORT: "chunk",
     FrameType.ACK: "ack",

@@ -105,6 +105,7 @@ RESERVED_TYPES = {
     0x04: "CHUNK",
     0x05: "CHUNK_ABORT",
     0x06: "ACK",
+    0x07: "CANCEL",
     0x21: "AUTH_START",
     0x22: "AUTH_CHALLENGE",
     0x23: "AUTH_RESPONSE",
@@ -929,7 +930,7 @@ def _group_3() -> list[Case]:
             spec="6.3, 7.1 C3",
         ),
     ]
-    for frame_type in (0x00, 0x07, 0x0F, 0x13, 0x1F, 0x27, 0x80, 0xFF):
+    for frame_type in (0x00, 0x08, 0x0F, 0x13, 0x1F, 0x27, 0x80, 0xFF):
         cases.append(
             case(
                 f"unassigned frame type {frame_type:#04x}",
