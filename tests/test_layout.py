@@ -92,10 +92,10 @@ PRIVATE_READS_ALLOWED = {
     ("aio/_core.py", "_core"),  # core_of(): the one door to a connection's internal side
     ("aio/_io/tls.py", "_handshake"),  # TLS over TLS: the inner transport's own step
     ("cli/_common.py", "_SubParsersAction"),  # argparse's type for add_subparsers()
-    ("sync/host.py", "_loop"),
+    ("sync/host.py", "_loop"),  # serve_forever(): a signal hands the stop to the loop
     # A callback handed to dispatch= runs (or is dropped) through its own Dispatcher.
     ("sync/_handoff.py", "_run"),
-    ("sync/_handoff.py", "_consumed"),  # serve_forever(): a signal hands the stop to the aio host's loop
+    ("sync/_handoff.py", "_consumed"),
     *(
         (f"sync/{module}", member)
         for module in ("_bridges.py", "client.py", "host.py")
