@@ -33,10 +33,9 @@ class ReceiveQueue:
         "_ended",
         "_max_bytes",
         "_max_count",
-        "_messages",
+        "_queue",
         "_receiving",
         "_room_waiter",
-        "_sizes",
         "_waiter",
     )
 
@@ -45,16 +44,18 @@ class ReceiveQueue:
         self._max_bytes = settings.max_queue_bytes
         # The exception get() raises once the queue is empty and no message can come.
         self._closed_error = closed_error
-        self._messages: deque[Message] = deque()
-        self._sizes: deque[int] = deque()  # what each queued message took on the wire
-        self._bytes = 0  # their sum
+        # Each queued message with what it took on the wire. Made on the first message: a
+        # connection whose messages all go to a callback never needs it, and an empty deque
+        # costs 600 bytes, a lot for a host with many idle connections.
+        self._queue: deque[tuple[Message, int]] | None = None
+        self._bytes = 0  # what the queued messages took on the wire
         self._waiter: anyio.Event | None = None  # a get() waiting for a message
         self._room_waiter: anyio.Event | None = None  # the read loop waiting for room
         self._receiving = False
         self._ended = False
 
     def __len__(self) -> int:
-        return len(self._messages)
+        return 0 if self._queue is None else len(self._queue)
 
     @property
     def queued_bytes(self) -> int:
@@ -63,7 +64,7 @@ class ReceiveQueue:
 
     def full(self) -> bool:
         """Whether the queue is at either of its bounds."""
-        return len(self._messages) >= self._max_count or self._bytes >= self._max_bytes
+        return len(self) >= self._max_count or self._bytes >= self._max_bytes
 
     async def get(self, timeout: float | None) -> Message:
         """The next message, waiting up to ``timeout`` seconds (``None``: as long as it takes).
@@ -75,7 +76,7 @@ class ReceiveQueue:
         """
         if self._receiving:
             raise ConcurrencyError("another task is already receiving from this connection")
-        if not self._messages:
+        if not self._queue:
             self._receiving = True
             try:
                 # A cancel scope costs more than the rest of this call: only for a timeout.
@@ -86,15 +87,16 @@ class ReceiveQueue:
                         await self._wait_for_message()
             finally:
                 self._receiving = False
-        message = self._messages.popleft()
-        self._bytes -= self._sizes.popleft()
+        assert self._queue is not None
+        message, size = self._queue.popleft()
+        self._bytes -= size
         if self._room_waiter is not None and not self.full():
             self._room_waiter.set()
             self._room_waiter = None
         return message
 
     async def _wait_for_message(self) -> None:
-        while not self._messages:
+        while not self._queue:
             if self._ended:
                 raise self._closed_error()
             waiter = self._waiter = anyio.Event()
@@ -103,8 +105,9 @@ class ReceiveQueue:
     async def put(self, message: Message, size: int) -> None:
         """Queue ``message``, which took ``size`` bytes on the wire; then wait while the queue
         is full, so that the read loop stops reading while the application is behind."""
-        self._messages.append(message)
-        self._sizes.append(size)
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append((message, size))
         self._bytes += size
         self._wake()
         while self.full():
