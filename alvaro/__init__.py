@@ -31,6 +31,7 @@ from .exceptions import (
     RemoteError,
     RemoteProtocolError,
     TLSError,
+    TooManyRequests,
     WrongThreadError,
 )
 
@@ -63,6 +64,7 @@ __all__ = (
     "Reply",
     "Settings",
     "TLSError",
+    "TooManyRequests",
     "WrongThreadError",
     "__version__",
 )

@@ -44,6 +44,17 @@ class Settings:
             so nothing goes out) before it is dropped as a slow consumer (close code
             SLOW_CONSUMER); ``await send()`` waiting for room then raises
             :class:`~alvaro.ConnectionClosedError`. ``None`` waits without limit.
+        request_timeout: seconds ``request()`` waits for its reply when it is given no
+            ``timeout``; the deadline travels with the request, and the answering side cancels
+            its handler when it passes. ``None``: no deadline.
+        max_pending_requests: how many requests one connection may have waiting for their
+            replies; ``request()`` waits for room beyond that (the non-blocking forms raise
+            :class:`~alvaro.TooManyRequests`).
+        max_concurrent_requests: how many of the peer's requests run at once per connection;
+            beyond that the peer gets a "busy" answer at once (:class:`~alvaro.RemoteError`).
+        reply_tracebacks: send the traceback of a request handler that raised to the asker
+            (it always gets the exception's type name and message). Off by default: a
+            traceback tells the peer about this side's code.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -59,6 +70,10 @@ class Settings:
     ping_timeout: float | None = 20.0
     frame_timeout: float | None = 30.0
     write_timeout: float | None = 10.0
+    request_timeout: float | None = 30.0
+    max_pending_requests: int = 1024
+    max_concurrent_requests: int = 128
+    reply_tracebacks: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -67,6 +82,8 @@ class Settings:
             "max_queue",
             "max_queue_bytes",
             "write_limit",
+            "max_pending_requests",
+            "max_concurrent_requests",
         ):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
@@ -83,7 +100,17 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-        for name in ("ping_interval", "ping_timeout", "frame_timeout", "write_timeout"):
+        if type(self.reply_tracebacks) is not bool:
+            raise ValueError(
+                f"reply_tracebacks must be True or False, not {self.reply_tracebacks!r}"
+            )
+        for name in (
+            "ping_interval",
+            "ping_timeout",
+            "frame_timeout",
+            "write_timeout",
+            "request_timeout",
+        ):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -118,3 +145,7 @@ class SettingsOptions(TypedDict, total=False):
     ping_timeout: float | None
     frame_timeout: float | None
     write_timeout: float | None
+    request_timeout: float | None
+    max_pending_requests: int
+    max_concurrent_requests: int
+    reply_tracebacks: bool

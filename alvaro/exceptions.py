@@ -16,6 +16,7 @@
     ├── EncodeError (also TypeError)       data or metadata cannot be encoded as JSON
     ├── OutboxFull                         send_data() found the outbox full
     ├── RemoteError                        a request failed on the peer; .kind, .remote_type
+    ├── TooManyRequests                    request_nowait() found max_pending_requests waiting
     ├── AccountsFileError (also ValueError)   a saved accounts file is corrupt or too new
     ├── ConcurrencyError (also RuntimeError)  two tasks receive from one connection at once
     └── WrongThreadError (also RuntimeError)  a blocking call was made on the event-loop thread
@@ -50,6 +51,7 @@ __all__ = (
     "RemoteError",
     "RemoteProtocolError",
     "TLSError",
+    "TooManyRequests",
     "WrongThreadError",
 )
 
@@ -268,6 +270,11 @@ class RemoteError(AlvaroError):
         }.get(self.kind, "the request failed on the peer")
         detail = f"{self.remote_type}: {self.message}" if self.remote_type else self.message
         return f"{what}: {detail}" if detail else what
+
+
+class TooManyRequests(AlvaroError):
+    """``request_nowait()`` found ``max_pending_requests`` of the connection waiting for their
+    answers already. (``request()`` waits for room instead.)"""
 
 
 class AccountsFileError(AlvaroError, ValueError):

@@ -34,6 +34,10 @@ SETTINGS_DEFAULTS = {
     "ping_timeout": 20.0,
     "frame_timeout": 30.0,
     "write_timeout": 10.0,
+    "request_timeout": 30.0,
+    "max_pending_requests": 1024,
+    "max_concurrent_requests": 128,
+    "reply_tracebacks": False,
 }
 
 HOST_DEFAULTS = {"max_connections": 1024, "max_unauthenticated_per_address": 16}
@@ -67,7 +71,7 @@ def test_protocol_limits() -> None:
     assert FD_RESERVE == 64
 
 
-@pytest.mark.parametrize("name", ["frame_timeout", "write_timeout"])
+@pytest.mark.parametrize("name", ["frame_timeout", "write_timeout", "request_timeout"])
 def test_new_timeouts_take_seconds_or_none(name: str) -> None:
     assert getattr(Settings(**{name: None}), name) is None
     assert getattr(Settings(**{name: 0.5}), name) == 0.5
@@ -76,11 +80,21 @@ def test_new_timeouts_take_seconds_or_none(name: str) -> None:
             Settings(**{name: bad})
 
 
-def test_max_queue_bytes_is_a_positive_integer() -> None:
-    assert Settings(max_queue_bytes=1).max_queue_bytes == 1
+@pytest.mark.parametrize(
+    "name", ["max_queue_bytes", "max_pending_requests", "max_concurrent_requests"]
+)
+def test_counts_are_positive_integers(name: str) -> None:
+    assert getattr(Settings(**{name: 1}), name) == 1
     for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="max_queue_bytes"):
-            Settings(max_queue_bytes=bad)
+        with pytest.raises(ValueError, match=name):
+            Settings(**{name: bad})
+
+
+def test_reply_tracebacks_is_a_bool() -> None:
+    assert Settings(reply_tracebacks=True).reply_tracebacks is True
+    for bad in (1, "yes", None):
+        with pytest.raises(ValueError, match="reply_tracebacks"):
+            Settings(reply_tracebacks=bad)  # type: ignore[arg-type]
 
 
 #: The login policy of reliability.md section 9: OWASP's PBKDF2 iteration count, 5 failures in

@@ -26,6 +26,7 @@ from alvaro.exceptions import (
     RemoteError,
     RemoteProtocolError,
     TLSError,
+    TooManyRequests,
     WrongThreadError,
 )
 
@@ -45,6 +46,7 @@ HIERARCHY = [
     (EncodeError, AlvaroError, TypeError),
     (OutboxFull, AlvaroError, None),
     (RemoteError, AlvaroError, None),
+    (TooManyRequests, AlvaroError, None),
     (ConcurrencyError, AlvaroError, RuntimeError),
     (WrongThreadError, AlvaroError, RuntimeError),
 ]

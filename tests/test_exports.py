@@ -146,6 +146,7 @@ TOP_LEVEL = (
     "Reply",
     "Settings",
     "TLSError",
+    "TooManyRequests",
     "WrongThreadError",
     "__version__",
 )

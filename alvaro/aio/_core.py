@@ -15,14 +15,17 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 
 from .._close_codes import CloseCode
+from ..exceptions import RemoteError
 from ..protocol import Decoder, encode_close, encode_message, encode_ping
 from ..protocol.state import closed_error, echo_code
 from ._inbox import ReceiveQueue
 from ._keepalive import Keepalive
 from ._loop import Flag, LoopHandle
 from ._outbox import Outbox
+from ._requests import Requests
 from .connection import Connection, State
 
 if TYPE_CHECKING:
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
     from .._throttle import LogThrottle
     from .._types import Metadata
     from ..exceptions import ConnectionClosed, ConnectionClosedError, RemoteProtocolError
-    from ..protocol import Close, Event, Hello, Role
+    from ..protocol import Close, Event, Hello, Message, Role
     from ._io import Transport
 
 __all__ = ("ConnectionCore", "core_of")
@@ -76,9 +79,11 @@ class ConnectionCore:
         "protocol_errors",
         "read_scope",
         "reads",
+        "requests",
         "role",
         "settings",
         "state",
+        "tasks",
         "transport",
         "user",
     )
@@ -139,7 +144,32 @@ class ConnectionCore:
         self.frame_deadline = math.inf
         self.loop: LoopHandle  # set on the loop by the opening handshake
         self.closed = Flag()
+        self.tasks: anyio.abc.TaskGroup | None = None
+        """The task group of the served connection (its writer, keepalive, request handlers)."""
+        self.requests: Requests | None = None  # made on the first request either way
         self.connection = Connection(self)
+
+    def request_table(self) -> Requests:
+        """The connection's requests, made on first use (most connections never use them)."""
+        if self.requests is None:
+            self.requests = Requests(self)
+        return self.requests
+
+    async def ask(self, data: Any, metadata: Metadata | None, timeout: float | None) -> Message:
+        """Send a request and wait for its reply (:meth:`Connection.request`); ``timeout``
+        ``None`` is the ``request_timeout`` setting, ``math.inf`` none."""
+        if "request" not in self.decoder.negotiated:
+            raise RemoteError(
+                RemoteError.NO_HANDLER,
+                f"{self.where} does not take requests (an alvaro older than requests)",
+            )
+        if timeout is None:
+            timeout = self.settings.request_timeout
+        elif timeout == math.inf:
+            timeout = None
+        elif not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        return await self.request_table().ask(data, metadata, timeout)
 
     def start_on_loop(self) -> None:
         """Bind to the running event loop; first thing of the opening handshake."""

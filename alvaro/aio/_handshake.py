@@ -13,7 +13,19 @@ import anyio
 
 from .._close_codes import CloseCode
 from ..exceptions import ConnectionClosed, ConnectionClosedError, RemoteProtocolError
-from ..protocol import Close, Hello, Message, Ping, Pong, encode_close, encode_hello, encode_pong
+from ..protocol import (
+    Close,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    ReplyError,
+    ReplyOk,
+    Request,
+    encode_close,
+    encode_hello,
+    encode_pong,
+)
 from ..protocol.state import closed_error, echo_code
 from .connection import State
 
@@ -22,6 +34,9 @@ if TYPE_CHECKING:
     from ._core import ConnectionCore
 
 __all__ = ("abort", "exchange_hellos", "next_handshake_event")
+
+# The events that have a wire size in the decoder's message_sizes.
+_SIZED = frozenset({Message, Request, ReplyOk, ReplyError})
 
 # How long a connection that failed its opening handshake waits for the peer's TLS close_notify.
 _TLS_ABORT_GRACE = 0.25
@@ -98,7 +113,7 @@ async def next_handshake_event(core: ConnectionCore) -> Event:
             if type(event) is Ping:
                 await core.transport.send(encode_pong(event.payload))
             elif type(event) is not Pong:
-                if type(event) is Message:
+                if type(event) in _SIZED:
                     core.early_sizes.pop(0)
                 return event
         if core.early_error is not None:

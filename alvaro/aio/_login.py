@@ -44,13 +44,14 @@ from ._handshake import abort, next_handshake_event
 from ._loop import LoopLocalLimiter
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Callable
 
     from ..accounts.store import Accounts
     from ..auth import Authenticator
     from ._core import ConnectionCore
 
-__all__ = ("WRONG_CREDENTIALS", "client_login", "host_login")
+__all__ = ("WRONG_CREDENTIALS", "client_login", "host_login", "warn_about_host_login")
 
 WRONG_CREDENTIALS = "wrong user name or password"
 """The one AUTH_FAIL reason for an unknown user and a wrong password alike."""
@@ -179,6 +180,20 @@ def _time_left() -> float:
 
 def _account_wait_reason(wait: float) -> str:
     return f"too many failed logins for this user; try again in {math.ceil(wait)} s"
+
+
+def warn_about_host_login(
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger], *, tls: bool, has_users: bool
+) -> None:
+    """What a host that requires login says when it starts, if it is set up badly."""
+    if not tls:
+        logger.warning(
+            "login is required but TLS is off: passwords never cross the network (SCRAM), "
+            "but user names and every message do, readable and changeable by anyone on "
+            "the path, who can also take a connection over after its login; use TLS"
+        )
+    if not has_users:
+        logger.warning("login is required and there are no users: no one can log in")
 
 
 async def _refuse(core: ConnectionCore, reason: str) -> None:

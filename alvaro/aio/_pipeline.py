@@ -11,7 +11,7 @@ raises it to its caller as a typed error.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
@@ -20,19 +20,17 @@ from .._errors import unwrap_group
 from ..exceptions import AuthenticationError, ConnectionClosed, RemoteProtocolError
 from ._handshake import abort, exchange_hellos
 from ._io import start_tls
-from ._reader import read_loop
+from ._reader import Handlers, read_loop
 from .connection import State
 
 if TYPE_CHECKING:
-    import logging
     import ssl
     from collections.abc import Awaitable, Callable
 
-    from .._types import Metadata
     from ._core import ConnectionCore
     from ._io import Transport
 
-__all__ = ("failure_close", "open_connection", "run_step", "secure", "serve", "serve_until_lost")
+__all__ = ("failure_close", "open_connection", "run_step", "secure", "serve_until_lost")
 
 T = TypeVar("T")
 
@@ -128,84 +126,92 @@ async def open_connection(core: ConnectionCore, deadline: float) -> None:
     )
 
 
-async def serve(
+async def serve_until_lost(
     core: ConnectionCore,
     on_open: Callable[[], Awaitable[None]],
-    handler_lookup: Callable[[], Callable[[Any, Metadata], object] | None],
+    handlers: Handlers,
+    report_lost: Callable[[], Awaitable[None]],
 ) -> None:
-    """Run an opened connection until it is closed; raises only on cancellation.
+    """Serve an opened connection until it is closed, then ``report_lost()``: once, whatever
+    ended it (cancellation included), shielded and within ``close_timeout``; an exception from
+    it is logged with its traceback, never raised. Raises only on cancellation.
 
     ``on_open`` runs first, with the writer already running, so that it may send. Then every
-    message goes to the function ``handler_lookup()`` returns when the message arrives, or to
-    the receive queue if it returns ``None``.
+    message and request goes where ``handlers`` say when it arrives.
+
+    One function rather than two nested ones: each connection holds this frame while it lives.
     """
     settings = core.settings
     outbox = core.outbox
     try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(outbox.run, core.drop_slow_consumer, core.broken)
-            if settings.ping_interval is not None:
-                tasks.start_soon(
-                    core.keepalive.run, core, settings.ping_interval, settings.ping_timeout
-                )
-            await on_open()
-            with anyio.CancelScope(deadline=core.close_deadline) as scope:
-                core.read_scope = scope
-                await read_loop(core, handler_lookup)
-            core.read_scope = None
-            if (
-                scope.cancelled_caught
-                and core.close_info is None
-                and core.frame_deadline <= anyio.current_time()
-            ):
-                reason = f"a frame took more than {settings.frame_timeout:g} s to arrive"
-                core.logger.warning("closing the connection to %s: %s", core.where, reason)
-                core.fail(CloseCode.TIMEOUT, reason)
-            elif scope.cancelled_caught and not outbox.done.is_set():
-                core.logger.info(
-                    "%s did not answer the close within %g s; dropping the connection",
-                    core.where,
-                    settings.close_timeout,
-                )
-            core.inbox.end()
-            if outbox.close_queued:
-                # Let the writer flush what is queued and the CLOSE frame, within the deadline.
-                with anyio.move_on_after(max(0.0, core.close_deadline - anyio.current_time())):
-                    await outbox.done.wait()
-            tasks.cancel_scope.cancel()
-    finally:
-        with core.lock:
-            outbox.closed = True
-            if core.close_info is None:
-                core.close_info = (CloseCode.ABNORMAL, "the connection was cancelled", False)
-        core.state = State.CLOSED
-        core.inbox.end()
-        # The close as a whole, TLS's close_notify included, ends by the close deadline.
-        timeout = settings.close_timeout
-        if core.close_deadline < math.inf:
-            timeout = min(timeout, max(0.0, core.close_deadline - anyio.current_time()))
-        await core.transport.aclose(timeout)
-        core.closed.set()
-
-
-async def serve_until_lost(
-    core: ConnectionCore,
-    on_open: Callable[[], Awaitable[None]],
-    handler_lookup: Callable[[], Callable[[Any, Metadata], object] | None],
-    report_lost: Callable[[], Awaitable[None]],
-    *,
-    close_timeout: float,
-    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-) -> None:
-    """Serve an opened connection until it closes, then ``report_lost()``: once, whatever ended
-    it (cancellation included), shielded and within ``close_timeout``; an exception from it is
-    logged with its traceback, never raised."""
-    try:
         with unwrap_group():
-            await serve(core, on_open, handler_lookup)
+            async with anyio.create_task_group() as tasks:
+                core.tasks = tasks
+                tasks.start_soon(outbox.run, core.drop_slow_consumer, core.broken)
+                if settings.ping_interval is not None:
+                    tasks.start_soon(
+                        core.keepalive.run, core, settings.ping_interval, settings.ping_timeout
+                    )
+                await on_open()
+                with anyio.CancelScope(deadline=core.close_deadline) as scope:
+                    core.read_scope = scope
+                    await read_loop(core, handlers)
+                core.read_scope = None
+                _log_why_reading_stopped(core, scope)
+                core.inbox.end()
+                if outbox.close_queued:
+                    # Let the writer flush what is queued and the CLOSE, within the deadline.
+                    left = max(0.0, core.close_deadline - anyio.current_time())
+                    with anyio.move_on_after(left):
+                        await outbox.done.wait()
+                tasks.cancel_scope.cancel()
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(close_timeout):
-            try:
-                await report_lost()
-            except Exception:
-                logger.exception("the lost-connection callback raised for %r", core.connection)
+        try:
+            await _closed(core)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(settings.close_timeout):
+                try:
+                    await report_lost()
+                except Exception:
+                    core.logger.exception(
+                        "the lost-connection callback raised for %r", core.connection
+                    )
+
+
+def _log_why_reading_stopped(core: ConnectionCore, scope: anyio.CancelScope) -> None:
+    """The read loop's deadline passed: a frame took too long (close for it), or the peer did
+    not answer the close (say so)."""
+    if not scope.cancelled_caught:
+        return
+    if core.close_info is None and core.frame_deadline <= anyio.current_time():
+        reason = f"a frame took more than {core.settings.frame_timeout:g} s to arrive"
+        core.logger.warning("closing the connection to %s: %s", core.where, reason)
+        core.fail(CloseCode.TIMEOUT, reason)
+    elif not core.outbox.done.is_set():
+        core.logger.info(
+            "%s did not answer the close within %g s; dropping the connection",
+            core.where,
+            core.settings.close_timeout,
+        )
+
+
+async def _closed(core: ConnectionCore) -> None:
+    """Record the end and close the transport, by the close deadline (TLS's close_notify
+    included); pending requests fail with the connection's error."""
+    with core.lock:
+        core.outbox.closed = True
+        if core.close_info is None:
+            core.close_info = (CloseCode.ABNORMAL, "the connection was cancelled", False)
+    core.state = State.CLOSED
+    core.tasks = None
+    core.inbox.end()
+    if core.requests is not None:
+        core.requests.connection_ended(core.closed_error())
+    timeout = core.settings.close_timeout
+    if core.close_deadline < math.inf:
+        timeout = min(timeout, max(0.0, core.close_deadline - anyio.current_time()))
+    try:
+        # Not shielded: a connection cancelled (a host stopping at once) closes at once.
+        await core.transport.aclose(timeout)
+    finally:
+        core.closed.set()

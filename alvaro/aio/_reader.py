@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
 from .._close_codes import CloseCode
 from ..exceptions import ConnectionClosedError, RemoteProtocolError
-from ..protocol import Close, Logout, Message, Ping, Pong
+from ..protocol import Cancel, Close, Logout, Message, Ping, Pong, ReplyError, ReplyOk, Request
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,12 +25,20 @@ if TYPE_CHECKING:
     from .._types import Metadata
     from ._core import ConnectionCore
 
-__all__ = ("read_loop",)
+__all__ = ("Handlers", "read_loop")
 
 
-async def read_loop(
-    core: ConnectionCore, handler_lookup: Callable[[], Callable[[Any, Metadata], object] | None]
-) -> None:
+class Handlers(NamedTuple):
+    """Where the read loop hands what arrives. Each is looked up when a message or request
+    arrives, so that a callback set meanwhile takes over; ``None`` means none is set."""
+
+    data: Callable[[], Callable[[Any, Metadata], object] | None]
+    """Messages: ``None`` sends them to the receive queue."""
+    request: Callable[[], Callable[[Any, Metadata], object] | None]
+    """Requests: ``None`` answers "no_handler"."""
+
+
+async def read_loop(core: ConnectionCore, handlers: Handlers) -> None:
     """Deliver what the peer sends until it closes, the connection breaks or this side fails
     it; runs inside ``core.read_scope``, whose deadline bounds the frame being received and
     the closing handshake."""
@@ -45,6 +53,7 @@ async def read_loop(
     frame_timeout = core.settings.frame_timeout
     scope = core.read_scope
     assert scope is not None
+    handler_lookup = handlers.data
     while True:
         count = 0  # Messages of events seen so far, to find each one's size
         if events and core.frame_deadline < math.inf:
@@ -82,6 +91,16 @@ async def read_loop(
                 return
             elif type(event) is Pong:
                 core.keepalive.got_pong(event.payload)
+            elif type(event) is Request:
+                count += 1
+                if not core.discarding:
+                    core.request_table().received(event, handlers.request())
+            elif type(event) is ReplyOk or type(event) is ReplyError:
+                count += 1
+                core.request_table().replied(event)
+            elif type(event) is Cancel:
+                if core.requests is not None:
+                    core.requests.cancelled(event)
             elif type(event) is Logout:
                 # The decoder lets LOGOUT through only on a host, from a logged-in client, and
                 # refuses messages from then on: the session ends with the connection.

@@ -34,6 +34,7 @@ from ._io import check_context, check_port, open_transport
 from ._login import client_login
 from ._loop import LoopHandle
 from ._pipeline import open_connection, run_step, secure, serve_until_lost
+from ._reader import Handlers
 from ._tls_options import client_tls_context
 from .connection import Connection, call_callback
 
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ("Client", "connect")
 
-_LOGIN_FEATURES = frozenset({"auth"})
+_FEATURES = frozenset({"auth", "request"})
 
 
 class ClientOptions(SettingsOptions, total=False):
@@ -141,6 +142,16 @@ class Client(ClientAliases):
 
     Runs in the event loop, in the connection's task: the next message is not read until it
     returns. While this is not set, messages wait for :meth:`receive` instead.
+    """
+
+    got_request: Callable[[Any, Metadata], object] | None = None
+    """Called as ``got_request(data, metadata)`` for each request the host sends; what it
+    returns is the reply (:class:`alvaro.Reply` to give it metadata too).
+
+    Runs in the event loop, in a task of its own: requests run concurrently (at most
+    ``max_concurrent_requests``), cancelled when their deadline passes or the host gives up.
+    If it raises, the host gets :class:`~alvaro.RemoteError` and the exception is logged
+    here. While this is not set, requests are answered "no_handler".
     """
 
     lost_connection: Callable[[], object] | None = None
@@ -272,7 +283,7 @@ class Client(ClientAliases):
                 role="client",
                 settings=self.settings,
                 logger=self.logger,
-                features=_LOGIN_FEATURES,
+                features=_FEATURES,
             )
             try:
                 await open_connection(core, deadline)
@@ -304,10 +315,9 @@ class Client(ClientAliases):
             await serve_until_lost(
                 core,
                 lambda: self._opened(core),
-                self._message_handler_lookup(),
+                # Looked up as each message or request arrives: one set meanwhile takes over.
+                Handlers(lambda: self.got_data, lambda: self.got_request),
                 lost,
-                close_timeout=self.settings.close_timeout,
-                logger=self.logger,
             )
         except AuthenticationError as exc:
             # For wait_for_login() in another thread, whether the login itself failed or
@@ -379,10 +389,6 @@ class Client(ClientAliases):
         except Exception:
             self.logger.exception("logged_in or made_connection raised; closing the connection")
             core.fail(CloseCode.INTERNAL_ERROR, "the application failed")
-
-    def _message_handler_lookup(self) -> Callable[[], Callable[[Any, Metadata], object] | None]:
-        # The callback is looked up for each message, so that one set meanwhile takes over.
-        return lambda: self.got_data
 
     def wait_for_connection(self, timeout: float | None = None) -> bool:
         """Block the calling thread until connected; return whether it is connected.
@@ -472,6 +478,15 @@ class Client(ClientAliases):
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._require_connection().__aiter__()
+
+    async def request(
+        self, data: Any, metadata: Metadata | None = None, *, timeout: float | None = None
+    ) -> Message:
+        """Ask the host and wait for its answer.
+
+        See :meth:`Connection.request <alvaro.aio.Connection.request>`.
+        """
+        return await self._require_connection().request(data, metadata, timeout=timeout)
 
     def disconnect(self, reason: str | None = None, code: int = CloseCode.NORMAL) -> None:
         """Close the connection and return at once; safe from any thread, idempotent."""

@@ -197,6 +197,44 @@ class Connection(ConnectionAliases):
             await outbox.wait_for_room()
         self._enqueue(frame, limit=None)
 
+    # --- Requests ------------------------------------------------------------------------------
+
+    async def request(
+        self, data: Any, metadata: Metadata | None = None, *, timeout: float | None = None
+    ) -> Message:
+        """Ask the peer and wait for its answer: its ``got_request`` handler's return value.
+
+        Either side may ask. Requests run concurrently, and the answers reach the right
+        callers whatever their order. The deadline travels with the request: the peer cancels
+        its handler when it passes, and when this call is cancelled.
+
+        Args:
+            data: the question: JSON-serialisable data, or ``bytes`` to send raw.
+            metadata: a dict of JSON-serialisable values sent with it.
+            timeout: seconds to wait for the answer (and for room, when
+                ``max_pending_requests`` are waiting already); ``None`` (the default) uses the
+                ``request_timeout`` setting (30 s), ``math.inf`` waits as long as it takes.
+
+        Returns:
+            The answer as a :class:`~alvaro.Message` (``data`` and ``metadata``).
+
+        Raises:
+            TimeoutError: no answer in time; the peer is told to stop (CANCEL).
+            RemoteError: the peer answered with an error; ``kind`` says which
+                (``"error"``: its handler raised, ``"no_handler"``, ``"busy"``,
+                ``"cancelled"``).
+            ConnectionClosed: the connection ended before the answer came.
+            EncodeError, MessageTooLarge: as :meth:`send_data`.
+        """
+        return await self._core.ask(data, metadata, timeout)
+
+    @property
+    def late_replies(self) -> int:
+        """Answers that arrived after their request had ended (timed out or cancelled): dropped,
+        never given to another request, and counted here."""
+        requests = self._core.requests
+        return 0 if requests is None else requests.late_replies
+
     # --- Receiving -----------------------------------------------------------------------------
 
     async def receive(self, timeout: float | None = None) -> Message:

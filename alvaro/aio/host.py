@@ -27,17 +27,18 @@ from ._io import (
     listen_on,
     open_listener,
 )
-from ._login import BANNED_REASON, host_login
+from ._login import BANNED_REASON, host_login, warn_about_host_login
 from ._loop import LoopHandle, LoopLocalLimiter
 from ._peer_log import PeerLog
 from ._pipeline import open_connection, run_step, secure, serve_until_lost
+from ._reader import Handlers
 from ._tls_options import host_tls_context
 from .connection import Connection, call_callback
 
 if TYPE_CHECKING:
     import socket
     import ssl
-    from collections.abc import Callable, Collection
+    from collections.abc import Awaitable, Callable, Collection
     from types import TracebackType
 
     from typing_extensions import Self, Unpack
@@ -48,7 +49,8 @@ if TYPE_CHECKING:
 
 __all__ = ("Host",)
 
-_LOGIN_FEATURES = frozenset({"auth"})
+_FEATURES = frozenset({"request"})
+_LOGIN_FEATURES = _FEATURES | {"auth"}
 # Key derivations for add_user_async(): one at a time per process, so that a burst of new
 # users does not take every core from the event loop and the other worker threads.
 _add_user_derivations = LoopLocalLimiter(1)
@@ -187,6 +189,16 @@ class Host(HostAliases):
     Runs in the event loop, in the connection's task: the next message of this connection is
     not read until it returns. While this is not set, messages wait in the connection's queue
     for ``await conn.receive()`` instead.
+    """
+
+    got_request: Callable[[Connection, Any, Metadata], object] | None = None
+    """Called as ``got_request(conn, data, metadata)`` for each request a client sends; what it
+    returns is the reply (:class:`alvaro.Reply` to give it metadata too).
+
+    Runs in the event loop, in a task of its own: requests run concurrently (at most
+    ``max_concurrent_requests`` per connection), cancelled when their deadline passes or the
+    client gives up. If it raises, the client gets :class:`~alvaro.RemoteError` and the
+    exception is logged here. While this is not set, requests are answered "no_handler".
     """
 
     lost_client: Callable[[Connection], object] | None = None
@@ -332,7 +344,12 @@ class Host(HostAliases):
         self._stopping = False
         self._loop = LoopHandle()
         self._admission.plan(self.max_connections, self.max_unauthenticated_per_address)
-        self._warn_about_login()
+        if self.login_required:
+            warn_about_host_login(
+                self.logger,
+                tls=self._serving_tls is not None,
+                has_users=self.authenticator is not None or bool(self.accounts.users),
+            )
         try:
             listener = await open_listener(self._listen_on, trio=self._loop.is_trio)
         except BaseException:
@@ -445,35 +462,6 @@ class Host(HostAliases):
 
     # --- Connections ---------------------------------------------------------------------------
 
-    def _warn_about_login(self) -> None:
-        if not self.login_required:
-            return
-        if self._serving_tls is None:
-            self.logger.warning(
-                "login is required but TLS is off: passwords never cross the network (SCRAM), "
-                "but user names and every message do, readable and changeable by anyone on "
-                "the path, who can also take a connection over after its login; use TLS"
-            )
-        if self.authenticator is None and not self.accounts.users:
-            self.logger.warning("login is required and there are no users: no one can log in")
-
-    async def _secure(self, transport: Transport, deadline: float) -> Transport | None:
-        """Run the TLS handshake by ``deadline``; on failure log (rate-limited), close, and
-        return ``None``."""
-        assert self._serving_tls is not None
-        try:
-            return await secure(
-                transport,
-                self._serving_tls,
-                server_side=True,
-                hostname=None,
-                deadline=deadline,
-                timeout=self.settings.open_timeout,
-                on_failure=lambda exc: self._peer_log.tls_failure(transport, exc),
-            )
-        except Exception:
-            return None
-
     async def _handle(self, transport: Transport) -> None:
         """Run one connection from handshake to close; never raises except cancellation.
 
@@ -486,16 +474,24 @@ class Host(HostAliases):
             accepted = anyio.current_time()
             deadline = accepted + self.settings.open_timeout
             if self._serving_tls is not None:
-                secured = await self._secure(transport, deadline)
-                if secured is None:
-                    return
-                transport = secured
+                try:
+                    transport = await secure(
+                        transport,
+                        self._serving_tls,
+                        server_side=True,
+                        hostname=None,
+                        deadline=deadline,
+                        timeout=self.settings.open_timeout,
+                        on_failure=functools.partial(self._peer_log.tls_failure, transport),
+                    )
+                except Exception:
+                    return  # logged (rate-limited) and closed by secure()
             core = ConnectionCore(
                 transport,
                 role="host",
                 settings=self.settings,
                 logger=self.logger,
-                features=_LOGIN_FEATURES if self.login_required else frozenset(),
+                features=_LOGIN_FEATURES if self.login_required else _FEATURES,
                 login_required=self.login_required,
                 protocol_errors=self._peer_log.protocol,
             )
@@ -510,7 +506,10 @@ class Host(HostAliases):
                 return
             counted_as_unauthenticated = False
             self._admission.handshakes_done(address)
-            await self._run(core)
+            if self._stopping:
+                await abort(core, CloseCode.GOING_AWAY, "the host is shutting down")
+                return
+            await serve_until_lost(core, *self._serving(core))
         except Exception:
             # A bug in alvaro: it must cost this connection only, never the host.
             self.logger.exception(
@@ -550,9 +549,8 @@ class Host(HostAliases):
 
     def _banned(self, address: str) -> None:
         """Failed logins got ``address`` banned: tell the application, in a task of its own."""
-        group = self._task_group
-        if group is not None:
-            group.start_soon(self._report_ban, address_bucket(address))
+        if self._task_group is not None:
+            self._task_group.start_soon(self._report_ban, address_bucket(address))
 
     async def _report_ban(self, bucket: str) -> None:
         try:
@@ -560,11 +558,11 @@ class Host(HostAliases):
         except Exception:
             self.logger.exception("ip_banned raised for %s", bucket)
 
-    async def _run(self, core: ConnectionCore) -> None:
-        """Serve an opened connection until it closes, then report it lost."""
-        if self._stopping:
-            await abort(core, CloseCode.GOING_AWAY, "the host is shutting down")
-            return
+    def _serving(
+        self, core: ConnectionCore
+    ) -> tuple[Callable[[], Awaitable[None]], Handlers, Callable[[], Awaitable[None]]]:
+        """List an opened connection; return what serving it calls (not a coroutine of its
+        own, whose frame each connection would hold while it lives)."""
         conn = core.connection
         self._clients[conn] = core
 
@@ -572,14 +570,7 @@ class Host(HostAliases):
             self._clients.pop(conn, None)
             await call_callback(self.lost_client, conn)
 
-        await serve_until_lost(
-            core,
-            lambda: self._opened(core),
-            self._message_handler_lookup(conn),
-            lost,
-            close_timeout=self.settings.close_timeout,
-            logger=self.logger,
-        )
+        return lambda: self._opened(core), self._handlers(conn), lost
 
     async def _opened(self, core: ConnectionCore) -> None:
         conn = core.connection
@@ -593,15 +584,16 @@ class Host(HostAliases):
             )
             core.fail(CloseCode.INTERNAL_ERROR, "the application failed")
 
-    def _message_handler_lookup(
-        self, conn: Connection
-    ) -> Callable[[], Callable[[Any, Metadata], object] | None]:
+    def _handlers(self, conn: Connection) -> Handlers:
+        """Where ``conn``'s messages and requests go, looked up as each arrives."""
+
         def deliver(data: Any, metadata: Metadata) -> object:
             callback = self.got_data
-            assert callback is not None  # lookup() has just checked, in this same task
+            assert callback is not None  # the lookup has just checked, in this same task
             return callback(conn, data, metadata)
 
-        def lookup() -> Callable[[Any, Metadata], object] | None:
-            return None if self.got_data is None else deliver
+        def answerer() -> Callable[[Any, Metadata], object] | None:
+            callback = self.got_request
+            return None if callback is None else functools.partial(callback, conn)
 
-        return lookup
+        return Handlers(lambda: None if self.got_data is None else deliver, answerer)

@@ -893,10 +893,10 @@ def _group_3() -> list[Case]:
             spec="7.1 C4",
         ),
         case(
-            "reserved type REQUEST after the peer listed feature 'request' (not negotiated)",
+            "REQUEST (feature 'request' negotiated) whose body is shorter than its prefix",
             send(Hello((("features", ["request"]),)), frame(0x02, b"\x00" * 8)),
             expect=CLOSE(1002),
-            spec="9.1 (intersection), 7.1 C2",
+            spec="9.2 (fixed-length fields), 9.3",
             handshake=False,
         ),
         case(

@@ -769,13 +769,14 @@ def sender_problems(stream: Stream, tested: str, wire: Wire, login: bool = False
             body = strict_json(hello.body)
         except ValueError:
             body = None
-        # 9.8: an alvaro Client always offers auth; a Host only when it requires login.
+        # 9.8: an alvaro Client always offers auth; a Host only when it requires login. Both
+        # always offer request (9.3).
         offers_auth = tested == "client" or login
         wanted: dict[str, Any] = {
             "role": tested,
             "max_message_size": LIMIT_MESSAGE,
             "max_metadata_size": LIMIT_METADATA,
-            "features": ["auth"] if offers_auth else [],
+            "features": ["auth", "request"] if offers_auth else ["request"],
         }
         if tested == "host" and login:
             wanted["auth_required"] = True

@@ -1,0 +1,335 @@
+"""Requests on one connection, both ways: asking and waiting for the reply, and answering.
+
+Asking (:meth:`Requests.ask`): each REQUEST gets an id not in use, carries its deadline as a
+relative time, and waits for its REPLY within that time. A request that times out or is
+cancelled sends CANCEL and forgets its id, so that a reply arriving later is dropped and counted
+(:attr:`Requests.late_replies`), never handed to another request. At most
+``max_pending_requests`` wait at once; beyond that ``ask`` waits for room (within its timeout).
+When the connection ends, every waiting request fails with its ``ConnectionClosed``.
+
+Answering (:meth:`Requests.received`): each REQUEST runs its handler in a task of its own, so
+that a slow one holds up neither the others nor the messages (``got_data`` keeps its order in
+the read loop). At most ``max_concurrent_requests`` run at once; beyond that the asker gets a
+"busy" answer at once, never a silent queue. A handler is cancelled when the REQUEST's deadline
+passes or a CANCEL for it arrives (then no reply is sent: the asker has given up), and when the
+connection ends. A handler that raises is logged with its traceback; the asker gets an "error"
+answer with the exception's type name and message, and its traceback only with
+``reply_tracebacks=True``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import traceback
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._close_codes import CloseCode
+from .._reply import Reply
+from ..exceptions import (
+    ConnectionClosed,
+    EncodeError,
+    MessageTooLarge,
+    RemoteError,
+    RemoteProtocolError,
+)
+from ..protocol import (
+    Message,
+    ReplyOk,
+    encode_cancel,
+    encode_reply,
+    encode_reply_error,
+    encode_request,
+)
+from ..protocol.frames import MAX_REQUEST_ID
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .._types import Metadata
+    from ..exceptions import AlvaroError
+    from ..protocol import Cancel, ReplyError, Request
+    from ._core import ConnectionCore
+
+__all__ = ("NoRequestHandler", "Requests")
+
+
+class NoRequestHandler(Exception):
+    """Raised by a handler to say that nobody answers requests here (the sync layer's bridge,
+    which is always set, raises it when the user set no ``got_request``)."""
+
+
+class _Pending:
+    """One request this side sent, waiting for its reply."""
+
+    __slots__ = ("done", "outcome")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.outcome: ReplyOk | ReplyError | ConnectionClosed | None = None
+
+
+class Requests:
+    """The requests of one connection, made on its first request either way.
+
+    Everything here runs on the connection's event loop.
+    """
+
+    __slots__ = (
+        "_core",
+        "_next_id",
+        "_pending",
+        "_room",
+        "_running",
+        "_spawn",
+        "answered",
+        "late_replies",
+    )
+
+    def __init__(self, core: ConnectionCore) -> None:
+        self._core = core
+        self._pending: dict[int, _Pending] = {}
+        self._next_id = 1
+        self._room: anyio.Event | None = None  # askers waiting for a free slot
+        self._running: dict[int, anyio.CancelScope] = {}  # handlers, by the peer's request id
+        self.late_replies = 0
+        """Replies that came after their request had ended (timed out or cancelled)."""
+        self.answered = 0
+        """Requests from the peer answered (with data or an error)."""
+
+    # --- Asking ----------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Requests sent and waiting for their replies."""
+        return len(self._pending)
+
+    async def ask(self, data: Any, metadata: Metadata | None, timeout: float | None) -> Message:
+        """Send a request and wait for its reply, at most ``timeout`` seconds (``None``: no
+        deadline), the wait for a free slot included.
+
+        Raises:
+            TimeoutError: no reply in time (CANCEL is sent).
+            RemoteError: the peer answered with an error.
+            ConnectionClosed: the connection ended first.
+            EncodeError, MessageTooLarge: as for any message.
+        """
+        core = self._core
+        peer = core.peer
+        assert peer is not None
+        limit = core.settings.max_pending_requests
+        pending = _Pending()
+        request_id = 0
+        try:
+            with anyio.fail_after(math.inf if timeout is None else timeout):
+                while len(self._pending) >= limit:
+                    if core.outbox.closed:
+                        raise core.closed_error()
+                    room = self._room = self._room or anyio.Event()
+                    await room.wait()
+                request_id = self._new_id()
+                # Encoded within the peer's limits before it is counted as waiting.
+                frame = encode_request(
+                    request_id,
+                    data,
+                    metadata,
+                    timeout=timeout,
+                    max_message_size=peer.max_message_size,
+                    max_metadata_size=peer.max_metadata_size,
+                )
+                self._pending[request_id] = pending
+                outbox = core.outbox
+                if outbox.pending > core.settings.write_limit:
+                    await outbox.wait_for_room()
+                core.enqueue(frame, limit=None)
+                await pending.done.wait()
+        except TimeoutError:
+            self._give_up(request_id, pending)
+            raise TimeoutError(
+                f"no reply from {core.where} within {timeout:g} s; the request was cancelled"
+            ) from None
+        except BaseException:
+            self._give_up(request_id, pending)
+            raise
+        return _result(pending.outcome)
+
+    def _new_id(self) -> int:
+        """The next request id not in use (u32, wrapping, never 0)."""
+        request_id = self._next_id
+        while request_id in self._pending:
+            request_id = request_id % MAX_REQUEST_ID + 1
+        self._next_id = request_id % MAX_REQUEST_ID + 1
+        return request_id
+
+    def _give_up(self, request_id: int, pending: _Pending) -> None:
+        """A request ended without its reply (timeout, cancellation, a send that failed): tell
+        the peer, so that its handler stops, and forget the id, so that a late reply is
+        dropped."""
+        if self._pending.get(request_id) is pending:
+            del self._pending[request_id]
+            self._wake_askers()
+            if pending.outcome is None and not self._core.outbox.closed:
+                try:
+                    self._core.enqueue(encode_cancel(request_id), limit=None)
+                except ConnectionClosed:
+                    pass
+
+    def _wake_askers(self) -> None:
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+    def replied(self, event: ReplyOk | ReplyError) -> None:
+        """A REPLY arrived: it goes to the request that waits for its id, or is dropped."""
+        pending = self._pending.pop(event.request_id, None)
+        if pending is None:
+            self.late_replies += 1
+            self._core.logger.debug(
+                "dropped a reply from %s to request %d, which had ended",
+                self._core.where,
+                event.request_id,
+            )
+            return
+        pending.outcome = event
+        pending.done.set()
+        self._wake_askers()
+
+    def connection_ended(self, error: ConnectionClosed) -> None:
+        """The connection closed: every waiting request fails with ``error``."""
+        pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            waiter.outcome = error
+            waiter.done.set()
+        self._wake_askers()
+
+    # --- Answering -------------------------------------------------------------------------------
+
+    def received(self, event: Request, handler: Callable[[Any, Metadata], object] | None) -> None:
+        """A REQUEST arrived: answer "no_handler" or "busy" at once, or start its handler."""
+        core = self._core
+        if handler is None:
+            self._send_error(event.request_id, RemoteError.NO_HANDLER, "no got_request here")
+            return
+        if len(self._running) >= core.settings.max_concurrent_requests:
+            self._send_error(
+                event.request_id,
+                RemoteError.BUSY,
+                f"{len(self._running)} requests of this connection are running already",
+            )
+            return
+        if event.request_id in self._running:
+            # Two requests with one id could not be told apart by their replies
+            # (docs/protocol.md, 9.3): the peer broke the protocol.
+            error = RemoteProtocolError(
+                f"request id {event.request_id} is already in use", CloseCode.PROTOCOL_ERROR
+            )
+            core.log_protocol_error(error)
+            core.fail(error.code, str(error))
+            return
+        deadline = math.inf if event.timeout is None else anyio.current_time() + event.timeout
+        scope = anyio.CancelScope(deadline=deadline)
+        self._running[event.request_id] = scope
+        assert core.tasks is not None
+        core.tasks.start_soon(self._answer, event, handler, scope)
+
+    def cancelled(self, event: Cancel) -> None:
+        """The peer gave up on a request: cancel its handler (a CANCEL for an id not running,
+        already answered, is nothing)."""
+        scope = self._running.get(event.request_id)
+        if scope is not None:
+            scope.cancel()
+
+    async def _answer(
+        self, event: Request, handler: Callable[[Any, Metadata], object], scope: anyio.CancelScope
+    ) -> None:
+        core = self._core
+        request_id = event.request_id
+        try:
+            with scope:
+                try:
+                    result = handler(event.data, event.metadata)
+                    if inspect.iscoroutine(result):
+                        result = await result
+                except NoRequestHandler:
+                    self._send_error(request_id, RemoteError.NO_HANDLER, "no got_request here")
+                    return
+                except Exception as exc:
+                    core.logger.exception(
+                        "got_request raised for a request from %s; answering with an error",
+                        core.where,
+                    )
+                    self._send_error(
+                        request_id,
+                        RemoteError.ERROR,
+                        str(exc),
+                        type(exc).__name__,
+                        traceback.format_exc() if core.settings.reply_tracebacks else None,
+                    )
+                    return
+            if scope.cancel_called:
+                # The deadline passed or the asker sent CANCEL: it no longer waits for an
+                # answer, so none is sent (even by a handler that finished regardless).
+                core.logger.debug("a request from %s was cancelled", core.where)
+                return
+            self._send_reply(request_id, result)
+        finally:
+            if self._running.get(request_id) is scope:
+                del self._running[request_id]
+
+    def _send_reply(self, request_id: int, result: object) -> None:
+        core = self._core
+        peer = core.peer
+        assert peer is not None
+        data, metadata = (
+            (result.data, result.metadata) if isinstance(result, Reply) else (result, None)
+        )
+        try:
+            frame = encode_reply(
+                request_id,
+                data,
+                metadata,
+                max_message_size=peer.max_message_size,
+                max_metadata_size=peer.max_metadata_size,
+            )
+        except (EncodeError, MessageTooLarge) as exc:
+            core.logger.error("the reply to a request from %s cannot be sent: %s", core.where, exc)
+            self._send_error(request_id, RemoteError.ERROR, str(exc), type(exc).__name__)
+            return
+        self._enqueue(frame)
+
+    def _send_error(
+        self,
+        request_id: int,
+        kind: str,
+        message: str,
+        remote_type: str | None = None,
+        remote_traceback: str | None = None,
+    ) -> None:
+        self._enqueue(
+            encode_reply_error(
+                request_id, kind, message, remote_type=remote_type, traceback=remote_traceback
+            )
+        )
+
+    def _enqueue(self, frame: bytes) -> None:
+        try:
+            self._core.enqueue(frame, limit=None)
+        except ConnectionClosed:
+            return  # the connection is closing: the asker's request fails with it
+        self.answered += 1
+
+
+def _result(outcome: ReplyOk | ReplyError | ConnectionClosed | None) -> Message:
+    """What a finished request returns, or raises."""
+    if type(outcome) is ReplyOk:
+        return Message(outcome.data, outcome.metadata)
+    if isinstance(outcome, ConnectionClosed):
+        raise outcome
+    assert outcome is not None
+    assert not isinstance(outcome, ReplyOk)
+    error: AlvaroError = RemoteError(
+        outcome.kind, outcome.message, outcome.remote_type, outcome.traceback
+    )
+    raise error
