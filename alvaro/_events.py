@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-__all__ = ("EVENTS", "SYNC_THREAD", "Event", "Side", "event", "events")
+__all__ = ("EVENTS", "REQUEST", "SYNC_THREAD", "Event", "Side", "event", "events")
 
 Side = Literal["host", "client"]
 
-#: Where every alvaro.sync callback runs.
+#: Where every alvaro.sync callback runs, but request handlers.
 SYNC_THREAD = "the dispatcher thread (or through `dispatch`)"
+#: Where alvaro.sync runs a request handler: several at once, unless ``dispatch`` serialises them.
+SYNC_REQUEST_THREAD = "a worker thread, several at once (or through `dispatch`)"
 
 
 class Event(NamedTuple):
@@ -58,6 +60,9 @@ class Event(NamedTuple):
 
 
 _CONN_TASK = "the connection's task"
+_REQUEST_TASK = "a task of its own, one per request"
+#: The callback whose return value answers a request (not a notification like the others).
+REQUEST = "got_request"
 _CONNECT_TASK = "the task running `connect()`"
 
 #: Every callback, host's first, each side's in the order they are called.
@@ -74,6 +79,10 @@ EVENTS: tuple[Event, ...] = (
     Event("got_data", "host", ("conn", "data", "metadata"), "gotData",
           _CONN_TASK, True, True,
           "for each message a client sends, in order"),
+    Event("got_request", "host", ("conn", "data", "metadata"), None,
+          _REQUEST_TASK, False, False,
+          "for each request a client sends; what it returns is the reply",
+          SYNC_REQUEST_THREAD),
     Event("lost_client", "host", ("conn",), "lostClient",
           _CONN_TASK, False, False,
           "once when a client's connection has closed"),
@@ -89,6 +98,10 @@ EVENTS: tuple[Event, ...] = (
     Event("got_data", "client", ("data", "metadata"), "gotData",
           _CONNECT_TASK, True, True,
           "for each message the host sends, in order"),
+    Event("got_request", "client", ("data", "metadata"), None,
+          _REQUEST_TASK, False, False,
+          "for each request the host sends; what it returns is the reply",
+          SYNC_REQUEST_THREAD),
     Event("lost_connection", "client", (), "lostConnection",
           _CONNECT_TASK, False, False,
           "once when the connection has closed"),

@@ -7,16 +7,24 @@ the async ones (a :class:`~alvaro.sync.Connection` for ``conn``, the blocking Ho
 and schedules it on the dispatcher, waiting for room or not as the row says. A few callbacks do
 more: ``got_data`` without a callback feeds the connection's inbox instead, the callback that
 opens a connection makes its closing handshake wait for the callbacks already scheduled, and the
-one that reports it lost ends the connection's inbox first.
+one that reports it lost ends the connection's inbox first. ``got_request`` is the one whose
+return value matters: it runs on a worker thread (requests run concurrently), or through
+``dispatch`` when there is one, and the bridge returns what it returns.
 """
 
 from __future__ import annotations
 
+import functools
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._events import events
+import anyio
+import anyio.to_thread
+
+from .._events import REQUEST, events
 from ..aio._core import core_of
+from ..aio._loop import LoopHandle
+from ..aio._requests import NoRequestHandler
 from ..protocol import Message
 from ._base import user_callback
 
@@ -77,6 +85,8 @@ def _bridge(peer: Peer, row: Event, base: type) -> Callable[..., object]:
     name = row.name
     if name == _MESSAGE:
         return _message_bridge(peer, row, base)
+    if name == REQUEST:
+        return _request_bridge(peer, row, base)
     dispatcher = peer._runner.dispatcher
     connection_for = peer._connection_for
     call = peer._call
@@ -157,6 +167,53 @@ def _message_bridge(peer: Peer, row: Event, base: type) -> Callable[..., object]
             await submit(lambda: call(conn, callback, (data, metadata)), closing)
 
     return receive
+
+
+def _request_bridge(peer: Peer, row: Event, base: type) -> Callable[..., object]:
+    """The bridge of ``got_request``: the user's handler on a worker thread, or through
+    ``dispatch``; its return value (or exception) is the bridge's."""
+    dispatcher = peer._runner.dispatcher
+    connection_for = peer._connection_for
+    host_side = row.args[0] == "conn"
+
+    async def answer(*args: Any) -> object:
+        callback = user_callback(peer, REQUEST, base)
+        if callback is None:
+            raise NoRequestHandler
+        user_args = (connection_for(args[0]), *args[1:]) if host_side else args
+        handler = functools.partial(callback, *user_args)
+        if not dispatcher.dispatching:
+            # A thread cannot be interrupted: when the request is cancelled, its answer is
+            # dropped and the thread finishes on its own.
+            return await anyio.to_thread.run_sync(handler, abandon_on_cancel=True)
+        return await _through_dispatch(dispatcher.submit_nowait, handler)
+
+    return answer
+
+
+async def _through_dispatch(
+    submit: Callable[[Callable[[], None]], None], handler: Callable[[], object]
+) -> object:
+    """Run ``handler`` where the dispatcher hands callbacks (a GUI's thread) and wait, without
+    blocking the loop, for what it returns or raises."""
+    loop = LoopHandle()
+    done = anyio.Event()
+    outcome: list[tuple[bool, object]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, handler()))
+        except Exception as exc:
+            outcome.append((False, exc))
+        loop.run_or_schedule(done.set)
+
+    submit(run)
+    await done.wait()
+    succeeded, value = outcome[0]
+    if not succeeded:
+        assert isinstance(value, Exception)
+        raise value
+    return value
 
 
 def _locate(peer: Peer, row: Event) -> Callable[[_Args], aio.Connection | None]:

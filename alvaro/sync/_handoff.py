@@ -184,6 +184,11 @@ class Dispatcher(_Bounded):
             for done in barriers:
                 self._loop.call_soon(done.set)
 
+    @property
+    def dispatching(self) -> bool:
+        """Whether callbacks go through a ``dispatch`` function (to a GUI's thread)."""
+        return self._dispatch is not None
+
     def submit_nowait(self, function: Callable[[], None]) -> None:
         """Schedule ``function`` without waiting, for callbacks that must never be held back."""
         with self._lock:

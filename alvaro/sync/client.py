@@ -121,6 +121,16 @@ class Client(ClientAliases):
     is logged and closes the connection with INTERNAL_ERROR.
     """
 
+    got_request: Callable[[Any, Metadata], object] | None = None
+    """Called as ``got_request(data, metadata)`` for each request the host sends; what it
+    returns is the reply (:class:`alvaro.Reply` to give it metadata too).
+
+    Runs on a worker thread, several at once (at most ``max_concurrent_requests``), or, with
+    ``dispatch``, through it one at a time. If it raises, the host gets
+    :class:`~alvaro.RemoteError` and the exception is logged here. Past the request's deadline
+    its answer is simply not sent. While this is not set, requests are answered "no_handler".
+    """
+
     lost_connection: Callable[[], object] | None = None
     """Called as ``lost_connection()`` once when the connection has closed, on the dispatcher
     thread (or through ``dispatch``). :attr:`connection` tells ``close_code`` and
@@ -256,7 +266,7 @@ class Client(ClientAliases):
     def _connection_for(self, conn: aio.Connection) -> Connection:
         with self._connection_lock:
             if self._connection is None or self._connection._aio is not conn:
-                self._connection = Connection(conn, self._runner.dispatcher.kick)
+                self._connection = Connection(conn, self._runner)
             return self._connection
 
     # --- Bridges, run on the loop thread by the async client (alvaro.sync._bridges) --------------
@@ -294,6 +304,32 @@ class Client(ClientAliases):
     ) -> None:
         """Queue a message, first blocking while the outbox is over ``write_limit``."""
         self._require_connection().send(data, metadata, timeout)
+
+    def request(
+        self, data: Any, metadata: Metadata | None = None, *, timeout: float | None = None
+    ) -> Message:
+        """Ask the host and block until its answer comes.
+
+        See :meth:`alvaro.sync.Connection.request`.
+        """
+        return self._require_connection().request(data, metadata, timeout=timeout)
+
+    def request_nowait(
+        self,
+        data: Any,
+        metadata: Metadata | None = None,
+        *,
+        on_reply: Callable[[Message], object],
+        on_error: Callable[[Exception], object] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Ask the host and return at once; the answer goes to ``on_reply`` through the
+        dispatcher (a GUI's thread with ``dispatch``). See
+        :meth:`alvaro.sync.Connection.request_nowait`.
+        """
+        self._require_connection().request_nowait(
+            data, metadata, on_reply=on_reply, on_error=on_error, timeout=timeout
+        )
 
     def receive(self, timeout: float | None = None) -> Message:
         """Return the next message (``None`` waits, ``0`` polls); see

@@ -11,6 +11,7 @@ from ..aio._core import core_of
 from ..exceptions import ConnectionClosedOK
 from ._handoff import HANDOFF_FACTOR, Inbox
 from ._loop import check_not_loop_thread
+from ._requests import SyncRequests
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from ..aio import Connection as AsyncConnection, State
     from ..protocol import Message
     from ..tls import TLSInfo
+    from ._base import Runner
 
 __all__ = ("Connection",)
 
@@ -31,13 +33,14 @@ class Connection(ConnectionAliases):
     :class:`~alvaro.WrongThreadError` on alvaro's event-loop thread instead of freezing it.
     """
 
-    def __init__(self, connection: AsyncConnection, kick: Callable[[], None]) -> None:
+    def __init__(self, connection: AsyncConnection, runner: Runner) -> None:
         self._aio = connection
         self._core = core_of(connection)
         self._inbox = Inbox(HANDOFF_FACTOR * self._core.settings.max_queue)
         self._closed = threading.Event()
         # Wakes the owner's dispatcher if it holds the loop back; see disconnect().
-        self._kick = kick
+        self._kick = runner.dispatcher.kick
+        self._requests = SyncRequests(self._core, runner)
 
     # --- Information ---------------------------------------------------------------------------
 
@@ -138,6 +141,54 @@ class Connection(ConnectionAliases):
         """
         check_not_loop_thread("send()")
         self._core.send_blocking(data, metadata, timeout)
+
+    # --- Requests ------------------------------------------------------------------------------
+
+    def request(
+        self, data: Any, metadata: Metadata | None = None, *, timeout: float | None = None
+    ) -> Message:
+        """Ask the peer and block until its answer comes: its ``got_request``'s return value.
+
+        As :meth:`alvaro.aio.Connection.request`: ``timeout`` ``None`` is the
+        ``request_timeout`` setting (30 s), ``math.inf`` waits as long as it takes.
+
+        Raises:
+            TimeoutError, RemoteError, ConnectionClosed, EncodeError, MessageTooLarge: as in
+                alvaro.aio.
+            WrongThreadError: called on the event-loop thread.
+        """
+        check_not_loop_thread("request()")
+        return self._requests.ask(data, metadata, timeout)
+
+    def request_nowait(
+        self,
+        data: Any,
+        metadata: Metadata | None = None,
+        *,
+        on_reply: Callable[[Message], object],
+        on_error: Callable[[Exception], object] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Ask the peer and return at once; the answer goes to ``on_reply(message)``, a failure
+        (``TimeoutError``, ``RemoteError``, ``ConnectionClosed``, ...) to ``on_error(error)``.
+
+        For GUIs: both run where the other callbacks do, on the dispatcher thread or through
+        ``dispatch`` (a Tk or Qt window's thread), so the GUI's main loop never waits. Without
+        ``on_error`` a failure is logged.
+
+        Raises:
+            WrongThreadError: called on the event-loop thread (use alvaro.aio there).
+            TooManyRequests: ``max_pending_requests`` of this connection wait already. (Every
+                other failure, a question that cannot be encoded included, goes to
+                ``on_error``.)
+        """
+        check_not_loop_thread("request_nowait()")
+        self._requests.ask_nowait(data, metadata, timeout, on_reply, on_error)
+
+    @property
+    def late_replies(self) -> int:
+        """Answers that arrived after their request had ended: dropped and counted."""
+        return self._aio.late_replies
 
     # --- Receiving -----------------------------------------------------------------------------
 

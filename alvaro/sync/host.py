@@ -146,6 +146,17 @@ class Host(HostAliases):
     raises is logged and closes only that client's connection, with INTERNAL_ERROR.
     """
 
+    got_request: Callable[[Connection, Any, Metadata], object] | None = None
+    """Called as ``got_request(conn, data, metadata)`` for each request a client sends; what it
+    returns is the reply (:class:`alvaro.Reply` to give it metadata too).
+
+    Runs on a worker thread, several at once (at most ``max_concurrent_requests`` per
+    connection), or, with ``dispatch``, through it one at a time. If it raises, the client gets
+    :class:`~alvaro.RemoteError` and the exception is logged here. A thread cannot be
+    interrupted: past the request's deadline its answer is simply not sent. While this is not
+    set, requests are answered "no_handler".
+    """
+
     lost_client: Callable[[Connection], object] | None = None
     """Called as ``lost_client(conn)`` once when a client's connection has closed, on the
     dispatcher thread (or through ``dispatch``)."""
@@ -238,7 +249,7 @@ class Host(HostAliases):
         with self._connections_lock:
             facade = self._connections.get(conn)
             if facade is None:
-                facade = self._connections[conn] = Connection(conn, self._runner.dispatcher.kick)
+                facade = self._connections[conn] = Connection(conn, self._runner)
             return facade
 
     # --- Sending to many -------------------------------------------------------------------------

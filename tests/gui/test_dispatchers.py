@@ -233,3 +233,60 @@ def test_qt_dispatcher_is_made_on_the_gui_thread(qt_app: Any) -> None:
     worker.join(WAIT)
     assert len(raised) == 1
     assert "GUI thread" in str(raised[0])
+
+
+def check_requests(
+    host: alvaro.sync.Host,
+    backend: Backend,
+    dispatch: Callable[[Callable[[], None]], object],
+    step: Callable[[], object],
+) -> None:
+    """The GUI form of requests: request_nowait() returns at once on the GUI thread, and the
+    answer (or the failure) runs there too, through the dispatcher; a request the client
+    answers runs there as well."""
+    host.got_request = lambda conn, data, metadata: {"echo": data}
+    client = alvaro.sync.Client(backend=backend, dispatch=dispatch)
+    outcomes: list[tuple[int, object]] = []
+    client.got_request = lambda data, metadata: (threading.get_ident(), data)
+    # Take the host's burst of messages: answers are read in turn with messages, so a client
+    # that leaves its queue full gets no answer either.
+    client.got_data = lambda data, metadata: None
+    client.connect("127.0.0.1", host.port)
+    try:
+        client.request_nowait(
+            "ping", on_reply=lambda message: outcomes.append((threading.get_ident(), message.data))
+        )
+        client.request_nowait(
+            b"\xff" * (2**21),  # over the host's max_message_size: fails, and says so
+            on_reply=lambda message: outcomes.append((threading.get_ident(), "unexpected")),
+            on_error=lambda error: outcomes.append((threading.get_ident(), type(error).__name__)),
+        )
+        run_until(step, lambda: len(outcomes) == 2)
+        assert sorted(outcomes, key=str) == sorted(
+            [(threading.get_ident(), {"echo": "ping"}), (threading.get_ident(), "MessageTooLarge")],
+            key=str,
+        )
+        # The host asks the GUI client: its handler runs on the GUI thread, and the host waits
+        # in a thread of its own meanwhile (never this one, which must keep stepping).
+        answers: list[object] = []
+        asker = threading.Thread(
+            target=lambda: answers.append(host.clients[0].request("hi", timeout=WAIT).data)
+        )
+        asker.start()
+        run_until(step, lambda: bool(answers))
+        asker.join(WAIT)
+        assert answers == [[threading.get_ident(), "hi"]]
+    finally:
+        client.close()
+
+
+def test_tk_requests_answer_on_tk_thread(
+    root: tkinter.Tk, host: alvaro.sync.Host, sync_backend: Backend
+) -> None:
+    check_requests(host, sync_backend, alvaro.gui.TkDispatcher(root), root.update)
+
+
+def test_qt_requests_answer_on_gui_thread(
+    qt_app: Any, host: alvaro.sync.Host, sync_backend: Backend
+) -> None:
+    check_requests(host, sync_backend, alvaro.gui.QtDispatcher(), qt_app.processEvents)
