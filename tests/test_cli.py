@@ -88,11 +88,14 @@ def check_transcript(lines: list[str], tls_version: str | None) -> None:
         f"  [bob  ] got {RAW_BYTES} with metadata "
         '{"from": "alice", "kind": "raw", "relayed_by": "host"}'
     ) in lines
+    # Alice asked the host a question and got its answer.
+    assert '  [host ] alice asks "who is here?"; answering' in lines
+    assert '  [alice] the host answered her request: ["alice", "bob"]' in lines
     # Bob's close reason reached the host; Alice left without one.
     assert "  [host ] lost bob: close code 1000 (see you)" in lines
     assert "  [host ] lost alice: close code 1000 (no reason)" in lines
     check_login(lines, tls_version)
-    events = 24 if tls_version is None else 26
+    events = 26 if tls_version is None else 28
     assert lines[-1] == f"done: {events} events, messages went both ways with metadata."
 
 

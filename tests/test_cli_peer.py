@@ -310,6 +310,7 @@ def test_connect_meta_sets_the_metadata_of_what_is_sent_next(serve: Any) -> None
         term.wait_for_line('< "/slash"')
         term.type("/help\r")
         # The help's last line says what is not there yet; its other lines are above it.
+        # (/ask is among them.)
         lines = term.wait_until(
             "the help", lambda x: any("not in this version" in line for line in x)
         )
@@ -317,6 +318,32 @@ def test_connect_meta_sets_the_metadata_of_what_is_sent_next(serve: Any) -> None
         assert any(line.startswith("  /quit") for line in lines)
         term.type("\x04")  # Ctrl-D
         assert term.finish() == (0, "")
+
+
+def test_send_ask_prints_the_answer_or_fails_in_one_line(serve: Any) -> None:
+    host = serve()
+    status, records, stderr = send_json(host.port, "[4, 2]", "--ask", "--meta", '{"op": "x"}')
+    assert (status, stderr) == (0, "")
+    assert records[-1] == {"event": "answer", "data": [4, 2], "metadata": {"op": "x"}}
+    plain = run("send", "127.0.0.1", str(host.port), "hello", "--ask")
+    assert (plain.returncode, plain.stdout) == (0, '"hello"\n')
+
+
+def test_connect_ask_shows_the_answer_to_a_request(serve: Any) -> None:
+    host = serve()
+    with TerminalProgram("connect", "127.0.0.1", str(host.port)) as term:
+        connected(term)
+        term.type('/meta {"op": "sum"}\r')
+        term.wait_for_line('metadata: {"op": "sum"}')
+        term.type("/ask [1, 2, 3]\r")
+        # alvaro serve answers a request with its own data and metadata.
+        term.wait_for_line('<< [1, 2, 3]  {"op": "sum"}')
+        term.type("/ask\r")
+        term.wait_for_line("! /ask takes the data to send, such as /ask [1, 2]")
+        term.type("\x04")
+        assert term.finish() == (0, "")
+    # The host said who asked what.
+    assert host.peer.wait_for("? 127.0.0.1:").endswith('asks: [1, 2, 3] {"op": "sum"}')
 
 
 def test_connect_message_arriving_while_typing_leaves_the_line_intact(serve: Any) -> None:

@@ -36,10 +36,11 @@ Type a line and press Enter to send it: as JSON when it parses as JSON
 (42, true, [1, 2], {"a": 1}), else as a string. Messages that arrive are shown as
 '< DATA  METADATA'.
   /meta {JSON}   metadata for the messages sent next ({} for none); /meta alone shows it
+  /ask DATA      send DATA as a request; its answer is shown as '<< DATA  METADATA'
   /quit          leave (Ctrl-D and Ctrl-C leave too)
   /help          this text
   //TEXT         send "/TEXT"
-Requests (waiting for an answer) and file transfers are not in this version yet."""
+File transfers are not in this version yet."""
 
 _PROMPT = "> "
 
@@ -183,11 +184,31 @@ class _Session:
             self.term.show(f"! not sent: {exc}")
         return True
 
+    def _ask(self, text: str) -> None:
+        """Send a request; its answer (or why there is none) is shown when it comes, while the
+        user goes on typing."""
+        if not text:
+            self.term.show("! /ask takes the data to send, such as /ask [1, 2]")
+            return
+        try:
+            self.client.request_nowait(
+                message_data(text),
+                self.metadata,
+                on_reply=lambda reply: self.term.show(
+                    f"<< {show(reply.data)}  {show(reply.metadata)}"
+                ),
+                on_error=lambda error: self.term.show(f"! no answer: {error}"),
+            )
+        except AlvaroError as exc:
+            self.term.show(f"! not asked: {exc}")
+
     def _command(self, command: str, rest: str) -> bool:
         if command in ("/quit", "/exit"):
             return False
         if command == "/help":
             self.term.show(_HELP)
+        elif command == "/ask":
+            self._ask(rest)
         elif command == "/meta":
             if rest:
                 try:

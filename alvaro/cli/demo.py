@@ -135,6 +135,10 @@ async def _demo(
             if other is not conn:
                 await other.send(data, metadata={**metadata, "relayed_by": "host"})
 
+    def got_request(conn: Connection, data: Any, metadata: dict[str, Any]) -> Any:
+        out.say("host", f"{conn.user} asks {show(data)}; answering")
+        return sorted(str(client.user) for client in host.clients)
+
     def lost_client(conn: Connection) -> None:
         who = conn.user or f"{conn.addr}:{conn.port}"
         code = conn.close_code
@@ -143,6 +147,7 @@ async def _demo(
     host.logged_in = logged_in
     host.new_client = new_client
     host.got_data = got_data
+    host.got_request = got_request
     host.lost_client = lost_client
 
     status = OK
@@ -200,6 +205,9 @@ async def _demo_clients(
 
         alice.send_data(bytes(range(8)), metadata={"from": "alice", "kind": "raw"})
         await hear("bob", bob)
+
+        answer = await alice.request("who is here?", timeout=10)
+        out.say("alice", f"the host answered her request: {show(answer.data)}")
 
         out.say("eve", "tries to log in as bob with a wrong password")
         try:

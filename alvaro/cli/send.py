@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..exceptions import AlvaroError
+from ..exceptions import AlvaroError, RemoteError
 from ._common import OK, CommandError, positive_seconds
 from ._foreground import check_backend, run_in_foreground
 from ._peer import (
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import argparse
     import ssl
 
+    from ..protocol import Message
     from ._common import Subcommands
 
 __all__ = ("register",)
@@ -58,11 +59,16 @@ def register(commands: Subcommands) -> None:
         "--wait-reply", action="store_true", help="wait for one message back and print it"
     )
     send.add_argument(
+        "--ask",
+        action="store_true",
+        help="send DATA as a request and print its answer (the host's got_request)",
+    )
+    send.add_argument(
         "--timeout",
         type=positive_seconds,
         default=10.0,
         metavar="S",
-        help="with --wait-reply: how long to wait for it (default: 10)",
+        help="with --wait-reply or --ask: how long to wait for the answer (default: 10)",
     )
     send.add_argument(
         "--json",
@@ -81,6 +87,14 @@ def _record(event: str, **fields: Any) -> str:
         else:
             record[name] = value
     return json.dumps(record, ensure_ascii=False)
+
+
+def _print_back(event: str, message: Message, *, as_json: bool) -> None:
+    """What came back: a JSON line record for programs, or the data alone for people."""
+    if as_json:
+        print(_record(event, data=message.data, metadata=message.metadata), flush=True)
+    else:
+        _print_reply(message.data)
 
 
 def _print_reply(data: Any) -> None:
@@ -116,6 +130,15 @@ async def _send(
                 ),
                 flush=True,
             )
+        if args.ask:
+            try:
+                answer = await client.request(data, args.meta, timeout=args.timeout)
+            except TimeoutError:
+                raise CommandError(f"no answer within {args.timeout:g} s") from None
+            except RemoteError as exc:
+                raise CommandError(f"the request failed: {exc}") from None
+            _print_back("answer", answer, as_json=args.json)
+            return OK
         # send(), not send_data(): it waits for room, and raises here if the message is over
         # the host's limits.
         await client.send(data, args.meta)
@@ -126,10 +149,7 @@ async def _send(
                 reply = await client.receive(timeout=args.timeout)
             except TimeoutError:
                 raise CommandError(f"no reply within {args.timeout:g} s") from None
-            if args.json:
-                print(_record("reply", data=reply.data, metadata=reply.metadata), flush=True)
-            else:
-                _print_reply(reply.data)
+            _print_back("reply", reply, as_json=args.json)
     return OK
 
 

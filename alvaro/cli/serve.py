@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import unwrap_group
+from .._reply import Reply
 from ._common import OK, USAGE, CommandError, show
 from ._foreground import (
     Stopping,
@@ -39,6 +40,7 @@ _DESCRIPTION = """\
 Run a host until Ctrl+C (or SIGTERM). In echo mode each message goes back to its
 sender; in relay mode to every other client, with "from" added to its metadata when
 the sender did not set it (and, with --users, "user": the sender's login name).
+In both modes a request is answered with its own data and metadata.
 
 The first line printed is "listening on ADDRESS:PORT": with --port 0, read the port
 the system picked from it."""
@@ -177,12 +179,17 @@ async def _serve(
             say(f"! not relayed: {exc}")
             conn.send_data(f"not relayed: {exc}", {"from": "alvaro serve", "error": True})
 
+    def got_request(conn: Connection, data: Any, metadata: dict[str, Any]) -> Reply:
+        say(f"? {who(conn)} asks: {show(data)} {show(metadata)}")
+        return Reply(data, metadata)
+
     def lost_client(conn: Connection) -> None:
         reason = f", {conn.close_reason}" if conn.close_reason else ""
         say(f"- {who(conn)} left (code {conn.close_code}{reason})")
 
     host.new_client = new_client
     host.got_data = got_data
+    host.got_request = got_request
     host.lost_client = lost_client
     try:
         with unwrap_group():
