@@ -60,7 +60,7 @@ class Event(NamedTuple):
 
 
 _CONN_TASK = "the connection's task"
-_REQUEST_TASK = "a task of its own, one per request"
+_REQUEST_TASK = "a task of its own per request (`async def`); a plain function, the connection's"
 #: The callback whose return value answers a request (not a notification like the others).
 REQUEST = "got_request"
 _CONNECT_TASK = "the task running `connect()`"

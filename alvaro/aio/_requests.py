@@ -7,14 +7,15 @@ cancelled sends CANCEL and forgets its id, so that a reply arriving later is dro
 ``max_pending_requests`` wait at once; beyond that ``ask`` waits for room (within its timeout).
 When the connection ends, every waiting request fails with its ``ConnectionClosed``.
 
-Answering (:meth:`Requests.received`): each REQUEST runs its handler in a task of its own, so
+Answering (:meth:`Requests.received`): an ``async def`` handler runs in a task of its own, so
 that a slow one holds up neither the others nor the messages (``got_data`` keeps its order in
-the read loop). At most ``max_concurrent_requests`` run at once; beyond that the asker gets a
-"busy" answer at once, never a silent queue. A handler is cancelled when the REQUEST's deadline
-passes or a CANCEL for it arrives (then no reply is sent: the asker has given up), and when the
-connection ends. A handler that raises is logged with its traceback; the asker gets an "error"
-answer with the exception's type name and message, and its traceback only with
-``reply_tracebacks=True``.
+the read loop); a plain function is called at once in the read loop, where it would block the
+event loop just the same, without a task's cost. At most ``max_concurrent_requests`` tasks run
+at once; beyond that the asker gets a "busy" answer at once, never a silent queue. A task is
+cancelled when the REQUEST's deadline passes or a CANCEL for it arrives (then no reply is sent:
+the asker has given up), and when the connection ends. A handler that raises is logged with its
+traceback; the asker gets an "error" answer with the exception's type name and message, and its
+traceback only with ``reply_tracebacks=True``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from ..protocol import (
 from ..protocol.frames import MAX_REQUEST_ID
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from .._types import Metadata
     from ..exceptions import AlvaroError
@@ -228,11 +229,22 @@ class Requests:
             core.log_protocol_error(error)
             core.fail(error.code, str(error))
             return
+        # The handler is called here, in the read loop: a plain function runs to its end
+        # wherever it is called (no deadline can interrupt it), and a task for it would cost a
+        # third of a request's time. A coroutine gets a task of its own, and its deadline.
+        try:
+            result = handler(event.data, event.metadata)
+        except Exception as exc:
+            self._handler_failed(event.request_id, exc)
+            return
+        if not inspect.iscoroutine(result):
+            self._send_reply(event.request_id, result)
+            return
         deadline = math.inf if event.timeout is None else anyio.current_time() + event.timeout
         scope = anyio.CancelScope(deadline=deadline)
         self._running[event.request_id] = scope
         assert core.tasks is not None
-        core.tasks.start_soon(self._answer, event, handler, scope)
+        core.tasks.start_soon(self._await_answer, event.request_id, result, scope)
 
     def cancelled(self, event: Cancel) -> None:
         """The peer gave up on a request: cancel its handler (a CANCEL for an id not running,
@@ -241,42 +253,48 @@ class Requests:
         if scope is not None:
             scope.cancel()
 
-    async def _answer(
-        self, event: Request, handler: Callable[[Any, Metadata], object], scope: anyio.CancelScope
+    async def _await_answer(
+        self, request_id: int, answer: Coroutine[Any, Any, object], scope: anyio.CancelScope
     ) -> None:
-        core = self._core
-        request_id = event.request_id
+        """Await an ``async def`` handler's answer within the request's deadline, and send it;
+        nothing is sent once the request is cancelled (deadline or CANCEL)."""
+        started = False
         try:
             with scope:
                 try:
-                    result = handler(event.data, event.metadata)
-                    if inspect.iscoroutine(result):
-                        result = await result
-                except NoRequestHandler:
-                    self._send_error(request_id, RemoteError.NO_HANDLER, "no got_request here")
-                    return
+                    started = True
+                    result = await answer
                 except Exception as exc:
-                    core.logger.exception(
-                        "got_request raised for a request from %s; answering with an error",
-                        core.where,
-                    )
-                    self._send_error(
-                        request_id,
-                        RemoteError.ERROR,
-                        str(exc),
-                        type(exc).__name__,
-                        traceback.format_exc() if core.settings.reply_tracebacks else None,
-                    )
+                    self._handler_failed(request_id, exc)
                     return
             if scope.cancel_called:
-                # The deadline passed or the asker sent CANCEL: it no longer waits for an
-                # answer, so none is sent (even by a handler that finished regardless).
-                core.logger.debug("a request from %s was cancelled", core.where)
+                # The asker no longer waits for an answer, so none is sent (even by a handler
+                # that finished regardless).
+                self._core.logger.debug("a request from %s was cancelled", self._core.where)
                 return
             self._send_reply(request_id, result)
         finally:
+            if not started:
+                answer.close()  # cancelled before it could start: no "never awaited" warning
             if self._running.get(request_id) is scope:
                 del self._running[request_id]
+
+    def _handler_failed(self, request_id: int, exc: Exception) -> None:
+        """The handler raised: log it here with its traceback, and tell the asker (its type
+        name and message; the traceback only with reply_tracebacks)."""
+        core = self._core
+        if isinstance(exc, NoRequestHandler):
+            self._send_error(request_id, RemoteError.NO_HANDLER, "no got_request here")
+            return
+        core.logger.error(
+            "got_request raised for a request from %s; answering with an error",
+            core.where,
+            exc_info=exc,
+        )
+        trace = None
+        if core.settings.reply_tracebacks:
+            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self._send_error(request_id, RemoteError.ERROR, str(exc), type(exc).__name__, trace)
 
     def _send_reply(self, request_id: int, result: object) -> None:
         core = self._core

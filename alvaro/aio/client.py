@@ -148,10 +148,12 @@ class Client(ClientAliases):
     """Called as ``got_request(data, metadata)`` for each request the host sends; what it
     returns is the reply (:class:`alvaro.Reply` to give it metadata too).
 
-    Runs in the event loop, in a task of its own: requests run concurrently (at most
-    ``max_concurrent_requests``), cancelled when their deadline passes or the host gives up.
-    If it raises, the host gets :class:`~alvaro.RemoteError` and the exception is logged
-    here. While this is not set, requests are answered "no_handler".
+    Runs in the event loop. An ``async def`` runs in a task of its own, so requests run
+    concurrently (at most ``max_concurrent_requests``), and is cancelled when the deadline
+    passes or the host gives up. A plain function runs at once in the connection's task, as it
+    would block the loop anywhere. If it raises, the host gets :class:`~alvaro.RemoteError`
+    and the exception is logged here. While this is not set, requests are answered
+    "no_handler".
     """
 
     lost_connection: Callable[[], object] | None = None
