@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 
 # One-way workload: 100-character string data plus a small metadata dict per message.
 SMALL_DATA = "x" * 100
-# Round-trip workload: a 100-byte payload, echoed back.
+# Round-trip and request workloads: a 100-byte payload, echoed back.
 ECHO_DATA = "y" * 100
 ECHO_METADATA: dict[str, Any] = {"kind": "echo"}
 # Bulk workload: 16 MiB of raw bytes per message (built once per process, sent many times).
@@ -22,6 +22,9 @@ BULK_SIZE = 16 * 1024 * 1024
 # Headroom above the payload for alvaro's metadata and framing when raising max_message_size.
 BULK_LIMIT = BULK_SIZE + 64 * 1024
 DONE = "done"
+# The request workloads: one request at a time, and this many in flight at once.
+REQUEST_WORKLOADS = ("request", "request-100")
+IN_FLIGHT = 100
 
 # The hand-written baselines' frame header: a 4-byte big-endian payload length.
 HEADER = struct.Struct("!I")
@@ -42,7 +45,8 @@ class Params(TypedDict):
 
     messages: int  # one-way (and one-way TLS) message count
     round_trips: int  # timed round trips
-    warmup: int  # untimed round trips before them
+    warmup: int  # untimed round trips (and requests) before them
+    requests: int  # timed requests of the request-100 workload
     bulk_messages: int  # 16 MiB messages in the bulk workload
     connections: int  # idle connections
     pin: bool  # pin both processes of the round-trip workload to one CPU

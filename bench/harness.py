@@ -70,6 +70,8 @@ STACKS: tuple[Stack, ...] = (
     Stack("anyio-trio", "anyio streams [trio]", "stack_anyio_streams", "trio", ("trio",)),
     Stack("websockets", "websockets [asyncio]", "stack_websockets", requires=("websockets",)),
     Stack("pyzmq", "pyzmq (blocking)", "stack_pyzmq", requires=("zmq",)),
+    Stack("pyzmq-dealer", "pyzmq DEALER/ROUTER [asyncio]", "stack_pyzmq_dealer", requires=("zmq",)),
+    Stack("grpcio", "grpcio [grpc.aio]", "stack_grpcio", requires=("grpc",)),
     Stack(
         ALVARO13,
         "Alvaro 1.3.0 (PyPI)",
@@ -115,9 +117,12 @@ class Workload:
     unit: str
     higher_is_better: bool
     stacks: tuple[str, ...]
+    baseline: str = BASELINE  # the stack every figure of this workload is divided by
 
 
-_ALL = tuple(stack.name for stack in STACKS)
+_REQUEST_PEERS = ("pyzmq-dealer", "grpcio")
+_REQUEST_STACKS = (*_REQUEST_PEERS, "alvaro-aio", "alvaro-aio-uvloop", "alvaro-aio-trio")
+_ALL = tuple(stack.name for stack in STACKS if stack.name not in _REQUEST_PEERS)
 WORKLOADS: tuple[Workload, ...] = (
     Workload("oneway", "one-way small messages", "msgs/s", True, _ALL),
     Workload("roundtrip", "round trip, 100 B, one at a time", "µs", False, _ALL),
@@ -138,6 +143,22 @@ WORKLOADS: tuple[Workload, ...] = (
         "KiB/conn",
         False,
         (BASELINE, "alvaro-aio"),
+    ),
+    Workload(
+        "request",
+        "request/response, 100 B, one at a time",
+        "µs",
+        False,
+        _REQUEST_STACKS,
+        baseline="grpcio",
+    ),
+    Workload(
+        "request-100",
+        "request/response, 100 B, 100 in flight",
+        "req/s",
+        True,
+        _REQUEST_STACKS,
+        baseline="grpcio",
     ),
 )
 
@@ -188,7 +209,7 @@ def check_runnable(stack: Stack, workload: Workload, params: Params) -> None:
     """Raise :class:`NotRunnable` if ``stack`` cannot run ``workload`` on this machine."""
     for module in stack.requires:
         if importlib.util.find_spec(module) is None:
-            package = {"zmq": "pyzmq"}.get(module, module)
+            package = {"zmq": "pyzmq", "grpc": "grpcio"}.get(module, module)
             raise NotRunnable(f"unavailable: {package} is not installed ({INSTALL_HINT})")
     if workload.name in TLS_WORKLOADS and importlib.util.find_spec("trustme") is None:
         raise NotRunnable("unavailable: trustme is not installed (it makes the certificates)")
@@ -218,7 +239,7 @@ def versions() -> dict[str, str | None]:
     # alvaro's own version from the code measured: an editable install's metadata can be
     # stale, and "alvaro" in the metadata may be the original Alvaro 1.x from the index.
     found: dict[str, str | None] = {"alvaro": alvaro.__version__}
-    for name in ("anyio", "trio", "uvloop", "websockets", "pyzmq", "matplotlib"):
+    for name in ("anyio", "trio", "uvloop", "websockets", "pyzmq", "grpcio", "matplotlib"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -487,19 +508,36 @@ def measure(stack: Stack, workload: Workload, params: Params, timeout: float) ->
 
 
 def figures(workload: Workload, params: Params, raw: dict[str, Any]) -> dict[str, float]:
-    """The figures of one measurement: ``value`` in the workload's unit, and ``p99`` for latency."""
+    """The figures of one measurement: ``value`` in the workload's unit, and ``p99`` for latency.
+
+    alvaro's ``request`` runs also time a send-then-receive echo after each request:
+    ``send_receive`` and ``send_receive_p99`` are its figures.
+    """
     if workload.name in ("oneway", "oneway-tls"):
         return {"value": params["messages"] / raw["elapsed"]}
+    if workload.name == "request-100":
+        return {"value": params["requests"] / raw["elapsed"]}
+    if workload.name == "request":
+        found = _latency(raw["samples_ns"])
+        if "echo_samples_ns" in raw:
+            echo = _latency(raw["echo_samples_ns"])
+            found.update(send_receive=echo["value"], send_receive_p99=echo["p99"])
+        return found
     if workload.name == "bulk":
         return {"value": params["bulk_messages"] * BULK_SIZE / 1e6 / raw["elapsed"]}
     if workload.name == "roundtrip":
-        samples = sorted(raw["samples_ns"])
-        p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-        return {"value": statistics.median(samples) / 1000, "p99": p99 / 1000}
+        return _latency(raw["samples_ns"])
     if workload.name in IDLE_WORKLOADS:
         grown = raw["rss_after_kib"] - raw["rss_before_kib"]
         return {"value": grown / raw["connections"]}
     raise ValueError(f"unknown workload {workload.name!r}")
+
+
+def _latency(samples_ns: list[int]) -> dict[str, float]:
+    """The median and the 99th percentile of round-trip samples, in µs."""
+    samples = sorted(samples_ns)
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return {"value": statistics.median(samples) / 1000, "p99": p99 / 1000}
 
 
 def cpu_info() -> dict[str, int | None]:

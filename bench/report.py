@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from harness import BASELINE, STACKS_BY_NAME, WORKLOADS_BY_NAME
+from harness import STACKS_BY_NAME, WORKLOADS_BY_NAME
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,13 +25,16 @@ def format_value(value: float, unit: str) -> str:
 
 def table(results: list[dict[str, Any]], header: str) -> str:
     """The results as a plain-text table, one block per workload."""
-    rows: list[tuple[str, ...]] = [("stack", "median", "p99", "vs asyncio streams", "runs / notes")]
+    rows: list[tuple[str, ...]] = [("stack", "median", "p99", "ratio", "runs / notes")]
     blocks: list[int] = []  # the row index where each workload's block starts
     for workload_name in dict.fromkeys(result["workload"] for result in results):
         workload = WORKLOADS_BY_NAME[workload_name]
         better = "higher" if workload.higher_is_better else "lower"
         blocks.append(len(rows))
-        rows.append((f"{workload.title} ({workload.unit}, {better} is better)",))
+        baseline = STACKS_BY_NAME[workload.baseline].label
+        rows.append(
+            (f"{workload.title} ({workload.unit}, {better} is better; ratio to {baseline})",)
+        )
         for result in results:
             if result["workload"] != workload_name:
                 continue
@@ -43,6 +46,10 @@ def table(results: list[dict[str, Any]], header: str) -> str:
             ratio = result.get("ratio")
             runs = len(result["runs"])
             notes = f"{runs} run{'s' if runs != 1 else ''}"
+            if result.get("send_receive") is not None:
+                echo = format_value(result["send_receive"], workload.unit)
+                echo_p99 = format_value(result["send_receive_p99"], workload.unit)
+                notes += f"; its send-then-receive: {echo} (p99 {echo_p99})"
             for extra in (result["note"], result["reason"]):
                 if extra:
                     notes += f"; {extra}"
@@ -67,9 +74,66 @@ def table(results: list[dict[str, Any]], header: str) -> str:
         lines.append("  ".join(cells).rstrip())
     lines.append("")
     lines.append(
-        f"ratio = the stack's median / the {STACKS_BY_NAME[BASELINE].label} median of the same "
-        "workload in this run"
+        "ratio = the stack's median / the median of the stack named in the block's title, for "
+        "the same workload in this run"
     )
+    return "\n".join(lines)
+
+
+# The request workloads' targets: (what, workload, the stack compared with, limit, at least?).
+# A limit is met when alvaro's figure divided by the other's is at most (or at least) the limit.
+# "send-then-receive" compares a request with the echo timed after it on the same connection.
+_TARGETS = (
+    ("request latency / its send-then-receive round trip", "request", "", 1.1, False),
+    ("request latency / the roundtrip workload's figure", "request", "roundtrip", 1.1, False),
+    ("100 in flight: throughput / grpcio's", "request-100", "grpcio", 3.0, True),
+    ("100 in flight: throughput / pyzmq DEALER/ROUTER's", "request-100", "pyzmq-dealer", 1.0, True),
+)
+
+
+def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The request workloads' targets, for each alvaro stack whose figures this run has."""
+    figure = {(r["workload"], r["stack"]): r["figure"] for r in results if r["figure"] is not None}
+    found = []
+    for what, workload, other, limit, at_least in _TARGETS:
+        for result in results:
+            stack = STACKS_BY_NAME[result["stack"]]
+            if result["workload"] != workload or not stack.alvaro or result["figure"] is None:
+                continue
+            if other == "":
+                against = result.get("send_receive")
+            elif other == "roundtrip":
+                against = figure.get(("roundtrip", stack.name))
+            else:
+                against = figure.get((workload, other))
+            if not against:
+                continue
+            ratio = result["figure"] / against
+            found.append(
+                {
+                    "target": what,
+                    "stack": stack.name,
+                    "ratio": ratio,
+                    "limit": limit,
+                    "at_least": at_least,
+                    "met": ratio >= limit if at_least else ratio <= limit,
+                }
+            )
+    return found
+
+
+def format_targets(found: list[dict[str, Any]]) -> str:
+    """The targets as lines of text: the ratio, the limit, and whether it was met."""
+    lines = ["targets of the request workloads (ratios of medians in this run)"]
+    width = max(len(t["target"]) for t in found)
+    label_width = max(len(STACKS_BY_NAME[t["stack"]].label) for t in found)
+    for target in found:
+        sign = ">=" if target["at_least"] else "<="
+        lines.append(
+            f"  {target['target']:<{width}}  {STACKS_BY_NAME[target['stack']].label:<{label_width}}"
+            f"  {target['ratio']:5.2f}x  (target {sign} {target['limit']:g}x: "
+            f"{'met' if target['met'] else 'MISSED'})"
+        )
     return "\n".join(lines)
 
 
@@ -140,7 +204,8 @@ def chart(results: list[dict[str, Any]], subtitle: str, path: Path) -> None:
         frameon=False,
     )
     figure.suptitle(
-        "alvaro and its peers: medians; in brackets, the ratio to asyncio streams\n" + subtitle,
+        "alvaro and its peers: medians; in brackets, the ratio to each panel's baseline "
+        "(asyncio streams; grpcio for requests)\n" + subtitle,
         fontsize=9,
         x=0.02,
         ha="left",

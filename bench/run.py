@@ -33,6 +33,7 @@ from harness import (
     STACKS,
     TLS_WORKLOADS,
     WORKLOADS,
+    WORKLOADS_BY_NAME,
     MeasurementError,
     NotRunnable,
     Stack,
@@ -43,7 +44,7 @@ from harness import (
     measure,
     versions,
 )
-from report import chart, format_value, table
+from report import chart, format_targets, format_value, table, targets
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -62,6 +63,7 @@ SIZES: dict[str, tuple[int, int]] = {
     "messages": (200_000, 20_000),
     "round_trips": (5_000, 1_000),
     "warmup": (500, 100),
+    "requests": (50_000, 2_000),
     "bulk_messages": (40, 5),
     "connections": (10_000, 500),
 }
@@ -84,7 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, help="runs of each measurement (default 3, quick 1)")
     parser.add_argument("--messages", type=int, help="one-way and TLS messages (default 200,000)")
     parser.add_argument("--round-trips", type=int, help="timed round trips (default 5,000)")
-    parser.add_argument("--warmup", type=int, help="untimed round trips first (default 500)")
+    parser.add_argument(
+        "--warmup", type=int, help="untimed round trips (and requests) first (default 500)"
+    )
+    parser.add_argument(
+        "--requests", type=int, help="timed requests with 100 in flight (default 50,000)"
+    )
     parser.add_argument("--bulk-messages", type=int, help="16 MiB messages (default 40)")
     parser.add_argument("--connections", type=int, help="idle connections (default 10,000)")
     parser.add_argument(
@@ -168,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "messages": sizes["messages"],
         "round_trips": sizes["round_trips"],
         "warmup": sizes["warmup"],
+        "requests": sizes["requests"],
         "bulk_messages": sizes["bulk_messages"],
         "connections": sizes["connections"],
         "pin": args.pin,
@@ -243,10 +251,15 @@ def main(argv: list[str] | None = None) -> int:
         f"round trip {pinned}\n"
         f"one-way {params['messages']:,} msgs; round trip {params['round_trips']:,} "
         f"(+{params['warmup']:,} warm-up); bulk {params['bulk_messages']} x 16 MiB; "
-        f"idle {params['connections']:,} connections"
+        f"idle {params['connections']:,} connections; requests {params['round_trips']:,} one "
+        f"at a time, {params['requests']:,} with 100 in flight"
     )
+    goals = targets(results)
     print()
     print(table(results, header))
+    if goals:
+        print()
+        print(format_targets(goals))
 
     document = {
         "schema": 1,
@@ -275,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
             for workload in workloads
         },
         "baseline": BASELINE,
+        "baselines": {workload.name: workload.baseline for workload in workloads},
         "results": results,
+        "targets": goals,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", "utf-8")
@@ -326,8 +341,9 @@ def _summarise(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for entry in entries:
         runs = entry["runs"]
         entry["figure"] = statistics.median(r["value"] for r in runs) if runs else None
-        if runs and "p99" in runs[0]:
-            entry["p99"] = statistics.median(r["p99"] for r in runs)
+        for key in ("p99", "send_receive", "send_receive_p99"):
+            if runs and key in runs[0]:
+                entry[key] = statistics.median(r[key] for r in runs)
         if entry["status"] == "pending":
             entry["status"] = "ok"
         elif entry["status"] == "failed" and runs:
@@ -337,7 +353,7 @@ def _summarise(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     baselines = {
         entry["workload"]: entry["figure"]
         for entry in entries
-        if entry["stack"] == BASELINE and entry["figure"]
+        if entry["stack"] == WORKLOADS_BY_NAME[entry["workload"]].baseline and entry["figure"]
     }
     for entry in entries:
         baseline = baselines.get(entry["workload"])

@@ -9,6 +9,11 @@
 
 Clients send with the backpressure-aware ``send()``. The bulk workload raises
 ``max_message_size`` on both sides to fit 16 MiB of raw ``bytes``.
+
+The request workloads (aio variants only) ask with ``await client.request(...)``; the host's
+``got_request`` answers with the request's data and metadata. In ``request`` the client also
+times a send-then-receive echo of the same message after each request, on the same connection,
+so that the request's cost is measured against alvaro's own round trip under the same load.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from common import (
     DONE,
     ECHO_DATA,
     ECHO_METADATA,
+    REQUEST_WORKLOADS,
     SMALL_DATA,
     bulk_payload,
     rss_kib,
     tick_metadata,
 )
+from request_loops import in_flight, one_at_a_time
 
 import alvaro
 import alvaro.sync
@@ -101,6 +108,9 @@ async def _serve_aio(workload: str, params: Params, report: Report) -> None:
     def echo(conn: alvaro.aio.Connection, data: Any, metadata: dict[str, Any]) -> None:
         conn.send_data(data, metadata)
 
+    def answer(conn: alvaro.aio.Connection, data: Any, metadata: dict[str, Any]) -> alvaro.Reply:
+        return alvaro.Reply(data, metadata)
+
     opened = 0
 
     def new_client(conn: alvaro.aio.Connection) -> None:
@@ -112,6 +122,9 @@ async def _serve_aio(workload: str, params: Params, report: Report) -> None:
 
     if workload == "roundtrip":
         host.got_data = echo  # type: ignore[method-assign]
+    elif workload in REQUEST_WORKLOADS:
+        host.got_data = echo  # type: ignore[method-assign]
+        host.got_request = answer  # type: ignore[method-assign]
     elif workload in ("idle", "idle-tls"):
         host.new_client = new_client  # type: ignore[method-assign]
     else:
@@ -123,6 +136,8 @@ async def _serve_aio(workload: str, params: Params, report: Report) -> None:
 
 
 def _serve_sync(workload: str, params: Params, report: Report) -> None:
+    if workload in REQUEST_WORKLOADS:
+        raise ValueError(f"the sync variant does not run {workload!r}")
     host = alvaro.sync.Host("127.0.0.1", 0, **_options(workload, params, server=True))
     counts: dict[Any, int] = {}
     expected = _expected(workload, params)
@@ -194,6 +209,18 @@ async def _client_aio(workload: str, params: Params, port: int, report: Report) 
             elapsed = time.perf_counter() - start
             assert reply.data == DONE
             return {"elapsed": elapsed}
+
+        async def ask() -> Any:
+            return (await client.request(ECHO_DATA, ECHO_METADATA, timeout=REPLY_TIMEOUT)).data
+
+        async def echo() -> Any:
+            await client.send(ECHO_DATA, ECHO_METADATA)
+            return (await client.receive(timeout=REPLY_TIMEOUT)).data
+
+        if workload == "request":
+            return await one_at_a_time(ask, params, echo)
+        if workload == "request-100":
+            return await in_flight(ask, params)
         raise ValueError(f"unknown workload {workload!r}")
 
 
