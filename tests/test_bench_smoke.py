@@ -45,3 +45,48 @@ def test_quick_oneway_run_writes_positive_figures(tmp_path: Path) -> None:
         assert result["status"] == "ok", (stack, result["reason"])
         assert result["figure"] > 0, stack
     assert document["environment"]["cpu_count"] >= 1
+
+
+def test_quick_request_run_writes_figures_and_targets(tmp_path: Path) -> None:
+    # The request workloads on alvaro.aio alone (its peers are in the bench extra, not here):
+    # latency with the send-then-receive echo timed beside it, throughput with 100 in flight,
+    # and the latency target computed from the two.
+    results_file = tmp_path / "bench.json"
+    command = [
+        sys.executable,
+        str(RUNNER),
+        "--only",
+        "alvaro-aio",
+        "request",
+        "request-100",
+        "--repeat",
+        "1",
+        "--round-trips",
+        "50",
+        "--warmup",
+        "10",
+        "--requests",
+        "500",
+        "--timeout",
+        "30",
+        "--no-chart",
+        "--json",
+        str(results_file),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=50, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    document = json.loads(results_file.read_text(encoding="utf-8"))
+    figures = {result["workload"]: result for result in document["results"]}
+    assert set(figures) == {"request", "request-100"}, done.stdout
+    for workload, result in figures.items():
+        assert result["stack"] == "alvaro-aio"
+        assert result["status"] == "ok", (workload, result["reason"])
+        assert result["figure"] > 0, workload
+    assert figures["request"]["send_receive"] > 0
+    assert figures["request"]["p99"] >= figures["request"]["figure"]
+    assert document["baselines"]["request-100"] == "grpcio"
+    (latency,) = document["targets"]
+    assert latency["stack"] == "alvaro-aio"
+    assert latency["ratio"] > 0
+    assert latency["met"] == (latency["ratio"] <= latency["limit"])
