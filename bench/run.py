@@ -5,10 +5,12 @@ PyPI (in a virtual environment of its own), and as baselines hand-written asynci
 hand-written anyio streams (asyncio and trio), websockets and pyzmq.
 
 Workloads: one-way small messages (msgs/s), request/response round trip (median and p99 µs),
-bulk 16 MiB messages (MB/s), one-way over TLS (msgs/s), and server memory per idle connection
-(KiB). Every measurement runs the server and the client in separate processes; each is repeated,
-the median is reported, and each figure is divided by the "asyncio streams" figure of the same
-workload from the same run, since absolute numbers move with the machine and its load.
+bulk 16 MiB messages (MB/s), one-way over TLS (msgs/s), server memory per idle connection
+(KiB), and requests (alvaro, grpcio, pyzmq DEALER/ROUTER): one at a time (µs) and 100 in
+flight (req/s), with the targets of issue 16 checked after the table. Every measurement runs
+the server and the client in separate processes; each is repeated, the median is reported, and
+each figure is divided by the baseline's figure (asyncio streams; grpcio for requests) of the
+same workload from the same run, since absolute numbers move with the machine and its load.
 
 Run:  python3 bench/run.py [--quick] [--only NAME ...] [--repeat N] [--pin] [--json PATH]
 See bench/README.md for what each number means.
