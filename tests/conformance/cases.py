@@ -125,6 +125,7 @@ GROUPS = {
     "8": "opening handshake",
     "9": "limits",
     "10": "auth/login",
+    "11": "requests",
 }
 
 #: The login cases' account: the Host under test knows it, the Client under test logs in with it.
@@ -184,6 +185,21 @@ def pong(payload: bytes = b"") -> bytes:
 
 def close(code: int, reason: bytes = b"") -> bytes:
     return frame(CLOSE_, struct.pack("!H", code) + reason)
+
+
+def request(request_id: int, value: Any, timeout_ms: int = 0) -> bytes:
+    """A REQUEST carrying ``value`` as JSON, no metadata (9.3)."""
+    return frame(0x02, struct.pack("!III", request_id, timeout_ms, 0) + compact(value))
+
+
+def reply(request_id: int, value: Any, flags: int = 0) -> bytes:
+    """A REPLY carrying ``value`` as JSON, no metadata (9.4)."""
+    return frame(0x03, struct.pack("!II", request_id, 0) + compact(value), flags)
+
+
+def cancel(request_id: int) -> bytes:
+    """A CANCEL of ``request_id`` (9.3)."""
+    return frame(0x07, struct.pack("!I", request_id))
 
 
 def auth(frame_type: int, **fields: Any) -> bytes:
@@ -495,6 +511,8 @@ class Outcome:
     #: The exception a Client's connect() raises (None: ConnectError or TimeoutError, whose
     #: code must be the outcome's).
     error: type[Exception] | None = None
+    #: The REPLY frames that come back, in order: (request id, "ok" or the error's kind).
+    replies: tuple[tuple[int, str], ...] = ()
 
     def describe(self) -> str:
         parts = []
@@ -516,6 +534,8 @@ class Outcome:
             parts.append(f"delivers {len(self.messages)} message(s)")
         if self.pongs:
             parts.append(f"{len(self.pongs)} PONG(s)")
+        if self.replies:
+            parts.append("REPLY " + ", ".join(f"{i} {kind}" for i, kind in self.replies))
         return ", ".join(parts)
 
 
@@ -548,6 +568,12 @@ def NO_RESPONSE() -> Outcome:
 def PONG(*payloads: bytes, messages: tuple[Any, ...] = ()) -> Outcome:
     """PONGs with these payloads come back, in order; the connection stays open."""
     return Outcome("open", _messages(messages), payloads)
+
+
+def REPLIES(*replies: tuple[int, str], messages: tuple[Any, ...] = ()) -> Outcome:
+    """These REPLYs come back, in order, (id, "ok" or an error's kind); the connection stays
+    open."""
+    return Outcome("open", _messages(messages), replies=replies)
 
 
 def CLOSE(
@@ -2281,6 +2307,71 @@ def _group_10() -> list[Case]:
     ]
 
 
+def _group_11() -> list[Case]:
+    """Feature ``request``, negotiated: the implementation under test answers no requests (it
+    has no handler), drops what answers none of its own, and checks the frames' layout."""
+    wants = Hello((("features", ["request"]),))
+    return [
+        case(
+            "REQUEST with nobody to answer it: an ERROR REPLY 'no_handler' with its id",
+            send(wants, request(7, "anyone?")),
+            expect=REPLIES((7, "no_handler")),
+            spec="9.3, 9.4",
+            handshake=False,
+        ),
+        case(
+            "REQUESTs and DATA interleaved: every REQUEST answered, the messages in order",
+            send(wants, request(1, "a"), jdata("x"), request(2**32 - 1, "b"), jdata("y")),
+            expect=REPLIES((1, "no_handler"), (2**32 - 1, "no_handler"), messages=("x", "y")),
+            spec="9.3, 9.4, 5.1",
+            handshake=False,
+        ),
+        case(
+            "REQUEST with a deadline, cut at every offset",
+            send(wants),
+            _every_offset(request(3, [1, 2], 500)),
+            expect=REPLIES(*[(3, "no_handler")] * (len(request(3, [1, 2], 500)) - 1)),
+            spec="9.3, 1.2",
+            handshake=False,
+        ),
+        case(
+            "REPLY to no request of the implementation's: dropped, the connection stays open",
+            send(wants, reply(9, "late")),
+            expect=NO_RESPONSE(),
+            spec="9.3 (late replies)",
+            handshake=False,
+        ),
+        case(
+            "CANCEL of no running request: ignored",
+            send(wants, cancel(3)),
+            expect=NO_RESPONSE(),
+            spec="9.3",
+            handshake=False,
+        ),
+        case(
+            "CANCEL with a body of 3 bytes",
+            send(wants, frame(0x07, b"\x00\x00\x03")),
+            expect=CLOSE(1002),
+            spec="9.3, 7.1",
+            handshake=False,
+        ),
+        case(
+            "REPLY with flags 0x05 (ERROR and raw bytes)",
+            send(wants, reply(1, "x", flags=0x05)),
+            expect=CLOSE(1002),
+            spec="9.4",
+            handshake=False,
+        ),
+        case(
+            "REQUEST whose metadata length is larger than the rest of its body",
+            send(wants, frame(0x02, struct.pack("!III", 1, 0, 99) + b"{}")),
+            expect=CLOSE(1002),
+            spec="9.2 (fixed-length fields)",
+            handshake=False,
+        ),
+    ]
+
+
 def _numbered(group: str, cases: list[Case]) -> list[Case]:
     """Give the cases of a group their ids, "group.1" onwards, in table order."""
     return [replace(c, id=f"{group}.{n}") for n, c in enumerate(cases, 1)]
@@ -2297,4 +2388,5 @@ CASES: list[Case] = [
     *_numbered("8", _group_8()),
     *_numbered("9", _group_9()),
     *_numbered("10", _group_10()),
+    *_numbered("11", _group_11()),
 ]

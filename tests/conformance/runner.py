@@ -647,6 +647,21 @@ def same_messages(a: Iterable[tuple[Any, Any]], b: Iterable[tuple[Any, Any]]) ->
     )
 
 
+REPLY_ = 0x03
+
+
+def reply_outcome(f: Frame) -> tuple[int, str]:
+    """A REPLY frame as (request id, "ok" or its error's kind); ("?", ...) parts if malformed."""
+    try:
+        request_id, meta_length = struct.unpack_from("!II", f.body)
+        if not f.flags & 0x04:
+            return request_id, "ok"
+        error = json.loads(f.body[8 + meta_length :])
+        return request_id, str(error["kind"])
+    except (struct.error, ValueError, KeyError, TypeError):
+        return -1, f"malformed REPLY {short(f.body)}"
+
+
 @dataclass
 class Observation:
     """A run's facts, gathered once and matched against each allowed outcome."""
@@ -658,6 +673,7 @@ class Observation:
     sender_problems: list[str]
     echoes: list[tuple[Any, dict[str, Any]]]
     pongs: list[bytes]
+    replies: list[tuple[int, str]]
     closes: list[int | None]
     finish_closes: list[int | None]
 
@@ -681,6 +697,7 @@ class Observation:
             sender_problems=sender_problems(stream, role, wire, login),
             echoes=echoes,
             pongs=[f.body for f in frames if f.type == PONG_ and f.body != PROBE],
+            replies=[reply_outcome(f) for f in case_frames if f.type == REPLY_],
             closes=[close_code(f.body) for f in case_frames if f.type == CLOSE_],
             finish_closes=[close_code(f.body) for f in frames[wire.mark :] if f.type == CLOSE_],
         )
@@ -791,6 +808,9 @@ def sender_problems(stream: Stream, tested: str, wire: Wire, login: bool = False
         tested,
         "auth" in hello_features(stream) and "auth" in hello_features(parse(bytes(wire.sent))),
     )
+    requests = "request" in hello_features(stream) and "request" in hello_features(
+        parse(bytes(wire.sent))
+    )
     for index, f in enumerate(frames[1:], 1):
         if closed:
             problems.append(f"frame {index} sent after CLOSE (5.4)")
@@ -806,6 +826,12 @@ def sender_problems(stream: Stream, tested: str, wire: Wire, login: bool = False
             if f.type == CLOSE_:
                 closed = True
                 problems += _close_problems(f)
+        elif f.type == REPLY_ and requests:
+            # 9.4: flags 0x00, 0x01 or 0x04; an error REPLY fits in 4096 bytes.
+            if f.flags not in (0x00, 0x01, 0x04) or (f.flags == 0x04 and len(f.body) > 4096):
+                problems.append(f"REPLY {index} with flags {f.flags} and L={len(f.body)} (9.4)")
+            elif reply_outcome(f)[0] < 0:
+                problems.append(f"REPLY {index} is malformed (9.4)")
         else:
             problems.append(f"frame {index} of type {f.type:#04x} (4)")
     if closed and stream.rest:
@@ -1003,6 +1029,8 @@ def mismatches(outcome: Outcome, obs: Observation) -> list[str]:
 
     if list(outcome.pongs) != obs.pongs:
         problems.append(f"PONGs {short(obs.pongs)}; expected {short(list(outcome.pongs))}")
+    if list(outcome.replies) != obs.replies:
+        problems.append(f"REPLYs {short(obs.replies)}; expected {short(list(outcome.replies))}")
     if echoes is not None:
         got_echoes = obs.echoes
         if outcome.kind == "abnormal":
