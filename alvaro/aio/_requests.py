@@ -20,6 +20,7 @@ traceback only with ``reply_tracebacks=True``.
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import math
 import traceback
@@ -38,6 +39,7 @@ from ..exceptions import (
 )
 from ..protocol import (
     Message,
+    ReplyError,
     ReplyOk,
     encode_cancel,
     encode_reply,
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
 
     from .._types import Metadata
     from ..exceptions import AlvaroError
-    from ..protocol import Cancel, ReplyError, Request
+    from ..protocol import Cancel, Request
     from ._core import ConnectionCore
 
 __all__ = ("NoRequestHandler", "Requests")
@@ -62,14 +64,22 @@ class NoRequestHandler(Exception):
     which is always set, raises it when the user set no ``got_request``)."""
 
 
+class _TimedOut:
+    """The outcome of a request whose deadline passed before its reply."""
+
+
+_TIMED_OUT = _TimedOut()
+
+
 class _Pending:
     """One request this side sent, waiting for its reply."""
 
-    __slots__ = ("done", "outcome")
+    __slots__ = ("deadline", "done", "outcome")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
         self.done = anyio.Event()
-        self.outcome: ReplyOk | ReplyError | ConnectionClosed | None = None
+        self.outcome: ReplyOk | ReplyError | ConnectionClosed | _TimedOut | None = None
 
 
 class Requests:
@@ -80,11 +90,14 @@ class Requests:
 
     __slots__ = (
         "_core",
+        "_deadlines",
         "_next_id",
         "_pending",
         "_room",
         "_running",
-        "_spawn",
+        "_timer_at",
+        "_timer_wake",
+        "_watched",
         "answered",
         "late_replies",
     )
@@ -94,6 +107,13 @@ class Requests:
         self._pending: dict[int, _Pending] = {}
         self._next_id = 1
         self._room: anyio.Event | None = None  # askers waiting for a free slot
+        # The waiting requests' deadlines, earliest first, watched by one timer task rather
+        # than a cancel scope per request, which would cost a tenth of a request's time. It
+        # may hold requests that have ended: they are skipped, and swept when they pile up.
+        self._deadlines: list[tuple[float, int, _Pending]] = []
+        self._watched = 0  # a sequence number for each deadline, so that ties never compare
+        self._timer_at = math.inf  # when the timer task wakes next; -inf: not started
+        self._timer_wake: anyio.Event | None = None
         self._running: dict[int, anyio.CancelScope] = {}  # handlers, by the peer's request id
         self.late_replies = 0
         """Replies that came after their request had ended (timed out or cancelled)."""
@@ -120,41 +140,86 @@ class Requests:
         core = self._core
         peer = core.peer
         assert peer is not None
-        limit = core.settings.max_pending_requests
-        pending = _Pending()
+        now = anyio.current_time()
+        deadline = math.inf if timeout is None else now + timeout
+        pending = _Pending(deadline)
         request_id = 0
         try:
-            with anyio.fail_after(math.inf if timeout is None else timeout):
-                while len(self._pending) >= limit:
-                    if core.outbox.closed:
-                        raise core.closed_error()
-                    room = self._room = self._room or anyio.Event()
-                    await room.wait()
-                request_id = self._new_id()
-                # Encoded within the peer's limits before it is counted as waiting.
-                frame = encode_request(
-                    request_id,
-                    data,
-                    metadata,
-                    timeout=timeout,
-                    max_message_size=peer.max_message_size,
-                    max_metadata_size=peer.max_metadata_size,
-                )
-                self._pending[request_id] = pending
-                outbox = core.outbox
-                if outbox.pending > core.settings.write_limit:
+            if len(self._pending) >= core.settings.max_pending_requests:
+                with anyio.fail_at(deadline):
+                    await self._wait_for_room()
+            request_id = self._new_id()
+            # Encoded within the peer's limits before it is counted as waiting.
+            frame = encode_request(
+                request_id,
+                data,
+                metadata,
+                timeout=timeout,
+                max_message_size=peer.max_message_size,
+                max_metadata_size=peer.max_metadata_size,
+            )
+            self._pending[request_id] = pending
+            outbox = core.outbox
+            if outbox.pending > core.settings.write_limit:
+                with anyio.fail_at(deadline):
                     await outbox.wait_for_room()
-                core.enqueue(frame, limit=None)
-                await pending.done.wait()
+            core.enqueue(frame, limit=None)
+            if deadline < math.inf:
+                self._watch(pending)
+            await pending.done.wait()
         except TimeoutError:
-            self._give_up(request_id, pending)
-            raise TimeoutError(
-                f"no reply from {core.where} within {timeout:g} s; the request was cancelled"
-            ) from None
+            pending.outcome = _TIMED_OUT
         except BaseException:
             self._give_up(request_id, pending)
             raise
+        if pending.outcome is _TIMED_OUT:
+            self._give_up(request_id, pending)
+            raise TimeoutError(
+                f"no reply from {core.where} within {timeout:g} s; the request was cancelled"
+            )
         return _result(pending.outcome)
+
+    async def _wait_for_room(self) -> None:
+        """Wait while ``max_pending_requests`` wait for their replies."""
+        core = self._core
+        while len(self._pending) >= core.settings.max_pending_requests:
+            if core.outbox.closed:
+                raise core.closed_error()
+            room = self._room = self._room or anyio.Event()
+            await room.wait()
+
+    def _watch(self, pending: _Pending) -> None:
+        """Have the timer end ``pending`` at its deadline."""
+        self._watched += 1
+        heapq.heappush(self._deadlines, (pending.deadline, self._watched, pending))
+        if len(self._deadlines) > 64 and len(self._deadlines) > 2 * len(self._pending):
+            # Most are of requests that have ended: keep the waiting ones only.
+            self._deadlines = [e for e in self._deadlines if e[2].outcome is None]
+            heapq.heapify(self._deadlines)
+        if self._timer_at == -math.inf:
+            return  # the timer is starting, and will see it
+        if self._timer_wake is None:
+            assert self._core.tasks is not None
+            self._timer_at = -math.inf
+            self._core.tasks.start_soon(self._time_out)
+        elif pending.deadline < self._timer_at:
+            self._timer_wake.set()
+
+    async def _time_out(self) -> None:
+        """The timer task: end each waiting request whose deadline has passed."""
+        deadlines = self._deadlines
+        while True:
+            now = anyio.current_time()
+            while deadlines and (deadlines[0][2].outcome is not None or deadlines[0][0] <= now):
+                _, _, pending = heapq.heappop(deadlines)
+                if pending.outcome is None:
+                    pending.outcome = _TIMED_OUT
+                    pending.done.set()
+            wake = self._timer_wake = anyio.Event()
+            self._timer_at = deadlines[0][0] if deadlines else math.inf
+            with anyio.move_on_at(self._timer_at):
+                await wake.wait()
+            deadlines = self._deadlines
 
     def _new_id(self) -> int:
         """The next request id not in use (u32, wrapping, never 0)."""
@@ -171,7 +236,8 @@ class Requests:
         if self._pending.get(request_id) is pending:
             del self._pending[request_id]
             self._wake_askers()
-            if pending.outcome is None and not self._core.outbox.closed:
+            unanswered = pending.outcome is None or pending.outcome is _TIMED_OUT
+            if unanswered and not self._core.outbox.closed:
                 try:
                     self._core.enqueue(encode_cancel(request_id), limit=None)
                 except ConnectionClosed:
@@ -339,14 +405,13 @@ class Requests:
         self.answered += 1
 
 
-def _result(outcome: ReplyOk | ReplyError | ConnectionClosed | None) -> Message:
+def _result(outcome: ReplyOk | ReplyError | ConnectionClosed | _TimedOut | None) -> Message:
     """What a finished request returns, or raises."""
     if type(outcome) is ReplyOk:
         return Message(outcome.data, outcome.metadata)
     if isinstance(outcome, ConnectionClosed):
         raise outcome
-    assert outcome is not None
-    assert not isinstance(outcome, ReplyOk)
+    assert isinstance(outcome, ReplyError)
     error: AlvaroError = RemoteError(
         outcome.kind, outcome.message, outcome.remote_type, outcome.traceback
     )
