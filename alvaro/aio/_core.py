@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .._throttle import LogThrottle
     from .._types import Metadata
     from ..exceptions import ConnectionClosed, ConnectionClosedError, RemoteProtocolError
-    from ..protocol import Close, Event, Hello, Message, Role
+    from ..protocol import Close, Event, Hello, Role
     from ._io import Transport
 
 __all__ = ("ConnectionCore", "core_of")
@@ -155,9 +155,15 @@ class ConnectionCore:
             self.requests = Requests(self)
         return self.requests
 
-    async def ask(self, data: Any, metadata: Metadata | None, timeout: float | None) -> Message:
-        """Send a request and wait for its reply (:meth:`Connection.request`); ``timeout``
-        ``None`` is the ``request_timeout`` setting, ``math.inf`` none."""
+    def asking(self, timeout: float | None) -> tuple[Requests, float | None]:
+        """What :meth:`Connection.request` awaits ``ask()`` of, and with which timeout:
+        ``None`` is the ``request_timeout`` setting, ``math.inf`` none. (Not a coroutine, so
+        that a request awaits one coroutine of alvaro's less.)
+
+        Raises:
+            RemoteError: the peer does not take requests.
+            ValueError: a timeout that is not a positive number of seconds.
+        """
         if "request" not in self.decoder.negotiated:
             raise RemoteError(
                 RemoteError.NO_HANDLER,
@@ -169,7 +175,7 @@ class ConnectionCore:
             timeout = None
         elif not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        return await self.request_table().ask(data, metadata, timeout)
+        return self.requests or self.request_table(), timeout
 
     def start_on_loop(self) -> None:
         """Bind to the running event loop; first thing of the opening handshake."""

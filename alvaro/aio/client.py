@@ -488,7 +488,8 @@ class Client(ClientAliases):
 
         See :meth:`Connection.request <alvaro.aio.Connection.request>`.
         """
-        return await self._require_connection().request(data, metadata, timeout=timeout)
+        requests, seconds = core_of(self._require_connection()).asking(timeout)
+        return await requests.ask(data, metadata, seconds)
 
     def disconnect(self, reason: str | None = None, code: int = CloseCode.NORMAL) -> None:
         """Close the connection and return at once; safe from any thread, idempotent."""

@@ -226,7 +226,8 @@ class Connection(ConnectionAliases):
             ConnectionClosed: the connection ended before the answer came.
             EncodeError, MessageTooLarge: as :meth:`send_data`.
         """
-        return await self._core.ask(data, metadata, timeout)
+        requests, seconds = self._core.asking(timeout)
+        return await requests.ask(data, metadata, seconds)
 
     @property
     def late_replies(self) -> int:

@@ -122,7 +122,8 @@ class SyncRequests:
                     scopes.append(scope)
                     if cancelled:
                         scope.cancel()
-                    message = await core.ask(data, metadata, timeout)
+                    requests, seconds = core.asking(timeout)
+                    message = await requests.ask(data, metadata, seconds)
                 if scope.cancelled_caught:
                     on_failure(core.closed_error() if core.outbox.closed else _cancelled())
                 else:

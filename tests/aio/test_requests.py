@@ -390,3 +390,44 @@ async def test_a_request_id_used_twice_at_once_is_a_protocol_error() -> None:
             release.set()
         await eventually(lambda: bool(lost))
     assert lost == [(alvaro.CloseCode.PROTOCOL_ERROR, "request id 5 is already in use")]
+
+
+async def test_a_shorter_deadline_asked_later_still_ends_first() -> None:
+    """One timer watches every deadline: a request asked later with an earlier deadline wakes
+    it, and times out on time while the earlier request goes on waiting."""
+
+    async def got_request(conn: Connection, data: Any, metadata: dict[str, Any]) -> Any:
+        await anyio.sleep(data)
+        return data
+
+    ended: list[str] = []
+    async with alvaro.Host("127.0.0.1", 0) as host:
+        host.got_request = got_request
+        async with connect("127.0.0.1", host.port) as client:
+
+            async def ask(name: str, sleep: float, timeout: float) -> None:
+                try:
+                    await client.request(sleep, timeout=timeout)
+                    ended.append(f"{name} answered")
+                except TimeoutError:
+                    ended.append(f"{name} timed out")
+
+            with anyio.fail_after(WAIT):
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(ask, "long", 6 * T, WAIT)
+                    await anyio.sleep(T)
+                    tasks.start_soon(ask, "short", WAIT, 2 * T)
+    assert ended == ["short timed out", "long answered"]
+
+
+async def test_the_deadlines_of_answered_requests_do_not_pile_up() -> None:
+    async with alvaro.Host("127.0.0.1", 0) as host:
+        host.got_request = lambda conn, data, metadata: data
+        async with connect("127.0.0.1", host.port) as client:
+            with anyio.fail_after(WAIT):
+                for n in range(1000):
+                    await client.request(n)  # each with the 30 s request_timeout
+            assert client.connection is not None
+            table = core_of(client.connection).request_table()
+            assert table.pending == 0
+            assert len(table._deadlines) <= 2 * 64
