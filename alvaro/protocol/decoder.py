@@ -347,10 +347,11 @@ class Decoder:
     ) -> Request | ReplyOk | ReplyError:
         # The request id comes first in both bodies; the message after the fixed prefix is
         # read as a DATA body is (docs/protocol.md, 9.2).
-        name = type_name(frame_type)
         prefix = REQUEST_PREFIX_SIZE if frame_type == FrameType.REQUEST else REPLY_PREFIX_SIZE
         if length < prefix:
-            raise RemoteProtocolError(f"{name} frame body of {length} bytes is too short")
+            raise RemoteProtocolError(
+                f"{type_name(frame_type)} frame body of {length} bytes is too short"
+            )
         skip = prefix - META_LENGTH_SIZE
         if frame_type == FrameType.REQUEST:
             _, _, _, request_id, ms, _ = REQUEST_HEADER.unpack_from(view, start - HEADER_SIZE)
