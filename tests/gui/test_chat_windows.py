@@ -17,6 +17,7 @@ import pytest
 
 from ..helpers import ROOT, WAIT, checkout_env
 from ..processes import Peer
+from ..terminal import TerminalProgram
 from .conftest import gui_environment, screenshot
 
 if TYPE_CHECKING:
@@ -70,13 +71,18 @@ def chat_window(display: str, program: str, name: str, port: int) -> Peer:
 
 
 def test_tk_and_qt_windows_chat_and_close(qt_on_x: str, chat_port: int) -> None:
+    """A Tk window, a Qt window and `alvaro connect` in a terminal chat, as docs/gui.md says."""
     display = qt_on_x
     with (
         chat_window(display, "tk_chat.py", "alice", chat_port) as tk,
         chat_window(display, "qt_chat.py", "bob", chat_port) as qt,
+        TerminalProgram("connect", "127.0.0.1", str(chat_port)) as term,
     ):
         for window in (tk, qt):
             window.wait_for("host: welcome to the chat")
+        term.wait_for_line('< "welcome to the chat"  {"from": "host"}')
+        term.type('/meta {"from": "carol"}\r')
+        term.wait_for_line('metadata: {"from": "carol"}')
         tk_window = window_of(display, "alvaro chat - alice")
         qt_window = window_of(display, "alvaro chat - bob")
         # Side by side (there is no window manager to place them), so that each screenshot
@@ -88,6 +94,13 @@ def test_tk_and_qt_windows_chat_and_close(qt_on_x: str, chat_port: int) -> None:
         tk.wait_for("alice: hello from Tk")  # shown in the sender's own window too
         type_line(display, qt_window, "hello from Qt")
         tk.wait_for("bob: hello from Qt")
+        term.wait_for_line('< "hello from Tk"  {"from": "alice"}')
+        term.wait_for_line('< "hello from Qt"  {"from": "bob"}')
+        term.type("hello from a terminal\r")
+        tk.wait_for("carol: hello from a terminal")
+        qt.wait_for("carol: hello from a terminal")
+        term.type("/quit\r")
+        assert term.finish() == (0, "")
 
         screenshot(display, tk_window, "tk_chat")
         screenshot(display, qt_window, "qt_chat")
@@ -101,3 +114,4 @@ def test_tk_and_qt_windows_chat_and_close(qt_on_x: str, chat_port: int) -> None:
         # Each window showed each line once: nothing lost, nothing doubled.
         assert tk.lines("bob: ") == ["bob: hello from Qt"]
         assert qt.lines("alice: ") == ["alice: hello from Tk"]
+        assert tk.lines("carol: ") == qt.lines("carol: ") == ["carol: hello from a terminal"]
