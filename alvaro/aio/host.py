@@ -195,12 +195,10 @@ class Host(HostAliases):
     """Called as ``got_request(conn, data, metadata)`` for each request a client sends; what it
     returns is the reply (:class:`alvaro.Reply` to give it metadata too).
 
-    Runs in the event loop. An ``async def`` runs in a task of its own, so requests run
-    concurrently (at most ``max_concurrent_requests`` per connection), and is cancelled when
-    the deadline passes or the client gives up. A plain function runs at once in the
-    connection's task, as it would block the loop anywhere. If it raises, the client gets
-    :class:`~alvaro.RemoteError` and the exception is logged here. While this is not set,
-    requests are answered "no_handler".
+    Runs in the event loop: an ``async def`` in a task of its own (requests run concurrently,
+    at most ``max_concurrent_requests`` per connection; cancelled at the deadline or when the
+    client gives up), a plain function at once in the connection's task. If it raises, the
+    client gets :class:`~alvaro.RemoteError` and it is logged here. Unset: "no_handler".
     """
 
     lost_client: Callable[[Connection], object] | None = None
