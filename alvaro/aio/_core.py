@@ -175,7 +175,7 @@ class ConnectionCore:
             timeout = None
         elif not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        return self.requests or self.request_table(), timeout
+        return self.request_table(), timeout
 
     def start_on_loop(self) -> None:
         """Bind to the running event loop; first thing of the opening handshake."""
